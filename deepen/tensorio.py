@@ -1,0 +1,188 @@
+"""Lazy tensor IO: read checkpoints tensor by tensor, write safetensors as tensors arrive.
+
+Nothing here holds a whole model in memory. A reader keeps a ``safe_open`` handle per shard and
+returns one tensor at a time; a writer lays out the safetensors header from the tensors' shapes
+up front and then appends each tensor's bytes as the caller produces it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+from safetensors import safe_open
+
+DTYPE_CODES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class CheckpointReader:
+    """Lazy access to the tensors of a safetensors file or an HF model directory."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        if path.is_dir():
+            index = path / INDEX_NAME
+            if index.exists():
+                weight_map = json.loads(index.read_text())["weight_map"]
+                self.files = {name: path / shard for name, shard in weight_map.items()}
+            elif (path / SINGLE_NAME).exists():
+                self.files = None
+                self._single = path / SINGLE_NAME
+            else:
+                raise FileNotFoundError(f"{path}: no {SINGLE_NAME} or {INDEX_NAME}")
+        else:
+            self.files = None
+            self._single = path
+        self._handles: dict[Path, object] = {}
+        if self.files is None:
+            if not self._single.exists():
+                raise FileNotFoundError(f"checkpoint file missing: {self._single}")
+            self.files = {name: self._single for name in self._handle(self._single).keys()}
+        missing = sorted({str(f) for f in self.files.values() if not f.exists()})
+        if missing:
+            raise FileNotFoundError(f"checkpoint shard missing: {', '.join(missing)}")
+
+    def _handle(self, file: Path):
+        if file not in self._handles:
+            try:
+                self._handles[file] = safe_open(str(file), framework="pt")
+            except Exception as e:  # safetensors raises its own error types
+                raise OSError(f"cannot read safetensors file {file}: {e}") from e
+        return self._handles[file]
+
+    def keys(self) -> list[str]:
+        return list(self.files)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.files
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._handle(self.files[name]).get_tensor(name)
+
+    def get_slice(self, name: str):
+        return self._handle(self.files[name]).get_slice(name)
+
+    def shape(self, name: str) -> list[int]:
+        return list(self.get_slice(name).get_shape())
+
+    def dtype(self, name: str) -> torch.dtype:
+        return CODE_DTYPES[self.get_slice(name).get_dtype()]
+
+    def metadata(self) -> dict[str, str]:
+        first = next(iter(self.files.values()))
+        return self._handle(first).metadata() or {}
+
+
+def tensor_nbytes(shape: Iterable[int], dtype: torch.dtype) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n * torch.empty((), dtype=dtype).element_size()
+
+
+class StreamingWriter:
+    """Write one safetensors file whose tensors are declared first and produced one by one.
+
+    ``specs`` is an ordered list of (name, shape, dtype). ``write(name, tensor)`` must be called in
+    that order. The file appears at ``path`` only after ``close()`` with every tensor written.
+    """
+
+    def __init__(self, path, specs: list[tuple[str, list[int], torch.dtype]], metadata=None):
+        self.path = Path(path)
+        self.specs = list(specs)
+        header: dict[str, object] = {}
+        if metadata:
+            header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        offset = 0
+        for name, shape, dtype in self.specs:
+            size = tensor_nbytes(shape, dtype)
+            header[name] = {"dtype": DTYPE_CODES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+            offset += size
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._file = open(self._tmp, "wb")
+        self._file.write(struct.pack("<Q", len(raw)))
+        self._file.write(raw)
+        self._next = 0
+        self.nbytes = offset
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        want_name, want_shape, want_dtype = self.specs[self._next]
+        if name != want_name:
+            raise ValueError(f"expected tensor {want_name!r} next, got {name!r}")
+        if list(tensor.shape) != list(want_shape) or tensor.dtype != want_dtype:
+            raise ValueError(
+                f"{name}: declared {want_dtype} {list(want_shape)}, got {tensor.dtype} {list(tensor.shape)}"
+            )
+        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        self._file.write(memoryview(data))
+        self._next += 1
+
+    def close(self) -> None:
+        self._file.close()
+        if self._next != len(self.specs):
+            self._ctx.__exit__(RuntimeError, None, None)
+            raise RuntimeError(f"{self.path}: {len(self.specs) - self._next} declared tensors were never written")
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        self._file.close()
+        try:
+            self._ctx.__exit__(RuntimeError, None, None)
+        except RuntimeError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+def write_tensors(path, tensors: Iterator[tuple[str, torch.Tensor]] | dict, specs=None, metadata=None) -> None:
+    """Write tensors to ``path``; with ``specs`` the tensors may be a lazy iterator."""
+    if isinstance(tensors, dict):
+        specs = [(k, list(v.shape), v.dtype) for k, v in tensors.items()]
+        tensors = iter(tensors.items())
+    with StreamingWriter(path, specs, metadata) as writer:
+        for name, tensor in tensors:
+            writer.write(name, tensor)
