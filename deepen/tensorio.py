@@ -153,6 +153,21 @@ class StreamingWriter:
         self._file.write(memoryview(data))
         self._next += 1
 
+    def write_parts(self, name: str, parts: Iterable[torch.Tensor]) -> None:
+        """Write the declared tensor ``name`` as consecutive slices along its first axis."""
+        want_name, want_shape, want_dtype = self.specs[self._next]
+        if name != want_name:
+            raise ValueError(f"expected tensor {want_name!r} next, got {name!r}")
+        rows = 0
+        for part in parts:
+            if list(part.shape) != list(want_shape[1:]) or part.dtype != want_dtype:
+                raise ValueError(f"{name}: slice {part.dtype} {list(part.shape)} does not fit {want_dtype} {want_shape}")
+            self._file.write(memoryview(part.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+            rows += 1
+        if rows != want_shape[0]:
+            raise ValueError(f"{name}: {rows} slices written, {want_shape[0]} declared")
+        self._next += 1
+
     def close(self) -> None:
         self._file.close()
         if self._next != len(self.specs):

@@ -1,0 +1,164 @@
+"""Reconstruction: execute a layer plan by streaming tensors from the base and the generated layers
+into a new sharded HF model directory. It knows nothing about methods: the plan carries everything."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import plan as plans
+from .arch import architecture_for, split_layer_key
+from .extract import read_model_config
+from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, tensor_nbytes
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "vocab.json", "merges.txt", "chat_template.jinja")
+
+
+def output_tensors(reader: CheckpointReader, plan: list[dict], arch) -> list[tuple[str, tuple]]:
+    """(output name, source) in file order. A source is ("base", name) or ("new", name)."""
+    layer_rests: dict[int, list[str]] = {}
+    head, tail = [], []  # embeddings before the layers, final norm and head after
+    for name in reader.keys():
+        parts = split_layer_key(name)
+        if parts and parts[0] == arch.layer_prefix:
+            layer_rests.setdefault(parts[1], []).append(parts[2])
+        else:
+            (head if "embed" in name else tail).append(name)
+    out = [(n, ("base", n)) for n in head]
+    for i, entry in enumerate(plan):
+        if entry["from"] == "base":
+            src = entry["layer"]
+            for rest in layer_rests[src]:
+                out.append((f"{arch.layer_prefix}.{i}.{rest}", ("base", f"{arch.layer_prefix}.{src}.{rest}")))
+        else:
+            for rest in layer_rests[entry["between"][0]]:
+                matrix = arch.matrix_of(rest)
+                if matrix is None:
+                    raise KeyError(f"layer tensor {rest!r} is not covered by the {arch.model_types[0]} adapter")
+                out.append((f"{arch.layer_prefix}.{i}.{rest}", ("new", f"new.{entry['id']}.{matrix}")))
+    out += [(n, ("base", n)) for n in tail]
+    return out
+
+
+def shard(sizes: list[int], max_bytes: int) -> list[list[int]]:
+    """Consecutive groups of tensor indices, each at most ``max_bytes`` (a larger tensor stands alone)."""
+    groups, current, total = [], [], 0
+    for i, size in enumerate(sizes):
+        if current and total + size > max_bytes:
+            groups.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def expanded_config(config: dict, plan: list[dict]) -> dict:
+    config = dict(config)
+    config["num_hidden_layers"] = len(plan)
+    # Per-layer config lists follow the plan; a new layer takes its lower neighbour's entry.
+    for key in ("layer_types",):
+        if isinstance(config.get(key), list):
+            src = [e["layer"] if e["from"] == "base" else e["between"][0] for e in plan]
+            config[key] = [config[key][s] for s in src]
+    return config
+
+
+def model_card(method: str, plan_info: dict, base: str, num_layers: int, base_layers: int) -> str:
+    new = [i for i, e in enumerate(plan_info["plan"]) if e["from"] == "new"]
+    lines = [
+        f"# {method}: {base_layers} -> {num_layers} layers",
+        "",
+        f"Depth-up-scaled by deepen with method `{method}` (generator `{plan_info.get('generator')}`).",
+        f"Base model: `{base}`.",
+        "",
+        f"New layers at output positions: {new if new else 'none (re-used base layers only)'}.",
+        "",
+        "| output layer | source |",
+        "|---|---|",
+    ]
+    for i, e in enumerate(plan_info["plan"]):
+        src = f"base layer {e['layer']}" if e["from"] == "base" else f"new #{e['id']} between {e['between']}"
+        lines.append(f"| {i} | {src} |")
+    return "\n".join(lines) + "\n"
+
+
+def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, method: str,
+                max_shard_bytes: int = 2 * 1024**3) -> Path:
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    config = read_model_config(base_dir)
+    arch = architecture_for(config.get("model_type", ""))
+    plan_info = plans.load(plan_path)
+    plan = plan_info["plan"]
+    plans.validate(plan, config["num_hidden_layers"])
+    reader = CheckpointReader(base_dir)
+    new_reader = CheckpointReader(new_layers_path)
+
+    tensors = output_tensors(reader, plan, arch)
+    sources = {"base": reader, "new": new_reader}
+    specs = []
+    for name, (kind, src) in tensors:
+        specs.append((name, sources[kind].shape(src), sources[kind].dtype(src)))
+    groups = shard([tensor_nbytes(s, d) for _, s, d in specs], max_shard_bytes)
+
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    weight_map, total = {}, 0
+    progress = tqdm(total=len(specs), desc=f"reconstruct {method}", leave=False)
+    for k, group in enumerate(groups):
+        fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
+        with StreamingWriter(tmp / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
+            for i in group:
+                name, (kind, src) = tensors[i]
+                writer.write(name, sources[kind].get(src))
+                weight_map[name] = fname
+                progress.update()
+            total += writer.nbytes
+    progress.close()
+    (tmp / INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+
+    new_config = expanded_config(config, plan)
+    (tmp / "config.json").write_text(json.dumps(new_config, indent=2))
+    for name in ("generation_config.json",):
+        if (base_dir / name).exists():
+            shutil.copy2(base_dir / name, tmp / name)
+    for name in TOKENIZER_FILES:
+        if (Path(tokenizer_dir) / name).exists():
+            shutil.copy2(Path(tokenizer_dir) / name, tmp / name)
+    shutil.copy2(plan_path, tmp / "deepen_plan.json")
+    (tmp / "README.md").write_text(
+        model_card(method, plan_info, str(base_dir), len(plan), config["num_hidden_layers"])
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def identity_plan(num_layers: int) -> list[dict]:
+    return [{"from": "base", "layer": i} for i in range(num_layers)]
+
+
+def layer_sources(plan: list[dict]) -> dict[int, int]:
+    """Output layer index -> base layer index, for layers copied from the base."""
+    return dict(plans.base_layers(plan))
+
+
+def compare_untouched(base_dir, out_dir) -> None:
+    """Check that every copied layer of the output equals its base layer (raises naming the tensor)."""
+    base = CheckpointReader(base_dir)
+    out = CheckpointReader(out_dir)
+    plan = plans.load(Path(out_dir) / "deepen_plan.json")["plan"]
+    arch = architecture_for(read_model_config(base_dir)["model_type"])
+    for i, layer in plans.base_layers(plan):
+        for m in arch.matrices:
+            if not torch.equal(base.get(arch.tensor_name(layer, m)), out.get(arch.tensor_name(i, m))):
+                raise ValueError(f"output layer {i} {m} differs from base layer {layer}")
