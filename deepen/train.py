@@ -1,0 +1,210 @@
+"""Training with ``transformers.Trainer``: base pretraining and continual pretraining (CPT).
+
+Writes ``metrics.jsonl`` (one line per evaluation: step, tokens, train_loss, val_loss, lr, seconds),
+checkpoints it resumes from after an interruption, and the final model directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+FREEZE_POLICIES = ("new_only", "all")
+
+
+class RandomWindows(Dataset):
+    """``num_samples`` windows of ``seq_len`` tokens at seeded random offsets of a token stream."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, num_samples: int, seed: int):
+        if len(tokens) <= seq_len:
+            raise ValueError(f"training split has {len(tokens)} tokens, fewer than seq_len {seq_len}")
+        self.tokens = torch.from_numpy(tokens.astype(np.int64))
+        rng = np.random.default_rng(seed)
+        self.starts = rng.integers(0, len(tokens) - seq_len, size=num_samples)
+        self.seq_len = seq_len
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        x = self.tokens[self.starts[i] : self.starts[i] + self.seq_len]
+        return {"input_ids": x, "labels": x}
+
+
+class FixedWindows(Dataset):
+    """Consecutive non-overlapping windows covering up to ``max_tokens`` of a split (the same for every run)."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, max_tokens: int):
+        n = min(len(tokens), max_tokens) // seq_len
+        if n == 0:
+            raise ValueError(f"validation split has {len(tokens)} tokens, fewer than seq_len {seq_len}")
+        self.tokens = torch.from_numpy(tokens[: n * seq_len].astype(np.int64)).view(n, seq_len)
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.tokens[i], "labels": self.tokens[i]}
+
+
+def freeze(model, policy: str, trainable_layers: list[int] | None) -> int:
+    """Set ``requires_grad`` by policy; return the number of trainable parameters."""
+    if policy not in FREEZE_POLICIES:
+        raise ValueError(f"unknown freeze policy {policy!r}; use one of {FREEZE_POLICIES}")
+    if policy == "all":
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        if not trainable_layers:
+            raise ValueError("freeze policy 'new_only' but the plan has no new layers")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        layers = model.model.layers
+        for i in trainable_layers:
+            for p in layers[i].parameters():
+                p.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def config_digest(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _metrics_callback(path: Path, tokens_per_step: int, t0: float):
+    from transformers import TrainerCallback
+
+    class MetricsWriter(TrainerCallback):
+        """Joins the latest train loss and lr with each evaluation into one json line."""
+
+        def __init__(self):
+            self.train_loss = None
+            self.lr = None
+            self.start = t0
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.train_loss = float(logs["loss"])
+            if logs and "learning_rate" in logs:
+                self.lr = float(logs["learning_rate"])
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            line = {
+                "step": state.global_step,
+                "tokens": state.global_step * tokens_per_step,
+                "train_loss": self.train_loss,
+                "val_loss": float(metrics["eval_loss"]),
+                "lr": self.lr,
+                "seconds": round(time.time() - self.start, 3),
+            }
+            with open(path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+
+    return MetricsWriter()
+
+
+def _last_checkpoint(ckpt_dir: Path) -> Path | None:
+    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final_dir,
+          trainable_layers: list[int] | None = None, threads: int = 1) -> dict:
+    """Train ``model`` for ``cfg['steps']`` optimizer steps; resume from ``work_dir`` checkpoints if any.
+
+    cfg keys: steps, batch_size, seq_len, lr, warmup_steps, weight_decay, eval_interval,
+    eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule.
+    """
+    from transformers import Trainer, TrainingArguments
+
+    torch.set_num_threads(max(1, threads))
+    work_dir, final_dir = Path(work_dir), Path(final_dir)
+    ckpt_dir = work_dir / "checkpoints"
+    metrics_path = work_dir / "metrics.jsonl"
+    digest = config_digest({k: v for k, v in cfg.items()})
+    stamp = ckpt_dir / "config_digest"
+    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(ckpt_dir)  # checkpoints of other settings must not be resumed
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+
+    trainable = freeze(model, cfg.get("freeze", "all"), trainable_layers)
+    steps, batch, seq_len = cfg["steps"], cfg["batch_size"], cfg["seq_len"]
+    train_set = RandomWindows(train_tokens, seq_len, steps * batch, cfg["seed"])
+    val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
+
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=cfg.get("eval_batch_size", batch),
+        learning_rate=cfg["lr"],
+        lr_scheduler_type=cfg.get("schedule", "cosine"),
+        warmup_steps=cfg.get("warmup_steps", 0),
+        weight_decay=cfg.get("weight_decay", 0.0),
+        max_grad_norm=cfg.get("grad_clip", 1.0),
+        logging_steps=cfg["eval_interval"],
+        eval_strategy="steps",
+        eval_steps=cfg["eval_interval"],
+        save_strategy="steps",
+        save_steps=cfg.get("checkpoint_interval", cfg["eval_interval"]),
+        save_total_limit=1,
+        prediction_loss_only=True,
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        seed=cfg["seed"],
+        data_seed=cfg["seed"],
+        disable_tqdm=False,
+        save_only_model=False,
+    )
+    resume = _last_checkpoint(ckpt_dir)
+    if resume is not None and metrics_path.exists():
+        # Drop metric lines written after the checkpoint we resume from.
+        done = int(resume.name.split("-")[1])
+        lines = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] <= done]
+        metrics_path.write_text("".join(l + "\n" for l in lines))
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    t0 = time.time()
+    callback = _metrics_callback(metrics_path, batch * seq_len, t0)
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set, callbacks=[callback])
+    if resume is None:
+        trainer.evaluate()  # the val loss at step 0, before any update
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if steps % cfg["eval_interval"]:
+        trainer.evaluate()
+    elapsed = time.time() - t0
+
+    tmp = final_dir.with_name(f".{final_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    tmp.rename(final_dir)
+    if not cfg.get("keep_checkpoints", False):
+        shutil.rmtree(ckpt_dir)
+    return {"trainable_params": trainable, "seconds": elapsed, "steps": steps}
+
+
+def read_metrics(path) -> list[dict]:
+    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+
+
+def steps_to_reach(metrics: list[dict], target: float) -> int | None:
+    """First logged step whose val loss is at or below ``target``."""
+    for m in metrics:
+        if m["val_loss"] is not None and not math.isnan(m["val_loss"]) and m["val_loss"] <= target:
+            return m["step"]
+    return None
