@@ -1,0 +1,128 @@
+"""Offline lm-eval tasks built from the held-out test plays: perplexity, last-word cloze, next line.
+
+Task definitions live in ``config/tasks/*.yaml`` with a ``{data_dir}`` placeholder; building the tasks
+writes the data files and the YAMLs, with the placeholder filled in, into one directory.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+from .corpus import read_documents
+
+CLOZE_LINE = re.compile(r"^(?P<head>.*\S)\s+(?P<word>[A-Za-z][A-Za-z']*)[,.;:!?]*$")
+
+
+def verse_lines(doc: str) -> list[str]:
+    """Spoken lines: not speaker labels, not empty, not act/scene headers."""
+    out = []
+    for line in doc.splitlines():
+        s = line.strip()
+        if not s or s.endswith(":") or s.isupper() or s.startswith(("ACT ", "SCENE ", "Enter ", "Exit", "Exeunt")):
+            continue
+        out.append(s)
+    return out
+
+
+def ppl_docs(docs: list[str], chunk_chars: int, max_docs: int) -> list[dict]:
+    chunks = []
+    for doc in docs:
+        current = ""
+        for line in doc.splitlines(keepends=True):
+            if len(current) + len(line) > chunk_chars and current:
+                chunks.append({"text": current})
+                current = ""
+            current += line
+        if current.strip():
+            chunks.append({"text": current})
+    return chunks[:max_docs]
+
+
+def _spread(items: list, n: int, rng: random.Random) -> list:
+    return items if len(items) <= n else sorted(rng.sample(items, n), key=items.index)
+
+
+def cloze_docs(docs: list[str], context_lines: int, max_docs: int, rng: random.Random) -> list[dict]:
+    out = []
+    for doc in docs:
+        lines = doc.splitlines()
+        for i, line in enumerate(lines):
+            m = CLOZE_LINE.match(line.strip())
+            if i < context_lines or not m or len(line.split()) < 4 or line.strip().endswith(":"):
+                continue
+            context = "\n".join(lines[i - context_lines : i] + [m["head"]])
+            out.append({"context": context, "target": m["word"]})
+    return _spread(out, max_docs, rng)
+
+
+def next_line_docs(docs: list[str], context_lines: int, max_docs: int, rng: random.Random) -> list[dict]:
+    out = []
+    for doc in docs:
+        verse = verse_lines(doc)
+        pool = sorted(set(verse))
+        for i in range(context_lines, len(verse)):
+            answer = verse[i]
+            distractors = [l for l in rng.sample(pool, min(12, len(pool))) if l != answer][:3]
+            if len(distractors) < 3:
+                continue
+            choices = distractors + [answer]
+            rng.shuffle(choices)
+            out.append({"context": "\n".join(verse[i - context_lines : i]), "choices": choices,
+                        "label": choices.index(answer)})
+    return _spread(out, max_docs, rng)
+
+
+def build_tasks(test_txt, templates_dir, out_dir, cfg: dict) -> list[str]:
+    """Write the task data and YAMLs into ``out_dir``; return the task names."""
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    docs = read_documents(test_txt)
+    rng = random.Random(cfg["seed"])
+    data = {
+        "ppl": ppl_docs(docs, cfg["ppl_chunk_chars"], cfg["max_docs"]),
+        "cloze": cloze_docs(docs, cfg["context_lines"], cfg["max_docs"], rng),
+        "next_line": next_line_docs(docs, cfg["context_lines"], cfg["max_docs"], rng),
+    }
+    for name, rows in data.items():
+        if not rows:
+            raise ValueError(f"task data {name!r} is empty: the test split is too small")
+        with open(out_dir / f"{name}.jsonl", "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+    names = []
+    for template in sorted(Path(templates_dir).glob("*.yaml")):
+        text = template.read_text().replace("{data_dir}", str(out_dir))
+        (out_dir / template.name).write_text(text)
+        names.append(template.stem)
+    return names
+
+
+def evaluate(model_dir, tasks_dir, tasks: list[str], batch_size: int, threads: int = 1) -> dict:
+    """Run lm-eval on a local model directory and local tasks; return a json-serialisable dict."""
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    torch.set_num_threads(max(1, threads))
+    lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cuda" if torch.cuda.is_available() else "cpu",
+              dtype="float32")
+    manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+    results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
+                              log_samples=False, num_fewshot=0)
+    return json.loads(json.dumps({"results": results["results"], "n-samples": results.get("n-samples"),
+                                  "versions": results.get("versions")}, default=str))
+
+
+def flat_metrics(eval_json: dict) -> dict[str, float]:
+    """``{task}/{metric}`` -> value, skipping stderr entries and aliases."""
+    out = {}
+    for task, metrics in eval_json["results"].items():
+        for key, value in metrics.items():
+            if key == "alias" or "stderr" in key or not isinstance(value, (int, float)):
+                continue
+            out[f"{task}/{key.split(',')[0]}"] = value
+    return out
