@@ -1,0 +1,131 @@
+"""Configuration checks run before any job: the JSON schema (with defaults filled in), then what a
+schema cannot say — generators that exist, placements that fit the model, a target that is a row."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from . import generators
+from .arch import UnsupportedArchitecture, architecture_for
+from .plan import PlanError
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _with_defaults(cls):
+    base_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = json.loads(json.dumps(sub["default"]))
+        yield from base_properties(validator, props, instance, schema)
+
+    return validators.extend(cls, {"properties": properties})
+
+
+DefaultFillingValidator = _with_defaults(Draft202012Validator)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _schema_problems(config: dict, schema: dict) -> list[str]:
+    problems = []
+    for err in sorted(DefaultFillingValidator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
+        where = _key(err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in known]
+            for k in extra:
+                hint = difflib.get_close_matches(k, known, n=1)
+                hint = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
+                problems.append(f"{_key([*err.absolute_path, k])}: unknown key{hint}")
+        elif err.validator == "required":
+            problems.append(f"{where}: {err.message}")
+        else:
+            problems.append(f"{where}: {err.message}")
+    return problems
+
+
+class _PlanOnlyStacks:
+    """Enough of WeightStacks for a generator to build its plan before any weight exists."""
+
+    def __init__(self, num_layers: int, matrices: list[str]):
+        self.num_layers = num_layers
+        self.matrices = matrices
+
+
+def base_model_config(config: dict) -> dict:
+    """The base model's HF config: read from ``base_model``, or what the tiny Llama will have."""
+    if config.get("base_model"):
+        return json.loads((Path(config["base_model"]) / "config.json").read_text())
+    return {"model_type": "llama", **config["base"]["model"]}
+
+
+def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
+    problems = []
+    base = config.get("base_model")
+    if base:
+        if not Path(base).is_dir():
+            return [f"base_model: directory {base!r} does not exist"]
+        if not (Path(base) / "config.json").exists():
+            return [f"base_model: {base!r} has no config.json; it must be an HF model directory"]
+    elif "model" not in config.get("base", {}) or "train" not in config.get("base", {}):
+        return ["base: base.model and base.train are required when base_model is null"]
+    model = base_model_config(config)
+    try:
+        arch = architecture_for(model.get("model_type", ""))
+    except UnsupportedArchitecture as e:
+        return [f"base_model: {e}"]
+    L = model["num_hidden_layers"]
+    for name, opts in config["methods"].items():
+        if opts["generator"] not in generators.GENERATORS:
+            close = difflib.get_close_matches(opts["generator"], list(generators.GENERATORS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"methods.{name}.generator: unknown generator {opts['generator']!r}{hint} "
+                            f"(known: {', '.join(sorted(generators.GENERATORS))})")
+            continue
+        try:
+            expansion = generators.build_expansion(opts, _PlanOnlyStacks(L, arch.matrices), arch)
+        except PlanError as e:
+            problems.append(f"methods.{name}: {e}")
+            continue
+        if opts.get("freeze") == "new_only" and not any(e["from"] == "new" for e in expansion.plan):
+            problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
+                            "adds no new layers; use 'all'")
+    target = config["report"]["target_loss"]
+    if isinstance(target, str) and target not in [*config["methods"], "base"]:
+        problems.append(f"report.target_loss: {target!r} is neither a number nor a method of `methods`")
+    known_tasks = sorted(p.stem for p in tasks_dir.glob("*.yaml"))
+    for task in config["eval"]["tasks"]:
+        if task not in known_tasks:
+            problems.append(f"eval.tasks: unknown task {task!r} (tasks in {tasks_dir}: {', '.join(known_tasks)})")
+    max_pos = model.get("max_position_embeddings")
+    for section in ("cpt",) + (() if base else ("base.train",)):
+        sub = config["cpt"] if section == "cpt" else config["base"]["train"]
+        if max_pos and sub["seq_len"] > max_pos:
+            problems.append(f"{section}.seq_len: {sub['seq_len']} exceeds the model's max_position_embeddings {max_pos}")
+    if config["corpus"]["source"] == "files" and not config["corpus"].get("path"):
+        problems.append("corpus.path: required when corpus.source is 'files'")
+    return problems
+
+
+def validate_config(config: dict, schema_path, tasks_dir) -> dict:
+    """Fill defaults into ``config`` in place and raise ConfigError listing every problem."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    problems = _schema_problems(config, schema)
+    if not problems:
+        problems = _semantic_problems(config, Path(tasks_dir))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config

@@ -1,0 +1,136 @@
+"""The report: one row per method (and the base), loss curves, and a markdown summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from .tasks import flat_metrics
+from .train import read_metrics, steps_to_reach
+
+BASE_ROW = "base"
+COLUMNS = ["method", "generator", "freeze", "layers", "params", "trainable_params", "init_val_loss",
+           "final_val_loss", "steps_to_reach_target", "cpt_seconds"]
+# lm-eval metrics shown in the markdown table (all of them go to the csv)
+HEADLINE_METRICS = ["deepen_ppl/bits_per_byte", "deepen_cloze/acc", "deepen_next_line/acc"]
+
+
+def resolve_target(target, finals: dict[str, float]) -> float:
+    """The target loss: a number, or the name of a row whose final val loss is the target."""
+    if isinstance(target, (int, float)):
+        return float(target)
+    if target not in finals:
+        raise ValueError(f"report.target_loss names {target!r}, which is not a row: {sorted(finals)}")
+    return finals[target]
+
+
+def build_rows(runs: dict[str, dict], target) -> tuple[list[dict], float]:
+    """``runs[name]`` holds ``metrics`` (path), ``eval`` (path), ``info`` (path to train info json)."""
+    metrics = {name: read_metrics(r["metrics"]) for name, r in runs.items()}
+    finals = {name: m[-1]["val_loss"] for name, m in metrics.items()}
+    target_loss = resolve_target(target, finals)
+    rows = []
+    for name, r in runs.items():
+        info = json.loads(Path(r["info"]).read_text())
+        m = metrics[name]
+        reached = steps_to_reach(m, target_loss)
+        row = {
+            "method": name,
+            "generator": info.get("generator", ""),
+            "freeze": info["freeze"],
+            "layers": info["layers"],
+            "params": info["params"],
+            "trainable_params": info["trainable_params"],
+            "init_val_loss": round(m[0]["val_loss"], 5),
+            "final_val_loss": round(m[-1]["val_loss"], 5),
+            "steps_to_reach_target": "" if reached is None else reached,
+            "cpt_seconds": round(m[-1]["seconds"], 1),
+        }
+        row.update({k: round(v, 5) for k, v in flat_metrics(json.loads(Path(r["eval"]).read_text())).items()
+                    if not k.endswith("sample_len")})
+        rows.append(row)
+    return rows, target_loss
+
+
+def write_csv(rows: list[dict], path) -> None:
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS + extra)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_loss_curves(runs: dict[str, dict], target_loss: float, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    base_init = None
+    for name, r in runs.items():
+        m = read_metrics(r["metrics"])
+        style = {"color": "black", "linewidth": 2} if name == BASE_ROW else {}
+        ax.plot([x["step"] for x in m], [x["val_loss"] for x in m], marker=".", label=name, **style)
+        if name == BASE_ROW:
+            base_init = m[0]["val_loss"]
+    if base_init is not None:
+        ax.axhline(base_init, color="gray", linestyle="--", linewidth=1, label="base model before CPT")
+    ax.axhline(target_loss, color="red", linestyle=":", linewidth=1, label=f"target {target_loss:.3f}")
+    ax.set_xlabel("CPT step")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title("Continual pretraining of the up-scaled models")
+    finals = [read_metrics(r["metrics"])[-1]["val_loss"] for r in runs.values()]
+    inits = [read_metrics(r["metrics"])[0]["val_loss"] for r in runs.values()]
+    # Keep the interesting range visible: a random-init start can be far above everything else.
+    lo, hi = min(finals), max(max(finals), base_init or 0)
+    span = max(hi - lo, 1e-3)
+    ax.set_ylim(lo - 0.15 * span, min(max(inits), hi + 1.5 * span))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.4g}"
+    if isinstance(v, int) and v >= 10_000:
+        return f"{v / 1e6:.2f} M"
+    return str(v)
+
+
+def write_markdown(rows: list[dict], target_loss: float, target, settings: dict, path) -> None:
+    cols = COLUMNS[:] + [m for m in HEADLINE_METRICS if any(m in r for r in rows)]
+    lines = [
+        "# deepen: depth up-scaling comparison",
+        "",
+        f"Base model: {settings['base_desc']}. Every row continues pretraining for the same budget: "
+        f"{settings['cpt_steps']} steps of {settings['tokens_per_step']} tokens. "
+        f"`freeze` says what trained: `new_only` = only the inserted layers, `all` = every parameter.",
+        "",
+        f"Target loss for `steps_to_reach_target`: {target_loss:.4f} "
+        f"({'final val loss of ' + target if isinstance(target, str) else 'set in the config'}); "
+        "empty = never reached.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for r in sorted(rows, key=lambda r: r["final_val_loss"]):
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    lines += [
+        "",
+        "Rows are sorted by final validation loss. Losses are nats per token on a fixed validation set of "
+        f"{settings['val_tokens']} tokens from held-out plays; lm-eval metrics are on the held-out test plays "
+        "(bits_per_byte: lower is better; acc: higher is better).",
+        "",
+        "One seed per row: differences of a few hundredths of a nat are within run-to-run noise at this "
+        "scale, and a model of a few million parameters cannot settle what the papers measure at 1-8 B.",
+        "",
+        "![loss curves](loss_curves.png)",
+        "",
+    ]
+    Path(path).write_text("\n".join(lines))
