@@ -109,7 +109,8 @@ def write_markdown(rows: list[dict], target_loss: float, target, settings: dict,
         "# deepen: depth up-scaling comparison",
         "",
         f"Base model: {settings['base_desc']}. Every row continues pretraining for the same budget: "
-        f"{settings['cpt_steps']} steps of {settings['tokens_per_step']} tokens. "
+        f"{settings['cpt']['steps']} steps of {settings['cpt']['batch_size']} x {settings['cpt']['seq_len']} tokens, "
+        f"peak lr {settings['cpt']['lr']}. "
         f"`freeze` says what trained: `new_only` = only the inserted layers, `all` = every parameter.",
         "",
         f"Target loss for `steps_to_reach_target`: {target_loss:.4f} "

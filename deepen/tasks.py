@@ -1,7 +1,7 @@
 """Offline lm-eval tasks built from the held-out test plays: perplexity, last-word cloze, next line.
 
-Task definitions live in ``config/tasks/*.yaml`` with a ``{data_dir}`` placeholder; building the tasks
-writes the data files and the YAMLs, with the placeholder filled in, into one directory.
+Task definitions live in ``config/tasks/*.yaml`` with a ``{data_dir}`` placeholder, filled in when the
+tasks are evaluated, so the task data directory may move.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def next_line_docs(docs: list[str], context_lines: int, max_docs: int, rng: rand
     return _spread(out, max_docs, rng)
 
 
-def build_tasks(test_txt, templates_dir, out_dir, cfg: dict) -> list[str]:
-    """Write the task data and YAMLs into ``out_dir``; return the task names."""
-    out_dir = Path(out_dir).resolve()
+def build_task_data(test_txt, out_dir, cfg: dict) -> None:
+    """Write one jsonl per task kind into ``out_dir``."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = read_documents(test_txt)
     rng = random.Random(cfg["seed"])
@@ -92,16 +92,22 @@ def build_tasks(test_txt, templates_dir, out_dir, cfg: dict) -> list[str]:
         with open(out_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
+
+
+def render_tasks(templates_dir, data_dir, out_dir) -> list[str]:
+    """Task YAMLs with ``{data_dir}`` filled in (lm-eval wants absolute data paths); return task names."""
     names = []
     for template in sorted(Path(templates_dir).glob("*.yaml")):
-        text = template.read_text().replace("{data_dir}", str(out_dir))
-        (out_dir / template.name).write_text(text)
+        text = template.read_text().replace("{data_dir}", str(Path(data_dir).resolve()))
+        (Path(out_dir) / template.name).write_text(text)
         names.append(template.stem)
     return names
 
 
-def evaluate(model_dir, tasks_dir, tasks: list[str], batch_size: int, threads: int = 1) -> dict:
+def evaluate(model_dir, templates_dir, data_dir, tasks: list[str], batch_size: int, threads: int = 1) -> dict:
     """Run lm-eval on a local model directory and local tasks; return a json-serialisable dict."""
+    import tempfile
+
     import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -110,9 +116,11 @@ def evaluate(model_dir, tasks_dir, tasks: list[str], batch_size: int, threads: i
     torch.set_num_threads(max(1, threads))
     lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cuda" if torch.cuda.is_available() else "cpu",
               dtype="float32")
-    manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
-    results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
-                              log_samples=False, num_fewshot=0)
+    with tempfile.TemporaryDirectory() as include:
+        render_tasks(templates_dir, data_dir, include)
+        manager = TaskManager(include_path=include, include_defaults=False)
+        results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
+                                  log_samples=False, num_fewshot=0)
     return json.loads(json.dumps({"results": results["results"], "n-samples": results.get("n-samples"),
                                   "versions": results.get("versions")}, default=str))
 

@@ -195,7 +195,8 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     tmp.rename(final_dir)
     if not cfg.get("keep_checkpoints", False):
         shutil.rmtree(ckpt_dir)
-    return {"trainable_params": trainable, "seconds": elapsed, "steps": steps}
+    return {"trainable_params": trainable, "seconds": elapsed, "steps": steps,
+            "val_tokens": len(val_set) * seq_len}
 
 
 def read_metrics(path) -> list[dict]:

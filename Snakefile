@@ -1,0 +1,26 @@
+# deepen: depth up-scaling of a pretrained language model, every method side by side.
+# Config: config/config.yaml (the embedded default); checked against config/schema.yaml at start-up.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/base.smk"
+include: "rules/expand.smk"
+include: "rules/train.smk"
+include: "rules/eval.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report/summary.csv",
+        "results/report/summary.md",
+        "results/report/loss_curves.png",
+    default_target: True

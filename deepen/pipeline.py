@@ -1,0 +1,103 @@
+"""One entry point per workflow stage. Each takes plain paths and settings, so the stages run and
+test without Snakemake; ``scripts/`` only unpacks ``snakemake.*`` into these calls."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from . import plan as plans
+from .arch import architecture_for
+from .corpus import build_corpus
+from .extract import WeightStacks, extract_matrix, read_model_config
+from .generators import run_generator
+from .modeling import count_parameters, init_tiny_llama, load_causal_lm
+from .reconstruct import reconstruct
+from .tasks import build_task_data, evaluate
+from .tensorio import CheckpointReader, atomic_path
+from .tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
+from .train import train
+
+
+def write_json(obj, path) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2))
+
+
+def corpus_stage(corpus_cfg: dict, out_dir) -> None:
+    build_corpus(corpus_cfg, out_dir)
+
+
+def tokenizer_stage(train_txt, vocab_size: int, out_dir) -> None:
+    tmp = Path(out_dir).with_name(f".{Path(out_dir).name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    train_tokenizer(train_txt, vocab_size, tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_txt, val_txt, out_dir, work_dir,
+                        threads=1) -> None:
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = init_tiny_llama(model_cfg, tokenizer, seed)
+    cfg = {**train_cfg, "seed": seed, "freeze": "all"}
+    result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
+                   cfg, work_dir, out_dir, threads=threads)
+    write_json({**result, "params": count_parameters(model)}, Path(work_dir) / "info.json")
+
+
+def extract_stage(base_dir, matrix: str, out_path) -> None:
+    config = read_model_config(base_dir)
+    arch = architecture_for(config.get("model_type", ""))
+    extract_matrix(CheckpointReader(base_dir), arch, config["num_hidden_layers"], matrix, out_path)
+
+
+def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir) -> None:
+    arch = architecture_for(read_model_config(base_dir).get("model_type", ""))
+    stacks = WeightStacks(weights_dir, arch.matrices)
+    run_generator(opts, stacks, arch, out_dir, method)
+
+
+def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb) -> None:
+    reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, method,
+                max_shard_bytes=max_shard_mb * 1024**2)
+
+
+def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, final_dir, info_path,
+              threads=1) -> None:
+    """Continual pretraining of one expanded model (or the base, for the 'no expansion' row)."""
+    model = load_causal_lm(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    plan_path = Path(model_dir) / "deepen_plan.json"
+    plan_info = plans.load(plan_path) if plan_path.exists() else {"plan": [], "generator": ""}
+    new = [i for i, _ in plans.new_layers(plan_info["plan"])]
+    result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
+                   cfg, work_dir, final_dir, trainable_layers=new, threads=threads)
+    write_json({"method": method, "generator": plan_info.get("generator", ""), "freeze": cfg["freeze"],
+                "layers": model.config.num_hidden_layers, "params": count_parameters(model),
+                "new_layers": new, **result}, info_path)
+
+
+def tasks_stage(test_txt, out_dir, eval_cfg: dict) -> None:
+    tmp = Path(out_dir).with_name(f".{Path(out_dir).name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_task_data(test_txt, tmp, eval_cfg)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def evaluate_stage(model_dir, templates_dir, data_dir, tasks, batch_size, out_path, threads=1) -> None:
+    write_json(evaluate(model_dir, templates_dir, data_dir, tasks, batch_size, threads), out_path)
+
+
+def report_stage(rows: dict[str, dict], target, settings: dict, csv_path, md_path, png_path) -> None:
+    """``rows[name]`` = {"metrics": path, "eval": path, "info": path}; the 'base' row is the base model."""
+    from .report import build_rows, plot_loss_curves, write_csv, write_markdown
+
+    table, target_loss = build_rows(rows, target)
+    first = json.loads(Path(next(iter(rows.values()))["info"]).read_text())
+    settings = {**settings, "val_tokens": first["val_tokens"]}
+    write_csv(table, csv_path)
+    plot_loss_curves(rows, target_loss, png_path)
+    write_markdown(table, target_loss, target, settings, md_path)

@@ -1,0 +1,26 @@
+if PRETRAIN_BASE:
+
+    rule pretrain_base:
+        input:
+            tokenizer=TOKENIZER_DIR,
+            train="results/data/train.txt",
+            val="results/data/val.txt",
+        output:
+            model=directory("results/base"),
+            metrics="results/base_training/metrics.jsonl",
+            info="results/base_training/info.json",
+        log:
+            "logs/pretrain_base.log",
+        params:
+            model=config["base"]["model"],
+            train=config["base"]["train"],
+            seed=config["seed"],
+            work_dir="results/base_training",
+        threads: config["resources"]["train_threads"]
+        resources:
+            mem_mb=mem_mb(16, 4096),
+            runtime=240,
+        conda:
+            "../envs/deepen.yaml"
+        script:
+            "../scripts/pretrain_base.py"

@@ -1,0 +1,64 @@
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# The library lives beside the workflow; importable even when the package is not installed.
+sys.path.insert(0, workflow.basedir)
+
+from deepen.config import ConfigError, base_model_config, validate_config  # noqa: E402
+from deepen.arch import architecture_for  # noqa: E402
+
+# Nothing is fetched at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TASK_TEMPLATES = os.path.join(workflow.basedir, "config", "tasks")
+
+try:
+    validate_config(config, os.path.join(workflow.basedir, "config", "schema.yaml"), TASK_TEMPLATES)
+except ConfigError as e:
+    raise WorkflowError(str(e))
+
+BASE_MODEL_CONFIG = base_model_config(config)
+ARCH = architecture_for(BASE_MODEL_CONFIG["model_type"])
+PRETRAIN_BASE = not config["base_model"]
+BASE_DIR = "results/base" if PRETRAIN_BASE else config["base_model"]
+TOKENIZER_DIR = "results/tokenizer" if PRETRAIN_BASE else config["base_model"]
+METHODS = list(config["methods"])
+ROWS = ["base"] + METHODS
+
+
+wildcard_constraints:
+    method="|".join(METHODS),
+    row="|".join(ROWS),
+    matrix="|".join(ARCH.matrices),
+
+
+def base_params() -> int:
+    """Approximate parameter count of the base model, for resource requests."""
+    c = BASE_MODEL_CONFIG
+    h, i, L = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
+    return L * (4 * h * h + 3 * h * i) + 2 * c.get("vocab_size", 32000) * h
+
+
+def mem_mb(factor: float, floor: int = 1024) -> int:
+    """Memory for a job that holds ``factor`` × the base model's float32 bytes."""
+    return max(floor, int(factor * base_params() * 4 / 2**20) + 512)
+
+
+def generation_params(wildcards) -> dict:
+    """What the layers depend on: the method's options, less the CPT-only freeze policy."""
+    opts = {k: v for k, v in config["methods"][wildcards.method].items() if k != "freeze"}
+    return {**opts, "seed": config["seed"]}
+
+
+def cpt_params(wildcards) -> dict:
+    freeze = "all" if wildcards.row == "base" else config["methods"][wildcards.row]["freeze"]
+    return {**config["cpt"], "seed": config["seed"], "freeze": freeze}
+
+
+def cpt_model(wildcards) -> str:
+    return BASE_DIR if wildcards.row == "base" else f"results/models/{wildcards.row}"

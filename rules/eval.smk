@@ -1,0 +1,40 @@
+rule task_data:
+    input:
+        test="results/data/test.txt",
+    output:
+        directory("results/eval/task_data"),
+    log:
+        "logs/task_data.log",
+    params:
+        eval=config["eval"],
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/build_task_data.py"
+
+
+rule evaluate:
+    input:
+        model="results/cpt/{row}/final",
+        task_data="results/eval/task_data",
+        templates=expand("config/tasks/{task}.yaml", task=config["eval"]["tasks"]),
+    output:
+        "results/eval/{row}.json",
+    log:
+        "logs/evaluate/{row}.log",
+    params:
+        tasks=config["eval"]["tasks"],
+        batch_size=config["eval"]["batch_size"],
+        templates_dir="config/tasks",
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=mem_mb(4, 2048),
+        runtime=240,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,61 @@
+rule extract_weights:
+    input:
+        base=BASE_DIR,
+    output:
+        "results/weights/{matrix}.safetensors",
+    log:
+        "logs/extract_weights/{matrix}.log",
+    params:
+        matrix="{matrix}",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(0.1),
+        runtime=60,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/extract_weights.py"
+
+
+rule generate_layers:
+    input:
+        base=BASE_DIR,
+        weights=expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices),
+    output:
+        new_layers="results/layers/{method}/new_layers.safetensors",
+        plan="results/layers/{method}/plan.json",
+    log:
+        "logs/generate_layers/{method}.log",
+    params:
+        options=generation_params,
+        weights_dir="results/weights",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(0.2),
+        runtime=120,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/generate_layers.py"
+
+
+rule reconstruct:
+    input:
+        base=BASE_DIR,
+        tokenizer=TOKENIZER_DIR,
+        plan="results/layers/{method}/plan.json",
+        new_layers="results/layers/{method}/new_layers.safetensors",
+    output:
+        directory("results/models/{method}"),
+    log:
+        "logs/reconstruct/{method}.log",
+    params:
+        max_shard_mb=config["reconstruct"]["max_shard_mb"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(0.2),
+        runtime=120,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/reconstruct.py"

@@ -1,0 +1,22 @@
+rule continual_pretrain:
+    input:
+        model=cpt_model,
+        train="results/data/train.txt",
+        val="results/data/val.txt",
+    output:
+        metrics="results/cpt/{row}/metrics.jsonl",
+        info="results/cpt/{row}/info.json",
+        final=directory("results/cpt/{row}/final"),
+    log:
+        "logs/continual_pretrain/{row}.log",
+    params:
+        train=cpt_params,
+        work_dir="results/cpt/{row}",
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=mem_mb(24, 4096),
+        runtime=480,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/continual_pretrain.py"

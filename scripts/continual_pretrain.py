@@ -1,0 +1,14 @@
+"""Rule continual_pretrain: the same token budget for every row."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+
+from deepen.logs import to_log  # noqa: E402
+from deepen.pipeline import cpt_stage  # noqa: E402
+
+s = snakemake  # noqa: F821
+with to_log(s.log[0]):
+    cpt_stage(s.wildcards.row, s.input.model, s.input.train, s.input.val, dict(s.params.train), s.params.work_dir,
+              s.output.final, s.output.info, threads=s.threads)

@@ -1,0 +1,14 @@
+"""Rule generate_layers: a method's layer plan and new tensors."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+
+from deepen.logs import to_log  # noqa: E402
+from deepen.pipeline import generate_stage  # noqa: E402
+
+s = snakemake  # noqa: F821
+with to_log(s.log[0]):
+    generate_stage(s.wildcards.method, dict(s.params.options), s.input.base, s.params.weights_dir,
+                   Path(s.output.plan).parent)

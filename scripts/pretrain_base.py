@@ -1,0 +1,14 @@
+"""Rule pretrain_base: the tiny Llama of the embedded default."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+
+from deepen.logs import to_log  # noqa: E402
+from deepen.pipeline import pretrain_base_stage  # noqa: E402
+
+s = snakemake  # noqa: F821
+with to_log(s.log[0]):
+    pretrain_base_stage(s.params.model, s.params.train, s.params.seed, s.input.tokenizer, s.input.train, s.input.val,
+                        s.output.model, s.params.work_dir, threads=s.threads)
