@@ -1,0 +1,53 @@
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from deepen.tensorio import CheckpointReader, StreamingWriter, write_tensors
+
+
+def test_streaming_writer_round_trips_through_safetensors(tmp_path):
+    tensors = {
+        "a": torch.randn(3, 5),
+        "b": torch.arange(7, dtype=torch.int64),
+        "c": torch.randn(2, 2).to(torch.bfloat16),
+    }
+    write_tensors(tmp_path / "x.safetensors", tensors, metadata={"k": "v"})
+    loaded = load_file(tmp_path / "x.safetensors")
+    assert set(loaded) == set(tensors)
+    for k in tensors:
+        assert torch.equal(loaded[k], tensors[k])
+    assert CheckpointReader(tmp_path / "x.safetensors").metadata() == {"k": "v"}
+
+
+def test_write_parts_equals_whole_stack(tmp_path):
+    stack = torch.randn(4, 3, 2)
+    with StreamingWriter(tmp_path / "s.safetensors", [("stack", [4, 3, 2], torch.float32)]) as w:
+        w.write_parts("stack", iter(stack))
+    assert torch.equal(load_file(tmp_path / "s.safetensors")["stack"], stack)
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    path = tmp_path / "y.safetensors"
+    with pytest.raises(ValueError, match="declared"):
+        with StreamingWriter(path, [("a", [2], torch.float32)]) as w:
+            w.write("a", torch.zeros(3))
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfinished_write_leaves_no_file(tmp_path):
+    path = tmp_path / "z.safetensors"
+    w = StreamingWriter(path, [("a", [2], torch.float32), ("b", [2], torch.float32)])
+    w.write("a", torch.zeros(2))
+    with pytest.raises(RuntimeError, match="never written"):
+        w.close()
+    assert not path.exists()
+
+
+def test_reader_reports_missing_shard(tmp_path):
+    save_file({"x": torch.zeros(1)}, tmp_path / "model-00001-of-00002.safetensors")
+    (tmp_path / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"x": "model-00001-of-00002.safetensors", "y": "model-00002-of-00002.safetensors"}}'
+    )
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00002"):
+        CheckpointReader(tmp_path)
