@@ -15,7 +15,6 @@ if PRETRAIN_BASE:
             model=config["base"]["model"],
             train=config["base"]["train"],
             seed=config["seed"],
-            work_dir="results/base_training",
         threads: config["resources"]["train_threads"]
         resources:
             mem_mb=mem_mb(16, 4096),

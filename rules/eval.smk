@@ -29,7 +29,6 @@ rule evaluate:
     params:
         tasks=config["eval"]["tasks"],
         batch_size=config["eval"]["batch_size"],
-        templates_dir="config/tasks",
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=mem_mb(4, 2048),

@@ -28,7 +28,6 @@ rule generate_layers:
         "logs/generate_layers/{method}.log",
     params:
         options=generation_params,
-        weights_dir="results/weights",
     threads: 1
     resources:
         mem_mb=mem_mb(0.2),

@@ -11,7 +11,6 @@ rule continual_pretrain:
         "logs/continual_pretrain/{row}.log",
     params:
         train=cpt_params,
-        work_dir="results/cpt/{row}",
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=mem_mb(24, 4096),

@@ -10,5 +10,5 @@ from deepen.pipeline import generate_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    generate_stage(s.wildcards.method, dict(s.params.options), s.input.base, s.params.weights_dir,
+    generate_stage(s.wildcards.method, dict(s.params.options), s.input.base, Path(s.input.weights[0]).parent,
                    Path(s.output.plan).parent)

@@ -1,0 +1,67 @@
+"""Bad configurations stop before any job runs, with a message naming the key and the problem."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+from deepen.config import ConfigError, validate_config
+
+DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def check(cfg):
+    return validate_config(cfg, REPO / "config/schema.yaml", REPO / "config/tasks")
+
+
+def test_default_and_quick_configs_are_valid_and_get_defaults():
+    for name in ("config.yaml", "quick.yaml"):
+        cfg = check(yaml.safe_load((REPO / "config" / name).read_text()))
+        assert cfg["reconstruct"]["max_shard_mb"] == 2048
+        assert cfg["cpt"]["schedule"] == "cosine"
+        assert all("freeze" in m and "placement" in m for m in cfg["methods"].values())
+
+
+def bad(edit):
+    cfg = copy.deepcopy(DEFAULT)
+    edit(cfg)
+    return cfg
+
+
+BAD_CONFIGS = {
+    "unknown generator": (lambda c: c["methods"].update(x={"generator": "lesa_typo"}), "methods.x.generator: unknown generator 'lesa_typo'"),
+    "negative steps": (lambda c: c["cpt"].update(steps=-5), "cpt.steps: -5 is less than the minimum of 1"),
+    "misspelled key": (lambda c: c["cpt"].update(learning_rate=1e-3), "cpt.learning_rate: unknown key"),
+    "misspelled top key": (lambda c: c.update(method={}), "method: unknown key; did you mean 'methods'?"),
+    "missing base_model dir": (lambda c: c.update(base_model="/nonexistent/model"), "base_model: directory '/nonexistent/model' does not exist"),
+    "unknown placement": (lambda c: c["methods"]["avg_deus"].update(placement="middle"), "methods.avg_deus.placement"),
+    "position outside model": (lambda c: c["methods"]["avg_deus"].update(placement={"explicit": [8]}), "methods.avg_deus: placement.explicit: positions [8] outside"),
+    "solar m too large": (lambda c: c["methods"]["solar"].update(m=4), "methods.solar: solar: m must satisfy"),
+    "stack g < 2": (lambda c: c["methods"]["stack"].update(g=1), "methods.stack.g: 1 is less than the minimum of 2"),
+    "zero lr": (lambda c: c["cpt"].update(lr=0), "cpt.lr: 0 is less than or equal to the minimum of 0"),
+    "target not a row": (lambda c: c["report"].update(target_loss="lesa"), "report.target_loss: 'lesa' is neither"),
+    "unknown task": (lambda c: c["eval"].update(tasks=["hellaswag"]), "eval.tasks: unknown task 'hellaswag'"),
+    "wrong type": (lambda c: c["cpt"].update(batch_size="16"), "cpt.batch_size: '16' is not of type 'integer'"),
+    "freeze new_only without new layers": (lambda c: c["methods"]["solar"].update(freeze="new_only"), "methods.solar.freeze: 'new_only'"),
+    "seq_len beyond positions": (lambda c: c["cpt"].update(seq_len=1024), "cpt.seq_len: 1024 exceeds"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_bad_config_is_rejected_with_the_key_named(name):
+    edit, message = BAD_CONFIGS[name]
+    with pytest.raises(ConfigError) as err:
+        check(bad(edit))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["unknown generator", "negative steps", "misspelled key", "missing base_model dir"])
+def test_snakemake_stops_before_any_job(tmp_path, name):
+    workdir = copy_workflow(tmp_path)
+    edit, message = BAD_CONFIGS[name]
+    (workdir / "config/bad.yaml").write_text(yaml.safe_dump(bad(edit)))
+    proc = snakemake(workdir, "--cores", "1", "--configfile", "config/bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()

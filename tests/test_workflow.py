@@ -1,0 +1,136 @@
+"""End-to-end: the quick config through Snakemake, then what a user would check of the results."""
+
+import csv
+import re
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM
+
+from conftest import REPO, copy_workflow, snakemake
+from deepen import plan as plans
+from deepen.arch import LLAMA
+from deepen.tensorio import CheckpointReader
+
+QUICK = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+METHODS = list(QUICK["methods"])
+
+
+def test_summary_has_a_row_per_method_and_the_base(quick_run):
+    with open(quick_run / "results/report/summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows].count("base") == 1
+    assert sorted(r["method"] for r in rows) == sorted(["base", *METHODS])
+    for r in rows:
+        assert float(r["final_val_loss"]) > 0 and float(r["init_val_loss"]) > 0
+        assert 0 <= float(r["deepen_next_line/acc"]) <= 1
+        assert float(r["deepen_ppl/bits_per_byte"]) > 0
+    # LLaMA Pro starts exactly where the base does (function preserving).
+    by = {r["method"]: r for r in rows}
+    assert abs(float(by["llama_pro"]["init_val_loss"]) - float(by["base"]["init_val_loss"])) < 1e-4
+    assert (quick_run / "results/report/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    md = (quick_run / "results/report/summary.md").read_text()
+    assert all(f"| {m} |" in md for m in METHODS)
+
+
+def test_metrics_lines_have_the_contract_fields(quick_run):
+    import json
+
+    lines = [json.loads(l) for l in (quick_run / "results/cpt/llama_pro/metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["step"] == 0 and lines[0]["train_loss"] is None
+    assert lines[-1]["step"] == QUICK["cpt"]["steps"]
+    for line in lines:
+        assert set(line) == {"step", "tokens", "train_loss", "val_loss", "lr", "seconds"}
+        assert line["tokens"] == line["step"] * QUICK["cpt"]["batch_size"] * QUICK["cpt"]["seq_len"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_expanded_model_loads_with_its_planned_depth(quick_run, method):
+    model_dir = quick_run / "results/models" / method
+    plan = plans.load(quick_run / "results/layers" / method / "plan.json")["plan"]
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert model.config.num_hidden_layers == len(plan) == len(model.model.layers)
+
+
+def test_llama_pro_logits_equal_the_base_on_trained_weights(quick_run):
+    ids = torch.randint(0, 500, (4, 32), generator=torch.Generator().manual_seed(0))
+    out = []
+    for path in ("results/base", "results/models/llama_pro"):
+        model = AutoModelForCausalLM.from_pretrained(quick_run / path, dtype=torch.float32).eval()
+        with torch.no_grad():
+            out.append(model(ids).logits)
+    assert (out[0] - out[1]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("method", ["solar", "stack"])
+def test_reused_layers_are_bit_identical_to_the_base(quick_run, method):
+    base = CheckpointReader(quick_run / "results/base")
+    out = CheckpointReader(quick_run / "results/models" / method)
+    plan = plans.load(quick_run / "results/layers" / method / "plan.json")["plan"]
+    assert all(e["from"] == "base" for e in plan)
+    for i, src in plans.base_layers(plan):
+        for m in LLAMA.matrices:
+            assert torch.equal(out.get(LLAMA.tensor_name(i, m)), base.get(LLAMA.tensor_name(src, m)))
+
+
+def planned_jobs(workdir, configfile) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", configfile)
+    jobs, rule = [], None
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+            jobs.append((rule, ""))
+        elif rule and line.strip().startswith("wildcards:"):
+            jobs[-1] = (rule, line.strip().split(":", 1)[1].strip())
+    return jobs
+
+
+def variant(workdir, name, edit) -> str:
+    cfg = yaml.safe_load((workdir / "config/quick.yaml").read_text())
+    edit(cfg)
+    (workdir / "config" / name).write_text(yaml.safe_dump(cfg))
+    return f"config/{name}"
+
+
+def test_nothing_reruns_after_a_complete_run(quick_run):
+    assert planned_jobs(quick_run, "config/quick.yaml") == []
+
+
+def test_changing_the_cpt_lr_reruns_only_training_evaluation_and_report(quick_run):
+    cfg = variant(quick_run, "lr.yaml", lambda c: c["cpt"].update(lr=5e-4))
+    rules = {rule for rule, _ in planned_jobs(quick_run, cfg)}
+    assert rules == {"continual_pretrain", "evaluate", "report", "all"}
+
+
+def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
+    cfg = variant(quick_run, "interval.yaml", lambda c: c["methods"]["llama_pro"].update(placement={"interval": 1}))
+    jobs = planned_jobs(quick_run, cfg)
+    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "all")}
+    assert per_method == {
+        ("generate_layers", "method=llama_pro"),
+        ("reconstruct", "method=llama_pro"),
+        ("continual_pretrain", "row=llama_pro"),
+        ("evaluate", "row=llama_pro"),
+    }
+    assert {rule for rule, _ in jobs} >= {"report", "all"}
+
+
+def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    jobs = planned_jobs(workdir, "config/config.yaml")
+    counts = {}
+    for rule, _ in jobs:
+        counts[rule] = counts.get(rule, 0) + 1
+    methods = yaml.safe_load((REPO / "config/config.yaml").read_text())["methods"]
+    assert counts["corpus"] == counts["tokenizer"] == counts["pretrain_base"] == counts["report"] == 1
+    assert counts["extract_weights"] == len(LLAMA.matrices)
+    assert counts["generate_layers"] == counts["reconstruct"] == len(methods)
+    assert counts["continual_pretrain"] == counts["evaluate"] == len(methods) + 1
+
+
+def test_lint_is_clean():
+    proc = snakemake(REPO, "--lint")
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
