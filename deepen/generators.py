@@ -30,15 +30,24 @@ class Expansion:
     needs_upper: bool = False
 
 
-GENERATORS: dict[str, Callable[[dict, WeightStacks, Architecture], Expansion]] = {}
+GENERATORS: dict[str, Callable[..., Expansion]] = {}
+# generator name -> function of the method's options naming the artifacts it reads besides the weights
+REQUIREMENTS: dict[str, Callable[[dict], list[str]]] = {}
 
 
-def generator(name: str):
+def generator(name: str, requires: Callable[[dict], list[str]] = lambda opts: []):
+    """Register a generator ``fn(opts, stacks, arch, artifacts) -> Expansion``."""
+
     def register(fn):
         GENERATORS[name] = fn
+        REQUIREMENTS[name] = requires
         return fn
 
     return register
+
+
+def required_artifacts(opts: dict) -> list[str]:
+    return REQUIREMENTS[opts["generator"]](opts)
 
 
 def _layer(stacks: WeightStacks, layer: int) -> Layer:
@@ -46,14 +55,14 @@ def _layer(stacks: WeightStacks, layer: int) -> Layer:
 
 
 @generator("copy")
-def copy_lower(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
+def copy_lower(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
     """Each new layer is a copy of its lower neighbour (LLaMA Pro with zero_init; 'interpolation copy')."""
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
     return Expansion(plan, lambda entry: _layer(stacks, entry["between"][0]))
 
 
 @generator("average")
-def average_neighbours(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
+def average_neighbours(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
     """Avg-DeUS: the element-wise mean of the two neighbours' tensors."""
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
 
@@ -66,7 +75,7 @@ def average_neighbours(opts: dict, stacks: WeightStacks, arch: Architecture) -> 
 
 
 @generator("random")
-def random_init(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
+def random_init(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
     """A control: new layers drawn like a fresh model's (normal weights, unit norms)."""
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
     std = opts.get("init_std", 0.02)
@@ -83,7 +92,7 @@ def random_init(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansi
 
 
 @generator("solar")
-def solar(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
+def solar(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
     """SOLAR depth up-scaling: base[0 : L-m] followed by base[m : L]; no new tensors."""
     L = stacks.num_layers
     m = opts.get("m") or L // 4
@@ -94,7 +103,7 @@ def solar(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
 
 
 @generator("stack")
-def stack(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
+def stack(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
     """Static stacking: the whole layer stack repeated g times."""
     g = opts.get("g", 2)
     if not isinstance(g, int) or g < 2:
@@ -102,11 +111,58 @@ def stack(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
     return Expansion([{"from": "base", "layer": i} for _ in range(g) for i in range(stacks.num_layers)])
 
 
-def build_expansion(opts: dict, stacks: WeightStacks, arch: Architecture) -> Expansion:
+@generator("lesa", requires=lambda opts: ["svd", "predictor"] if opts.get("svd", True) else ["predictor_nosvd"])
+def lesa(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
+    """LESA: per matrix type, W' = U diag(S) G([V_l, V_{l+1}]) with the trained predictor G.
+
+    With ``svd: false`` (the ablation) the predictor works on raw weight rows: W' = G([W_l, W_{l+1}]).
+    Norms come from layer 0 (``norm_source: layer0``, as the reference code) or the neighbours' mean.
+    """
+    from .predictor import BlockSource
+
+    plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
+    use_svd = opts.get("svd", True)
+    norm_source = opts.get("norm_source", "mean")
+    linear = [m for m in stacks.matrices if m not in arch.norms]
+
+    scaled_u: dict[str, torch.Tensor] = {}  # U diag(S) per matrix type, read once
+
+    def make(entry):
+        lower, upper = entry["between"]
+        out = {}
+        with torch.no_grad():
+            for m in linear:
+                predictor = artifacts["predictors"][m]
+                if use_svd:
+                    svd = artifacts["svd"][m]  # a BlockSource over V; U and S live in the same file
+                    if m not in scaled_u:
+                        scaled_u[m] = svd.reader.get("U") * svd.reader.get("S")[None, :]
+                    out[m] = scaled_u[m] @ predictor(svd.get(lower), svd.get(upper))
+                else:
+                    out[m] = predictor(stacks.get(m, lower).float(), stacks.get(m, upper).float())
+        for m in arch.norms:
+            if norm_source == "layer0":
+                out[m] = stacks.get(m, 0).float()
+            else:
+                out[m] = 0.5 * (stacks.get(m, lower).float() + stacks.get(m, upper).float())
+        return out
+
+    # Artifacts come as directories from the workflow, or as objects from a caller (tests); a plan-only
+    # call (config checking) has none.
+    if use_svd and "svd_dir" in artifacts and "svd" not in artifacts:
+        artifacts["svd"] = {m: BlockSource(Path(artifacts["svd_dir"]) / f"{m}.safetensors", "V") for m in linear}
+    if "predictor_dir" in artifacts and "predictors" not in artifacts:
+        from .predictor import load_predictor
+
+        artifacts["predictors"] = {m: load_predictor(Path(artifacts["predictor_dir"]) / f"{m}.pt") for m in linear}
+    return Expansion(plan, make, needs_upper=True)
+
+
+def build_expansion(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict | None = None) -> Expansion:
     name = opts["generator"]
     if name not in GENERATORS:
         raise plans.PlanError(f"unknown generator {name!r}; known: {sorted(GENERATORS)}")
-    expansion = GENERATORS[name](opts, stacks, arch)
+    expansion = GENERATORS[name](opts, stacks, arch, artifacts or {})
     plans.validate(expansion.plan, stacks.num_layers)
     if expansion.needs_upper:
         top = [e["between"] for _, e in plans.new_layers(expansion.plan) if e["between"][1] is None]
@@ -118,10 +174,11 @@ def build_expansion(opts: dict, stacks: WeightStacks, arch: Architecture) -> Exp
     return expansion
 
 
-def run_generator(opts: dict, stacks: WeightStacks, arch: Architecture, out_dir: str | Path, method: str) -> dict:
+def run_generator(opts: dict, stacks: WeightStacks, arch: Architecture, out_dir: str | Path, method: str,
+                  artifacts: dict | None = None) -> dict:
     """Build the plan, then stream every new layer's tensors into ``new_layers.safetensors``."""
     out_dir = Path(out_dir)
-    expansion = build_expansion(opts, stacks, arch)
+    expansion = build_expansion(opts, stacks, arch, artifacts)
     new = plans.new_layers(expansion.plan)
     specs = [
         (f"new.{e['id']}.{m}", stacks.shape(m), stacks.dtype(m)) for _, e in new for m in stacks.matrices

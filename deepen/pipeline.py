@@ -53,10 +53,27 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
     extract_matrix(CheckpointReader(base_dir), arch, config["num_hidden_layers"], matrix, out_path)
 
 
-def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir) -> None:
+def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, svd_dir=None, predictor_dir=None) -> None:
     arch = architecture_for(read_model_config(base_dir).get("model_type", ""))
     stacks = WeightStacks(weights_dir, arch.matrices)
-    run_generator(opts, stacks, arch, out_dir, method)
+    artifacts = {k: v for k, v in (("svd_dir", svd_dir), ("predictor_dir", predictor_dir)) if v}
+    run_generator(opts, stacks, arch, out_dir, method, artifacts)
+
+
+def svd_stage(weights_path, out_path, report_path) -> None:
+    from .svd import svd_stage as run
+
+    run(weights_path, out_path, report_path)
+
+
+def predictor_stage(source_path, key: str, cfg: dict, pt_path, json_path, threads=1) -> None:
+    import torch
+
+    from .predictor import BlockSource, save_predictor, train_predictor
+
+    torch.set_num_threads(max(1, threads))
+    model, report = train_predictor(BlockSource(source_path, key), cfg)
+    save_predictor(model, report, pt_path, json_path)
 
 
 def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb) -> None:

@@ -62,3 +62,21 @@ def cpt_params(wildcards) -> dict:
 
 def cpt_model(wildcards) -> str:
     return BASE_DIR if wildcards.row == "base" else f"results/models/{wildcards.row}"
+
+
+LESA_MATRICES = [m for m in ARCH.matrices if m not in ARCH.norms]
+
+
+def generation_inputs(wildcards) -> dict:
+    """The weights, plus the artifacts the method's generator reads (LESA: SVD and predictors)."""
+    from deepen.generators import required_artifacts
+
+    needs = required_artifacts(config["methods"][wildcards.method])
+    inputs = {"weights": expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices)}
+    if "svd" in needs:
+        inputs["svd"] = expand("results/svd/{matrix}.safetensors", matrix=LESA_MATRICES)
+    if "predictor" in needs:
+        inputs["predictor"] = expand("results/predictor/{matrix}.pt", matrix=LESA_MATRICES)
+    if "predictor_nosvd" in needs:
+        inputs["predictor"] = expand("results/predictor_nosvd/{matrix}.pt", matrix=LESA_MATRICES)
+    return inputs

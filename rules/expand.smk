@@ -19,8 +19,8 @@ rule extract_weights:
 
 rule generate_layers:
     input:
+        unpack(generation_inputs),
         base=BASE_DIR,
-        weights=expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices),
     output:
         new_layers="results/layers/{method}/new_layers.safetensors",
         plan="results/layers/{method}/plan.json",

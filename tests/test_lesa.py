@@ -1,0 +1,117 @@
+"""LESA: the streaming SVD, the predictor, and the generator wired to reconstruction."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepen.arch import LLAMA
+from deepen.extract import WeightStacks
+from deepen.generators import run_generator
+from deepen.pipeline import extract_stage, reconstruct_stage
+from deepen.predictor import BlockSource, LayerPredictor, lesa_loss, train_predictor
+from deepen.svd import svd_stage
+from deepen.tensorio import CheckpointReader, write_tensors
+
+
+@pytest.mark.parametrize("layers, d_out, d_in", [(5, 12, 8), (3, 30, 4)])
+def test_streaming_svd_matches_the_explicit_svd(tmp_path, layers, d_out, d_in):
+    torch.manual_seed(0)
+    stack = torch.randn(layers, d_out, d_in)
+    write_tensors(tmp_path / "w.safetensors", {"stack": stack})
+    report = svd_stage(tmp_path / "w.safetensors", tmp_path / "svd.safetensors", tmp_path / "svd.json")
+    out = load_file(tmp_path / "svd.safetensors")
+    concat = torch.cat(list(stack.double()), dim=1)  # d_out × L·d_in
+    s_ref = torch.linalg.svdvals(concat)
+    rank = min(d_out, layers * d_in)
+    assert out["S"].shape == (rank,) and report["rank"] == rank
+    assert torch.allclose(out["S"].double(), s_ref[:rank], rtol=1e-6)
+    us = out["U"] * out["S"][None, :]
+    for layer in range(layers):
+        rel = torch.linalg.norm(us @ out["V"][layer] - stack[layer]) / torch.linalg.norm(stack[layer])
+        assert rel < 1e-5
+    assert report["max_relative_reconstruction_error"] < 1e-5
+
+
+def test_tiny_singular_values_are_guarded(tmp_path):
+    torch.manual_seed(0)
+    low_rank = torch.randn(4, 10, 2) @ torch.randn(4, 2, 6)  # rank ≤ 2 per layer, d_out 10 > total rank 8
+    stack = torch.cat([low_rank, torch.zeros(1, 10, 6)])
+    write_tensors(tmp_path / "w.safetensors", {"stack": stack})
+    report = svd_stage(tmp_path / "w.safetensors", tmp_path / "svd.safetensors", tmp_path / "svd.json")
+    v = load_file(tmp_path / "svd.safetensors")["V"]
+    assert torch.isfinite(v).all()
+    assert report["guarded_singular_values"] >= 2
+    assert report["max_relative_reconstruction_error"] < 1e-5
+
+
+def test_lesa_loss_has_the_norm_term():
+    y = torch.ones(4, 3)
+    pred = 2 * torch.ones(4, 3)
+    mse = 1.0
+    gap = (torch.linalg.norm(pred) - torch.linalg.norm(y)).item()
+    assert lesa_loss(pred, y, 0.5).item() == pytest.approx(0.5 * mse + 0.5 * gap**2)
+
+
+@pytest.fixture(scope="module")
+def lesa_inputs(tiny_llama_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lesa")
+    for m in LLAMA.matrices:
+        extract_stage(tiny_llama_dir, m, root / "weights" / f"{m}.safetensors")
+    for m in LLAMA.matrices:
+        if m not in LLAMA.norms:
+            svd_stage(root / "weights" / f"{m}.safetensors", root / "svd" / f"{m}.safetensors", root / "svd" / f"{m}.json")
+    return root
+
+
+class SecondInput(torch.nn.Module):
+    def forward(self, lower, upper):
+        return upper
+
+
+def test_predictor_returning_the_upper_block_reproduces_the_upper_layer(tiny_llama_dir, lesa_inputs, tmp_path):
+    linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
+    artifacts = {"svd": {m: BlockSource(lesa_inputs / "svd" / f"{m}.safetensors", "V") for m in linear},
+                 "predictors": {m: SecondInput() for m in linear}}
+    stacks = WeightStacks(lesa_inputs / "weights", LLAMA.matrices)
+    info = run_generator({"generator": "lesa", "placement": "top_half", "norm_source": "mean"}, stacks, LLAMA,
+                         tmp_path / "layers", "lesa", artifacts)
+    reconstruct_stage("lesa", tiny_llama_dir, tiny_llama_dir, tmp_path / "layers/plan.json",
+                      tmp_path / "layers/new_layers.safetensors", tmp_path / "model", 64)
+    base, out = CheckpointReader(tiny_llama_dir), CheckpointReader(tmp_path / "model")
+    new = [(i, e) for i, e in enumerate(info["plan"]) if e["from"] == "new"]
+    assert len(new) == 3
+    for i, entry in new:
+        lower, upper = entry["between"]
+        for m in linear:
+            want = base.get(LLAMA.tensor_name(upper, m))
+            got = out.get(LLAMA.tensor_name(i, m))
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), (i, m)
+        for m in LLAMA.norms:
+            want = 0.5 * (base.get(LLAMA.tensor_name(lower, m)) + base.get(LLAMA.tensor_name(upper, m)))
+            assert torch.allclose(out.get(LLAMA.tensor_name(i, m)), want)
+
+
+def test_layer0_norm_source(lesa_inputs, tmp_path):
+    linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
+    artifacts = {"predictors": {m: SecondInput() for m in linear}}
+    stacks = WeightStacks(lesa_inputs / "weights", LLAMA.matrices)
+    run_generator({"generator": "lesa", "placement": "top_half", "norm_source": "layer0", "svd": False}, stacks,
+                  LLAMA, tmp_path, "lesa_nosvd", artifacts)
+    new = load_file(tmp_path / "new_layers.safetensors")
+    for m in LLAMA.norms:
+        assert torch.equal(new[f"new.0.{m}"], stacks.get(m, 0))
+    # without SVD the predictor sees raw rows: upper layer of new #0 (between 2 and 3) is layer 3
+    assert torch.equal(new["new.0.q_proj"], stacks.get("q_proj", 3))
+
+
+def test_predictor_training_is_deterministic_and_learns(lesa_inputs):
+    cfg = dict(hidden=32, lr=1e-3, batch_size=16, epochs=3, norm_weight=5e-4, val_layer=None, seed=0)
+    source = BlockSource(lesa_inputs / "svd" / "gate_proj.safetensors", "V")
+    m1, r1 = train_predictor(source, cfg, log=lambda s: None)
+    m2, r2 = train_predictor(source, cfg, log=lambda s: None)
+    assert r1["train_loss"] == r2["train_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert r1["train_loss"][-1] < r1["train_loss"][0]
+    assert r1["val_layer"] == 3 and 3 not in r1["train_layers"]
+    assert set(r1["val_mse_against_baselines"]) == {"predictor", "mean_of_neighbours", "copy_lower", "copy_upper"}
+    assert isinstance(m1, LayerPredictor)
