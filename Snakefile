@@ -13,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/base.smk"
 include: "rules/expand.smk"
+include: "rules/lesa.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
@@ -23,4 +24,5 @@ rule all:
         "results/report/summary.csv",
         "results/report/summary.md",
         "results/report/loss_curves.png",
+        ["results/report/svd_continuity.png"] if "svd" in lesa_spaces() else [],
     default_target: True

@@ -108,13 +108,36 @@ def evaluate_stage(model_dir, templates_dir, data_dir, tasks, batch_size, out_pa
     write_json(evaluate(model_dir, templates_dir, data_dir, tasks, batch_size, threads), out_path)
 
 
-def report_stage(rows: dict[str, dict], target, settings: dict, csv_path, md_path, png_path) -> None:
-    """``rows[name]`` = {"metrics": path, "eval": path, "info": path}; the 'base' row is the base model."""
-    from .report import build_rows, plot_loss_curves, write_csv, write_markdown
+def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
+    from .report import plot_continuity
+
+    write_json(plot_continuity(svd_paths, png_path), json_path)
+
+
+def report_stage(rows: dict[str, dict], target, settings: dict, csv_path, md_path, png_path,
+                 continuity_json=None, predictor_curves: dict | None = None) -> None:
+    """``rows[name]`` = {"metrics": path, "eval": path, "info": path}; the 'base' row is the base model.
+    With LESA methods: the continuity ratios and the predictors' curves {space: {matrix: json path}}."""
+    from .report import build_rows, plot_loss_curves, predictor_table, write_csv, write_markdown
+
+    sections = []
+    if continuity_json:
+        ratios = json.loads(Path(continuity_json).read_text())
+        sections += ["## Continuity of layers in SVD space", "",
+                     "Mean distance between consecutive layers' V blocks relative to the mean distance over all "
+                     "layer pairs (below 1: neighbours lie closer than random pairs, the premise of LESA): "
+                     + ", ".join(f"{m} {r:.3f}" for m, r in ratios.items()) + ".", "",
+                     "![svd continuity](svd_continuity.png)", ""]
+    if predictor_curves:
+        sections += ["## LESA predictor on the held-out layer", "",
+                     "MSE of the prediction of the held-out layer's rows from its two neighbours (lower is better; "
+                     "best per row in bold). `svd`: rows of V blocks (LESA); `nosvd`: raw weight rows (the ablation); "
+                     "the two spaces have different scales, compare within a row.", "",
+                     *predictor_table(predictor_curves), ""]
 
     table, target_loss = build_rows(rows, target)
     first = json.loads(Path(next(iter(rows.values()))["info"]).read_text())
     settings = {**settings, "val_tokens": first["val_tokens"]}
     write_csv(table, csv_path)
     plot_loss_curves(rows, target_loss, png_path)
-    write_markdown(table, target_loss, target, settings, md_path)
+    write_markdown(table, target_loss, target, settings, md_path, sections)

@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from . import plan as plans
@@ -141,24 +140,3 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir
-
-
-def identity_plan(num_layers: int) -> list[dict]:
-    return [{"from": "base", "layer": i} for i in range(num_layers)]
-
-
-def layer_sources(plan: list[dict]) -> dict[int, int]:
-    """Output layer index -> base layer index, for layers copied from the base."""
-    return dict(plans.base_layers(plan))
-
-
-def compare_untouched(base_dir, out_dir) -> None:
-    """Check that every copied layer of the output equals its base layer (raises naming the tensor)."""
-    base = CheckpointReader(base_dir)
-    out = CheckpointReader(out_dir)
-    plan = plans.load(Path(out_dir) / "deepen_plan.json")["plan"]
-    arch = architecture_for(read_model_config(base_dir)["model_type"])
-    for i, layer in plans.base_layers(plan):
-        for m in arch.matrices:
-            if not torch.equal(base.get(arch.tensor_name(layer, m)), out.get(arch.tensor_name(i, m))):
-                raise ValueError(f"output layer {i} {m} differs from base layer {layer}")

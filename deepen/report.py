@@ -103,7 +103,8 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def write_markdown(rows: list[dict], target_loss: float, target, settings: dict, path) -> None:
+def write_markdown(rows: list[dict], target_loss: float, target, settings: dict, path,
+                   sections: list[str] | None = None) -> None:
     cols = COLUMNS[:] + [m for m in HEADLINE_METRICS if any(m in r for r in rows)]
     lines = [
         "# deepen: depth up-scaling comparison",
@@ -133,5 +134,66 @@ def write_markdown(rows: list[dict], target_loss: float, target, settings: dict,
         "",
         "![loss curves](loss_curves.png)",
         "",
+        *(sections or []),
     ]
     Path(path).write_text("\n".join(lines))
+
+
+def continuity(svd_path, top_rows: int = 32):
+    """Each layer's block V_l (its ``top_rows`` leading singular directions) as one point; return the
+    2-D PCA of the points and mean consecutive distance / mean distance over all layer pairs."""
+    import torch
+
+    from .tensorio import CheckpointReader
+
+    v = CheckpointReader(svd_path).get_slice("V")
+    layers, rows, _ = v.get_shape()
+    k = min(top_rows, rows)
+    x = torch.stack([v[l : l + 1, :k][0].reshape(-1) for l in range(layers)]).double()
+    dist = torch.cdist(x, x)
+    consecutive = torch.diagonal(dist, 1).mean().item()
+    pairs = dist[torch.triu(torch.ones(layers, layers, dtype=torch.bool), 1)].mean().item()
+    centred = x - x.mean(0)
+    _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+    points = (centred @ vt[:2].T).numpy()
+    return points, consecutive / pairs
+
+
+def plot_continuity(svd_paths: dict[str, str], path) -> dict[str, float]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = {}
+    fig, axes = plt.subplots(1, len(svd_paths), figsize=(5 * len(svd_paths), 4.5), squeeze=False)
+    for ax, (matrix, svd_path) in zip(axes[0], svd_paths.items()):
+        points, ratios[matrix] = continuity(svd_path)
+        ax.plot(points[:, 0], points[:, 1], "-", color="lightgray", zorder=1)
+        sc = ax.scatter(points[:, 0], points[:, 1], c=range(len(points)), cmap="viridis", zorder=2)
+        for i, (px, py) in enumerate(points):
+            ax.annotate(str(i), (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_title(f"{matrix}: consecutive/random distance {ratios[matrix]:.2f}")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        fig.colorbar(sc, ax=ax, label="layer")
+    fig.suptitle("Layers' SVD blocks V_l (top 32 singular directions), 2-D PCA, joined in layer order")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return ratios
+
+
+def predictor_table(curves: dict[str, dict[str, str]]) -> list[str]:
+    """Markdown rows: held-out MSE of each predictor against the trivial predictors, per matrix type."""
+    lines = ["| predictor | matrix | held-out layer | predictor MSE | mean of neighbours | copy lower | copy upper |",
+             "|---|---|---|---|---|---|---|"]
+    for space, per_matrix in curves.items():
+        for matrix, path in per_matrix.items():
+            r = json.loads(Path(path).read_text())
+            b = r["val_mse_against_baselines"]
+            best = min(b, key=b.get)
+            cells = [f"**{b[k]:.3e}**" if k == best else f"{b[k]:.3e}"
+                     for k in ("predictor", "mean_of_neighbours", "copy_lower", "copy_upper")]
+            lines.append(f"| {space} | {matrix} | {r['val_layer']} | " + " | ".join(cells) + " |")
+    return lines

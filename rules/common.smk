@@ -67,6 +67,23 @@ def cpt_model(wildcards) -> str:
 LESA_MATRICES = [m for m in ARCH.matrices if m not in ARCH.norms]
 
 
+def lesa_spaces() -> list[str]:
+    """Which predictor spaces the configured LESA methods use: 'svd' and/or 'nosvd'."""
+    lesa = [m for m in config["methods"].values() if m["generator"] == "lesa"]
+    return sorted({"svd" if m.get("svd", True) else "nosvd" for m in lesa})
+
+
+def report_extras(wildcards) -> dict:
+    """LESA's continuity numbers and predictor curves, when a LESA method runs."""
+    extras = {}
+    if "svd" in lesa_spaces():
+        extras["continuity"] = "results/report/svd_continuity.json"
+    for space in lesa_spaces():
+        folder = "predictor" if space == "svd" else "predictor_nosvd"
+        extras[f"curves_{space}"] = expand(f"results/{folder}/{{matrix}}.json", matrix=LESA_MATRICES)
+    return extras
+
+
 def generation_inputs(wildcards) -> dict:
     """The weights, plus the artifacts the method's generator reads (LESA: SVD and predictors)."""
     from deepen.generators import required_artifacts
