@@ -1,0 +1,131 @@
+"""LESA's stages on a randomly initialised model of the Llama-3.2-1B shape, on the CPU.
+
+Each stage runs in its own process so its peak RSS is its own: extraction, SVD (every matrix type),
+predictor training (every matrix type) and generation (top-half placement, 16 -> 24 layers). Next to
+them, in the same run, the naive baseline: the model loaded whole in float32 and `torch.linalg.svd`
+of the explicit concatenation of one matrix type. Targets: every stage's peak RSS <= 4 GiB; the SVD
+stage >= 5x faster than the naive SVD for the same matrix type.
+
+    python benchmarks/lesa_1b.py --workdir /tmp/lesa1b [--layers 16 --hidden 2048 --intermediate 8192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+STAGE_CODE = r"""
+import json, resource, sys, time
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {here!r})
+import torch
+torch.set_num_threads({threads})
+args = json.loads({args!r})
+t = time.perf_counter()
+exec(args["code"])
+print(json.dumps({{"seconds": time.perf_counter() - t,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def run_stage(name: str, code: str, threads: int, results: dict) -> dict:
+    src = STAGE_CODE.format(repo=str(HERE.parent), here=str(HERE), threads=threads, args=json.dumps({"code": code}))
+    proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"stage {name} failed:\n{proc.stderr[-3000:]}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            out.update(json.loads(line))
+    results[name] = out
+    extra = "".join(f"   {k} {v:.1f}" for k, v in out.items() if k not in ("seconds", "peak_rss_mb"))
+    print(f"{name:40s} {out['seconds']:8.1f} s   peak RSS {out['peak_rss_mb'] / 1024:6.2f} GiB{extra}", flush=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--layers", type=int, default=16)
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--intermediate", type=int, default=8192)
+    ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--kv-heads", type=int, default=8)
+    ap.add_argument("--vocab", type=int, default=128256)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--naive-matrix", default="q_proj")
+    ap.add_argument("--skip-naive", action="store_true")
+    args = ap.parse_args()
+    root = Path(args.workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    base = root / "base"
+    from common import machine
+
+    print(f"machine: {machine()}")
+    results: dict = {}
+    if not (base / "config.json").exists():
+        run_stage("create random model (bf16)", f"""
+from common import random_llama
+random_llama({str(base)!r}, {args.hidden}, {args.intermediate}, {args.layers}, {args.heads}, {args.kv_heads},
+             {args.vocab}, shard_mb=2048)
+""", args.threads, results)
+    from deepen.arch import LLAMA
+
+    linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
+    run_stage("extraction (9 matrix types)", f"""
+from deepen.pipeline import extract_stage
+from deepen.arch import LLAMA
+for m in LLAMA.matrices:
+    extract_stage({str(base)!r}, m, {str(root / 'weights')!r} + f"/{{m}}.safetensors")
+""", args.threads, results)
+    for m in linear:
+        run_stage(f"svd {m}", f"""
+from deepen.pipeline import svd_stage
+svd_stage({str(root / 'weights' / (m + '.safetensors'))!r}, {str(root / 'svd' / (m + '.safetensors'))!r},
+          {str(root / 'svd' / (m + '.json'))!r})
+""", args.threads, results)
+    cfg = dict(hidden=256, lr=1e-3, weight_decay=0.01, batch_size=64, epochs=args.epochs, norm_weight=5e-4,
+               val_layer=None, seed=0)
+    for m in linear:
+        run_stage(f"predictor {m} ({args.epochs} epochs)", f"""
+from deepen.pipeline import predictor_stage
+predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
+                {str(root / 'predictor' / (m + '.pt'))!r}, {str(root / 'predictor' / (m + '.json'))!r}, threads={args.threads})
+""", args.threads, results)
+    run_stage("generation (lesa, top_half)", f"""
+from deepen.pipeline import generate_stage
+generate_stage("lesa", {{"generator": "lesa", "placement": "top_half", "norm_source": "mean", "zero_init": False}},
+               {str(base)!r}, {str(root / 'weights')!r}, {str(root / 'layers')!r},
+               svd_dir={str(root / 'svd')!r}, predictor_dir={str(root / 'predictor')!r})
+""", args.threads, results)
+    if not args.skip_naive:
+        run_stage(f"naive: load fp32 + svd {args.naive_matrix}", f"""
+from transformers import AutoModelForCausalLM
+import time
+model = AutoModelForCausalLM.from_pretrained({str(base)!r}, dtype=torch.float32)
+t = time.perf_counter()
+from deepen.arch import LLAMA
+params = dict(model.named_parameters())
+w = torch.cat([params[LLAMA.tensor_name(i, {args.naive_matrix!r})].detach() for i in range({args.layers})], dim=1)
+u, s, vt = torch.linalg.svd(w, full_matrices=False)
+print(json.dumps({{"svd_only_seconds": time.perf_counter() - t}}))
+""", args.threads, results)
+    (root / "results.json").write_text(json.dumps(results, indent=2))
+    svd = results[f"svd {args.naive_matrix}"]["seconds"]
+    if not args.skip_naive:
+        naive = results[f"naive: load fp32 + svd {args.naive_matrix}"]["seconds"]
+        print(f"SVD speed-up over naive ({args.naive_matrix}, incl. the naive model load): {naive / svd:.1f}x (target >= 5)")
+    peak = max(r["peak_rss_mb"] for k, r in results.items() if not k.startswith(("naive", "create")))
+    print(f"max peak RSS of the pipeline stages: {peak / 1024:.2f} GiB (target <= 4)")
+
+
+if __name__ == "__main__":
+    main()
