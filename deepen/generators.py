@@ -198,3 +198,28 @@ def run_generator(opts: dict, stacks: WeightStacks, arch: Architecture, out_dir:
     info = {"method": method, "generator": opts["generator"], "base_layers": stacks.num_layers}
     plans.save(expansion.plan, out_dir / "plan.json", **info)
     return {"plan": expansion.plan, **info}
+
+
+@generator("opt_deus")
+def opt_deus(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
+    """OpT-DeUS: align the lower neighbour to the upper with optimal transport, then average.
+
+    Options: ``solver`` (emd | sinkhorn), ``reg``, ``attention`` (heads | rows), ``mlp`` (joint | separate),
+    ``as_released`` (unscaled plans, as the reference code). Use with ``zero_init: true``.
+    """
+    from .ot_align import OTSettings, fuse_layers
+
+    plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
+    settings = OTSettings(solver=opts.get("solver", "emd"), reg=opts.get("reg", 0.06),
+                          as_released=opts.get("as_released", False))
+    heads = artifacts.get("num_attention_heads")
+    kv = artifacts.get("num_key_value_heads") or heads
+
+    def make(entry):
+        lower, upper = entry["between"]
+        # as_released also means the reference's per-row attention and separate MLP plans
+        return fuse_layers(_layer(stacks, lower), _layer(stacks, upper), heads, kv, settings,
+                           attention=opts.get("attention", "rows" if settings.as_released else "heads"),
+                           mlp=opts.get("mlp", "separate" if settings.as_released else "joint"))
+
+    return Expansion(plan, make, needs_upper=True)

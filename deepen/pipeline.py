@@ -54,9 +54,12 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
 
 
 def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, svd_dir=None, predictor_dir=None) -> None:
-    arch = architecture_for(read_model_config(base_dir).get("model_type", ""))
+    config = read_model_config(base_dir)
+    arch = architecture_for(config.get("model_type", ""))
     stacks = WeightStacks(weights_dir, arch.matrices)
     artifacts = {k: v for k, v in (("svd_dir", svd_dir), ("predictor_dir", predictor_dir)) if v}
+    # Head counts, for generators that move whole attention heads.
+    artifacts.update({k: config.get(k) for k in ("num_attention_heads", "num_key_value_heads")})
     run_generator(opts, stacks, arch, out_dir, method, artifacts)
 
 

@@ -32,7 +32,12 @@ def insertion_points(placement, num_layers: int) -> list[int]:
         k = placement["interval"]
         if not isinstance(k, int) or k < 1:
             raise PlanError(f"placement.interval must be a positive integer, got {k!r}")
-        points = list(range(k - 1, L, k))
+        # LLaMA Pro inserts after the last layer of each group (offset k-1); offset 0 keeps every new
+        # layer below another, for generators that need both neighbours.
+        offset = placement.get("offset", k - 1)
+        if not isinstance(offset, int) or not 0 <= offset < k:
+            raise PlanError(f"placement.offset must be an integer in 0..{k - 1}, got {offset!r}")
+        points = list(range(offset, L, k))
     elif isinstance(placement, dict) and "explicit" in placement:
         points = list(placement["explicit"])
         bad = [p for p in points if not isinstance(p, int) or not 0 <= p < L]
@@ -43,7 +48,7 @@ def insertion_points(placement, num_layers: int) -> list[int]:
         points = sorted(points)
     else:
         raise PlanError(
-            f"unknown placement {placement!r}; use top_half, bottom, {{interval: k}} or {{explicit: [...]}}"
+            f"unknown placement {placement!r}; use top_half, bottom, {{interval: k[, offset: o]}} or {{explicit: [...]}}"
         )
     if not points:
         raise PlanError(f"placement {placement!r} inserts no layer into a {L}-layer model")

@@ -18,6 +18,12 @@ def test_interval_inserts_after_every_kth_layer():
     assert p[-1]["between"] == [7, None]
 
 
+def test_interval_offset_keeps_new_layers_below_the_top():
+    assert plans.insertion_points({"interval": 2, "offset": 0}, 8) == [0, 2, 4, 6]
+    with pytest.raises(plans.PlanError, match="offset"):
+        plans.insertion_points({"interval": 2, "offset": 2}, 8)
+
+
 def test_bottom_and_explicit():
     assert plans.insertion_points("bottom", 8) == [0, 1, 2, 3]
     assert plans.insertion_points({"explicit": [5, 2]}, 8) == [2, 5]

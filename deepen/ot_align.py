@@ -1,0 +1,177 @@
+"""OpT-DeUS: align layer A's neurons to layer B's with optimal transport (POT), then fuse.
+
+Alignment is done on weight rows: cost = Euclidean distance between rows, uniform marginals, solved
+exactly (``ot.emd``) or entropically (``ot.sinkhorn``). A POT plan P has row sums 1/n; the aligned
+rows are ``n · Pᵀ A`` (for an exact plan, a permutation of A's rows). ``as_released`` applies
+``Pᵀ A`` unscaled, as the reference implementation does, which shrinks the aligned weights by 1/n.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class AlignmentError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class OTSettings:
+    solver: str = "emd"  # or "sinkhorn"
+    reg: float = 0.06  # sinkhorn's entropic regularisation, on the raw Euclidean cost as in the reference
+    num_iter_max: int = 10_000_000
+    as_released: bool = False
+
+
+def transport_plan(a_feats: torch.Tensor, b_feats: torch.Tensor, settings: OTSettings) -> torch.Tensor:
+    """The (n × n) plan between A's and B's feature rows, with POT's 1/n row sums."""
+    import ot
+
+    a = a_feats.detach().double().numpy()
+    b = b_feats.detach().double().numpy()
+    n = a.shape[0]
+    if b.shape[0] != n:
+        raise AlignmentError(f"cannot align {n} rows to {b.shape[0]} rows")
+    cost = ot.dist(a, b, metric="euclidean")
+    marg = np.full(n, 1.0 / n)
+    if settings.solver == "emd":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plan = ot.emd(marg, marg, cost, numItermax=settings.num_iter_max)
+        for w in caught:
+            if "numItermax" in str(w.message):
+                raise AlignmentError(f"ot.emd stopped before optimality on {n} rows: {w.message}")
+    elif settings.solver == "sinkhorn":
+        # The reference applies reg to the raw cost; the log-domain solver keeps small reg stable.
+        plan = ot.sinkhorn(marg, marg, cost, reg=settings.reg, method="sinkhorn_log", numItermax=100_000)
+    else:
+        raise AlignmentError(f"unknown OT solver {settings.solver!r}; use emd or sinkhorn")
+    return torch.from_numpy(np.asarray(plan))
+
+
+def mapping(plan: torch.Tensor, settings: OTSettings) -> torch.Tensor:
+    """The operator T with aligned = T @ A: n·Pᵀ (a permutation for an exact plan), or Pᵀ as released."""
+    n = plan.shape[0]
+    return plan.T if settings.as_released else n * plan.T
+
+
+def as_permutation(plan: torch.Tensor) -> torch.Tensor:
+    """For an exact plan: perm[j] = the row of A matched to B's row j."""
+    return plan.argmax(dim=0)
+
+
+def _heads(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rows of a projection grouped by head: [heads, head_dim · d_in]."""
+    return w.reshape(heads, -1)
+
+
+def align_attention_heads(A: dict, B: dict, n_heads: int, n_kv: int, settings: OTSettings) -> dict:
+    """Permute A's heads to match B's: whole KV groups first, then query heads inside each group.
+
+    Moving whole heads keeps each head's RoPE dimension pairs intact, and moving a KV group together with
+    its query heads keeps grouped-query attention intact, so the attention output is unchanged.
+    """
+    rep = n_heads // n_kv
+    hd = A["q_proj"].shape[0] // n_heads
+
+    def group_feats(L):
+        q = L["q_proj"].reshape(n_kv, rep * hd, -1).reshape(n_kv, -1)
+        return torch.cat([q, _heads(L["k_proj"], n_kv), _heads(L["v_proj"], n_kv)], dim=1)
+
+    group_plan = transport_plan(group_feats(A), group_feats(B), settings)
+    T_group = mapping(group_plan, settings)  # [n_kv, n_kv]
+    q_heads_A = _heads(A["q_proj"], n_heads).reshape(n_kv, rep, -1)
+    o_heads_A = A["o_proj"].T.reshape(n_heads, -1).reshape(n_kv, rep, -1)  # o's columns, by query head
+    q_heads_B = _heads(B["q_proj"], n_heads).reshape(n_kv, rep, -1)
+    # Groups of A moved onto B's group positions (mixtures for an entropic plan).
+    q_grouped = torch.einsum("ij,jrf->irf", T_group, q_heads_A)
+    o_grouped = torch.einsum("ij,jrf->irf", T_group, o_heads_A)
+    q_out, o_out = [], []
+    for g in range(n_kv):
+        if rep == 1:
+            T_head = torch.eye(1, dtype=T_group.dtype)
+        else:
+            T_head = mapping(transport_plan(q_grouped[g], q_heads_B[g], settings), settings)
+        q_out.append(T_head @ q_grouped[g])
+        o_out.append(T_head @ o_grouped[g])
+    out = dict(A)
+    out["q_proj"] = torch.cat(q_out).reshape(A["q_proj"].shape)
+    out["o_proj"] = torch.cat(o_out).reshape(n_heads * hd, -1).T.contiguous()
+    out["k_proj"] = (T_group @ _heads(A["k_proj"], n_kv)).reshape(A["k_proj"].shape)
+    out["v_proj"] = (T_group @ _heads(A["v_proj"], n_kv)).reshape(A["v_proj"].shape)
+    return out
+
+
+def align_attention_rows(A: dict, B: dict, settings: OTSettings) -> dict:
+    """The reference's variant: q, k and v rows aligned each on its own (o's columns follow q)."""
+    out = dict(A)
+    for m in ("q_proj", "k_proj", "v_proj"):
+        T = mapping(transport_plan(A[m], B[m], settings), settings)
+        out[m] = T @ A[m]
+        if m == "q_proj":
+            out["o_proj"] = A["o_proj"] @ T.T
+    return out
+
+
+def residual_map(A: dict, B: dict, settings: OTSettings) -> torch.Tensor:
+    """T_o from the rows of o_proj: how A's residual-stream outputs map onto B's."""
+    return mapping(transport_plan(A["o_proj"], B["o_proj"], settings), settings)
+
+
+def neuron_features(L: dict) -> torch.Tensor:
+    """One row per MLP neuron: its gate row, its up row and its down column together."""
+    return torch.cat([L["gate_proj"], L["up_proj"], L["down_proj"].T], dim=1)
+
+
+def align_mlp_joint(A: dict, B: dict, settings: OTSettings) -> dict:
+    """One plan for the intermediate neurons, applied to gate rows, up rows and down columns alike."""
+    T = mapping(transport_plan(neuron_features(A), neuron_features(B), settings), settings)
+    out = dict(A)
+    out["gate_proj"] = T @ A["gate_proj"]
+    out["up_proj"] = T @ A["up_proj"]
+    out["down_proj"] = A["down_proj"] @ T.T
+    return out
+
+
+def align_mlp_separate(A: dict, B: dict, settings: OTSettings) -> dict:
+    """The reference's variant: separate plans for gate rows, up rows and down rows."""
+    out = dict(A)
+    for m in ("gate_proj", "up_proj", "down_proj"):
+        out[m] = mapping(transport_plan(A[m], B[m], settings), settings) @ A[m]
+    return out
+
+
+def fuse_layers(A: dict, B: dict, n_heads: int, n_kv: int, settings: OTSettings, attention: str = "heads",
+                mlp: str = "joint") -> dict:
+    """Align A to B in the specified block order, then average. Returns float32 tensors."""
+    A = {k: v.double() for k, v in A.items()}
+    B = {k: v.double() for k, v in B.items()}
+    # 1. attention
+    if attention == "heads":
+        A = align_attention_heads(A, B, n_heads, n_kv, settings)
+    elif attention == "rows":
+        A = align_attention_rows(A, B, settings)
+    else:
+        raise AlignmentError(f"unknown attention alignment {attention!r}; use heads or rows")
+    # 2. the residual-stream map from o_proj's rows; post-attention norm half-way between T_o and identity
+    T_o = residual_map(A, B, settings)
+    A["o_proj"] = T_o @ A["o_proj"]
+    A["post_attention_layernorm"] = (0.5 * T_o + 0.5 * torch.eye(T_o.shape[0], dtype=T_o.dtype)) @ A["post_attention_layernorm"]
+    # 3. MLP inputs read the residual stream: map gate/up columns with T_o before aligning neurons;
+    #    down's rows write the residual stream like o's rows (the separate variant aligns them on their own)
+    A["gate_proj"] = A["gate_proj"] @ T_o.T
+    A["up_proj"] = A["up_proj"] @ T_o.T
+    if mlp == "joint":
+        A["down_proj"] = T_o @ A["down_proj"]
+    # 4. the intermediate neurons
+    if mlp == "joint":
+        A = align_mlp_joint(A, B, settings)
+    elif mlp == "separate":
+        A = align_mlp_separate(A, B, settings)
+    else:
+        raise AlignmentError(f"unknown MLP alignment {mlp!r}; use joint or separate")
+    return {k: (0.5 * (A[k] + B[k])).float() for k in B}

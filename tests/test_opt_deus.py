@@ -1,0 +1,119 @@
+"""OpT-DeUS alignment: recovering permutations, symmetry of the layer, and the 1/n scaling."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from deepen.arch import LLAMA
+from deepen.ot_align import (OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint,
+                             align_mlp_separate, as_permutation, fuse_layers, mapping, neuron_features,
+                             transport_plan)
+
+HIDDEN, HEADS, KV, INTER = 32, 4, 2, 48
+HD = HIDDEN // HEADS
+
+
+def random_layer(seed):
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"q_proj": (HIDDEN, HIDDEN), "k_proj": (KV * HD, HIDDEN), "v_proj": (KV * HD, HIDDEN),
+              "o_proj": (HIDDEN, HIDDEN), "gate_proj": (INTER, HIDDEN), "up_proj": (INTER, HIDDEN),
+              "down_proj": (HIDDEN, INTER), "input_layernorm": (HIDDEN,), "post_attention_layernorm": (HIDDEN,)}
+    return {k: (torch.rand(s, generator=g) + 0.5 if len(s) == 1 else torch.randn(s, generator=g) * 0.2).double()
+            for k, s in shapes.items()}
+
+
+def permute_layer(B, group_perm, head_perm_in_group, neuron_perm, noise=1e-4, seed=1):
+    """A = B with KV groups, query heads inside groups and MLP neurons permuted, plus noise."""
+    rep = HEADS // KV
+    q_heads = B["q_proj"].reshape(KV, rep, HD, HIDDEN)[group_perm]
+    q_heads = torch.stack([q_heads[g][head_perm_in_group[g]] for g in range(KV)])
+    o_cols = B["o_proj"].T.reshape(KV, rep, HD, HIDDEN)[group_perm]
+    o_cols = torch.stack([o_cols[g][head_perm_in_group[g]] for g in range(KV)])
+    A = dict(B)
+    A["q_proj"] = q_heads.reshape(HIDDEN, HIDDEN)
+    A["o_proj"] = o_cols.reshape(HIDDEN, HIDDEN).T
+    A["k_proj"] = B["k_proj"].reshape(KV, HD, HIDDEN)[group_perm].reshape(KV * HD, HIDDEN)
+    A["v_proj"] = B["v_proj"].reshape(KV, HD, HIDDEN)[group_perm].reshape(KV * HD, HIDDEN)
+    A["gate_proj"] = B["gate_proj"][neuron_perm]
+    A["up_proj"] = B["up_proj"][neuron_perm]
+    A["down_proj"] = B["down_proj"][:, neuron_perm]
+    g = torch.Generator().manual_seed(seed)
+    return {k: v + noise * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in A.items()}
+
+
+@pytest.fixture
+def permuted():
+    B = random_layer(0)
+    neuron_perm = torch.randperm(INTER, generator=torch.Generator().manual_seed(5))
+    A = permute_layer(B, torch.tensor([1, 0]), [torch.tensor([1, 0]), torch.tensor([0, 1])], neuron_perm)
+    return A, B, neuron_perm
+
+
+def test_alignment_recovers_the_permutations_and_fusion_gives_b(permuted):
+    A, B, neuron_perm = permuted
+    settings = OTSettings()
+    plan = transport_plan(neuron_features(A), neuron_features(B), settings)
+    # B's neuron j sits at A's row inverse(neuron_perm)[j]
+    assert torch.equal(as_permutation(plan), torch.argsort(neuron_perm))
+    fused = fuse_layers(A, B, HEADS, KV, settings)
+    for k in B:
+        assert torch.allclose(fused[k].double(), B[k], atol=5e-4), k
+
+
+def one_layer_model(layer):
+    config = LlamaConfig(vocab_size=50, hidden_size=HIDDEN, intermediate_size=INTER, num_hidden_layers=1,
+                         num_attention_heads=HEADS, num_key_value_heads=KV, max_position_embeddings=32)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).double().eval()
+    state = model.state_dict()
+    for m, t in layer.items():
+        state[LLAMA.tensor_name(0, m)] = t
+    model.load_state_dict(state)
+    return model
+
+
+def layer_output(layer):
+    ids = torch.arange(20).reshape(2, 10) % 50
+    with torch.no_grad():
+        return one_layer_model(layer)(ids).logits
+
+
+def test_head_alignment_and_joint_mlp_plan_are_symmetries_of_the_layer(permuted):
+    A, B, _ = permuted  # A is a permuted B: its alignment is not the identity
+    settings = OTSettings()
+    reference = layer_output(A)
+    heads = align_attention_heads(A, B, HEADS, KV, settings)
+    assert not torch.equal(heads["q_proj"], A["q_proj"])
+    assert torch.allclose(layer_output(heads), reference, atol=1e-10)
+    mlp = align_mlp_joint(A, B, settings)
+    assert not torch.equal(mlp["gate_proj"], A["gate_proj"])
+    assert torch.allclose(layer_output(mlp), reference, atol=1e-10)
+
+
+def test_per_row_and_separate_plans_are_not_symmetries():
+    A, B = random_layer(3), random_layer(4)
+    settings = OTSettings()
+    reference = layer_output(A)
+    assert not torch.allclose(layer_output(align_attention_rows(A, B, settings)), reference, atol=1e-3)
+    assert not torch.allclose(layer_output(align_mlp_separate(A, B, settings)), reference, atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", ["emd", "sinkhorn"])
+def test_as_released_differs_by_exactly_one_over_n(solver):
+    A, B = random_layer(3), random_layer(4)
+    plan = transport_plan(A["gate_proj"], B["gate_proj"], OTSettings(solver=solver))
+    n = plan.shape[0]
+    assert torch.allclose(plan.sum(1), torch.full((n,), 1.0 / n, dtype=plan.dtype), atol=1e-6)
+    rescaled = mapping(plan, OTSettings(solver=solver)) @ A["gate_proj"]
+    released = mapping(plan, OTSettings(solver=solver, as_released=True)) @ A["gate_proj"]
+    assert torch.allclose(released * n, rescaled, rtol=1e-12, atol=1e-15)
+    if solver == "emd":  # the rescaled exact plan moves rows without changing them
+        assert torch.allclose(rescaled.norm(), A["gate_proj"].norm())
+
+
+def test_unknown_options_are_refused():
+    A, B = random_layer(3), random_layer(4)
+    with pytest.raises(Exception, match="unknown OT solver"):
+        transport_plan(A["q_proj"], B["q_proj"], OTSettings(solver="greedy"))
+    with pytest.raises(Exception, match="unknown attention alignment"):
+        fuse_layers(A, B, HEADS, KV, OTSettings(), attention="columns")
