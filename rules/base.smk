@@ -15,7 +15,7 @@ if PRETRAIN_BASE:
             model=config["base"]["model"],
             train=config["base"]["train"],
             seed=config["seed"],
-        threads: config["resources"]["train_threads"]
+        threads: config["resources"]["base_threads"]
         resources:
             mem_mb=mem_mb(16, 4096),
             runtime=240,

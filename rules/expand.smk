@@ -2,11 +2,11 @@ rule extract_weights:
     input:
         base=BASE_DIR,
     output:
-        "results/weights/{matrix}.safetensors",
+        expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices),
     log:
-        "logs/extract_weights/{matrix}.log",
+        "logs/extract_weights.log",
     params:
-        matrix="{matrix}",
+        matrices=ARCH.matrices,
     threads: 1
     resources:
         mem_mb=mem_mb(0.1),

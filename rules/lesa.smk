@@ -20,19 +20,19 @@ rule svd:
 
 rule predictor:
     input:
-        blocks="results/svd/{matrix}.safetensors",
+        blocks=expand("results/svd/{matrix}.safetensors", matrix=LESA_MATRICES),
     output:
-        model="results/predictor/{matrix}.pt",
-        curve="results/predictor/{matrix}.json",
+        models=expand("results/predictor/{matrix}.pt", matrix=LESA_MATRICES),
+        curves=expand("results/predictor/{matrix}.json", matrix=LESA_MATRICES),
     log:
-        "logs/predictor/{matrix}.log",
+        "logs/predictor.log",
     params:
         key="V",
         train=lambda wildcards: {**config["predictor"], "seed": config["seed"]},
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
-        runtime=120,
+        runtime=240,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -41,19 +41,19 @@ rule predictor:
 
 rule predictor_nosvd:
     input:
-        blocks="results/weights/{matrix}.safetensors",
+        blocks=expand("results/weights/{matrix}.safetensors", matrix=LESA_MATRICES),
     output:
-        model="results/predictor_nosvd/{matrix}.pt",
-        curve="results/predictor_nosvd/{matrix}.json",
+        models=expand("results/predictor_nosvd/{matrix}.pt", matrix=LESA_MATRICES),
+        curves=expand("results/predictor_nosvd/{matrix}.json", matrix=LESA_MATRICES),
     log:
-        "logs/predictor_nosvd/{matrix}.log",
+        "logs/predictor_nosvd.log",
     params:
         key="stack",
         train=lambda wildcards: {**config["predictor"], "seed": config["seed"]},
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
-        runtime=120,
+        runtime=240,
     conda:
         "../envs/deepen.yaml"
     script:

@@ -1,4 +1,4 @@
-"""Rule extract_weights: one matrix type stacked over layers."""
+"""Rule extract_weights: every matrix type stacked over layers, one file each."""
 import sys
 from pathlib import Path
 
@@ -10,4 +10,5 @@ from deepen.pipeline import extract_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    extract_stage(s.input.base, s.params.matrix, s.output[0])
+    for matrix, out in zip(s.params.matrices, s.output):
+        extract_stage(s.input.base, matrix, out)

@@ -1,4 +1,4 @@
-"""Rules predictor and predictor_nosvd: LESA's layer predictor for one matrix type."""
+"""Rules predictor and predictor_nosvd: LESA's layer predictor, one per matrix type."""
 import sys
 from pathlib import Path
 
@@ -9,5 +9,6 @@ from deepen.pipeline import predictor_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    predictor_stage(s.input.blocks, s.params.key, dict(s.params.train), s.output.model, s.output.curve,
-                    threads=s.threads)
+    for blocks, model, curve in zip(s.input.blocks, s.output.models, s.output.curves):
+        print(f"== {Path(blocks).stem}", flush=True)
+        predictor_stage(blocks, s.params.key, dict(s.params.train), model, curve, threads=s.threads)

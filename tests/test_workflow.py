@@ -126,7 +126,7 @@ def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
         counts[rule] = counts.get(rule, 0) + 1
     methods = yaml.safe_load((REPO / "config/config.yaml").read_text())["methods"]
     assert counts["corpus"] == counts["tokenizer"] == counts["pretrain_base"] == counts["report"] == 1
-    assert counts["extract_weights"] == len(LLAMA.matrices)
+    assert counts["extract_weights"] == 1
     assert counts["generate_layers"] == counts["reconstruct"] == len(methods)
     assert counts["continual_pretrain"] == counts["evaluate"] == len(methods) + 1
 
@@ -134,3 +134,56 @@ def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
 def test_lint_is_clean():
     proc = snakemake(REPO, "--lint")
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_changing_a_predictor_setting_reruns_only_the_lesa_methods(quick_run):
+    cfg = variant(quick_run, "epochs.yaml", lambda c: c["predictor"].update(epochs=3))
+    jobs = planned_jobs(quick_run, cfg)
+    rules = {rule for rule, _ in jobs}
+    assert {"svd", "extract_weights", "corpus", "tokenizer", "pretrain_base"}.isdisjoint(rules)
+    assert {"predictor", "predictor_nosvd"} <= rules
+    lesa = {m for m, o in QUICK["methods"].items() if o["generator"] == "lesa"}
+    rerun_rows = {wc.split("=")[1] for rule, wc in jobs if rule in ("generate_layers", "continual_pretrain")}
+    assert rerun_rows == lesa
+
+
+def test_lesa_report_parts(quick_run):
+    md = (quick_run / "results/report/summary.md").read_text()
+    assert "## LESA predictor on the held-out layer" in md
+    assert "| svd | gate_proj |" in md and "| nosvd | gate_proj |" in md
+    assert "consecutive" in md
+    assert (quick_run / "results/report/svd_continuity.png").read_bytes()[:4] == b"\x89PNG"
+    import json
+
+    svd = json.loads((quick_run / "results/svd/gate_proj.json").read_text())
+    assert svd["max_relative_reconstruction_error"] < 1e-5
+
+
+def test_opt_deus_alignments_are_not_symmetries_on_real_weights(quick_run):
+    """The reference's per-row attention and separate MLP plans change the layer's function on the trained
+    base, while head alignment and the joint neuron plan do not."""
+    from deepen.ot_align import OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint, align_mlp_separate
+
+    base = quick_run / "results/base"
+    reader = CheckpointReader(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float64).eval()
+    cfg = model.config
+    A = {m: reader.get(LLAMA.tensor_name(1, m)).double() for m in LLAMA.matrices}
+    B = {m: reader.get(LLAMA.tensor_name(2, m)).double() for m in LLAMA.matrices}
+    ids = torch.randint(0, cfg.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+
+    def logits_with_layer1(layer):
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        for m, t in layer.items():
+            state[LLAMA.tensor_name(1, m)] = t
+        model.load_state_dict(state)
+        with torch.no_grad():
+            return model(ids).logits
+
+    ref = logits_with_layer1(A)
+    s = OTSettings()
+    heads, kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    assert torch.allclose(logits_with_layer1(align_attention_heads(A, B, heads, kv, s)), ref, atol=1e-9)
+    assert torch.allclose(logits_with_layer1(align_mlp_joint(A, B, s)), ref, atol=1e-9)
+    assert (logits_with_layer1(align_attention_rows(A, B, s)) - ref).abs().max() > 1e-3
+    assert (logits_with_layer1(align_mlp_separate(A, B, s)) - ref).abs().max() > 1e-3
