@@ -95,7 +95,9 @@ def plot_loss_curves(runs: dict[str, dict], target_loss: float, path) -> None:
     plt.close(fig)
 
 
-def _fmt(v) -> str:
+def _fmt(v, column: str = "") -> str:
+    if column.endswith("seconds") and isinstance(v, (int, float)):
+        return f"{v:.0f}"
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1000 else f"{v:.4g}"
     if isinstance(v, int) and v >= 10_000:
@@ -122,7 +124,7 @@ def write_markdown(rows: list[dict], target_loss: float, target, settings: dict,
         "|" + "---|" * len(cols),
     ]
     for r in sorted(rows, key=lambda r: r["final_val_loss"]):
-        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(c, ""), c) for c in cols) + " |")
     lines += [
         "",
         "Rows are sorted by final validation loss. Losses are nats per token on a fixed validation set of "

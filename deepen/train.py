@@ -128,7 +128,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     work_dir, final_dir = Path(work_dir), Path(final_dir)
     ckpt_dir = work_dir / "checkpoints"
     metrics_path = work_dir / "metrics.jsonl"
-    digest = config_digest({k: v for k, v in cfg.items()})
+    digest = config_digest(cfg)
     stamp = ckpt_dir / "config_digest"
     if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
         shutil.rmtree(ckpt_dir)  # checkpoints of other settings must not be resumed
