@@ -187,3 +187,9 @@ def test_opt_deus_alignments_are_not_symmetries_on_real_weights(quick_run):
     assert torch.allclose(logits_with_layer1(align_mlp_joint(A, B, s)), ref, atol=1e-9)
     assert (logits_with_layer1(align_attention_rows(A, B, s)) - ref).abs().max() > 1e-3
     assert (logits_with_layer1(align_mlp_separate(A, B, s)) - ref).abs().max() > 1e-3
+
+
+def test_snakemake_report_bundles_the_results(quick_run):
+    snakemake(quick_run, "--configfile", "config/quick.yaml", "--report", "report.html")
+    html = (quick_run / "report.html").read_text(errors="replace")
+    assert "loss_curves.png" in html and "summary.csv" in html
