@@ -168,18 +168,19 @@ def plot_continuity(svd_paths: dict[str, str], path) -> dict[str, float]:
     import matplotlib.pyplot as plt
 
     ratios = {}
-    fig, axes = plt.subplots(1, len(svd_paths), figsize=(5 * len(svd_paths), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(svd_paths), figsize=(max(7, 5.5 * len(svd_paths)), 5), squeeze=False)
     for ax, (matrix, svd_path) in zip(axes[0], svd_paths.items()):
         points, ratios[matrix] = continuity(svd_path)
         ax.plot(points[:, 0], points[:, 1], "-", color="lightgray", zorder=1)
         sc = ax.scatter(points[:, 0], points[:, 1], c=range(len(points)), cmap="viridis", zorder=2)
         for i, (px, py) in enumerate(points):
             ax.annotate(str(i), (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_title(f"{matrix}: consecutive/random distance {ratios[matrix]:.2f}")
+        ax.set_title(f"{matrix}: consecutive / all-pairs distance {ratios[matrix]:.2f}", fontsize=10)
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         fig.colorbar(sc, ax=ax, label="layer")
-    fig.suptitle("Layers' SVD blocks V_l (top 32 singular directions), 2-D PCA, joined in layer order")
+    fig.suptitle("Each layer's SVD block V_l (top 32 singular directions) in 2-D PCA,\njoined in layer order",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
