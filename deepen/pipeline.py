@@ -4,7 +4,6 @@ test without Snakemake; ``scripts/`` only unpacks ``snakemake.*`` into these cal
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from . import plan as plans
@@ -15,7 +14,7 @@ from .generators import run_generator
 from .modeling import count_parameters, init_tiny_llama, load_causal_lm
 from .reconstruct import reconstruct
 from .tasks import build_task_data, evaluate
-from .tensorio import CheckpointReader, atomic_path
+from .tensorio import CheckpointReader, atomic_dir, atomic_path
 from .tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
 from .train import train
 
@@ -30,11 +29,8 @@ def corpus_stage(corpus_cfg: dict, out_dir) -> None:
 
 
 def tokenizer_stage(train_txt, vocab_size: int, out_dir) -> None:
-    tmp = Path(out_dir).with_name(f".{Path(out_dir).name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    train_tokenizer(train_txt, vocab_size, tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        train_tokenizer(train_txt, vocab_size, tmp)
 
 
 def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_txt, val_txt, out_dir, work_dir,
@@ -100,11 +96,8 @@ def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, f
 
 
 def tasks_stage(test_txt, out_dir, eval_cfg: dict) -> None:
-    tmp = Path(out_dir).with_name(f".{Path(out_dir).name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_task_data(test_txt, tmp, eval_cfg)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        build_task_data(test_txt, tmp, eval_cfg)
 
 
 def evaluate_stage(model_dir, templates_dir, data_dir, tasks, batch_size, out_path, threads=1) -> None:

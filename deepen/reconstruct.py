@@ -12,7 +12,7 @@ from tqdm import tqdm
 from . import plan as plans
 from .arch import architecture_for, split_layer_key
 from .extract import read_model_config
-from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, tensor_nbytes
+from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, atomic_dir, tensor_nbytes
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "chat_template.jinja")
@@ -96,47 +96,33 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
     plan_info = plans.load(plan_path)
     plan = plan_info["plan"]
     plans.validate(plan, config["num_hidden_layers"])
-    reader = CheckpointReader(base_dir)
-    new_reader = CheckpointReader(new_layers_path)
-
-    tensors = output_tensors(reader, plan, arch)
-    sources = {"base": reader, "new": new_reader}
-    specs = []
-    for name, (kind, src) in tensors:
-        specs.append((name, sources[kind].shape(src), sources[kind].dtype(src)))
+    sources = {"base": CheckpointReader(base_dir), "new": CheckpointReader(new_layers_path)}
+    tensors = output_tensors(sources["base"], plan, arch)
+    specs = [(name, sources[kind].shape(src), sources[kind].dtype(src)) for name, (kind, src) in tensors]
     groups = shard([tensor_nbytes(s, d) for _, s, d in specs], max_shard_bytes)
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    weight_map, total = {}, 0
-    progress = tqdm(total=len(specs), desc=f"reconstruct {method}", leave=False)
-    for k, group in enumerate(groups):
-        fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
-        with StreamingWriter(tmp / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
-            for i in group:
-                name, (kind, src) = tensors[i]
-                writer.write(name, sources[kind].get(src))
-                weight_map[name] = fname
-                progress.update()
-            total += writer.nbytes
-    progress.close()
-    (tmp / INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
-
-    new_config = expanded_config(config, plan)
-    (tmp / "config.json").write_text(json.dumps(new_config, indent=2))
-    for name in ("generation_config.json",):
-        if (base_dir / name).exists():
-            shutil.copy2(base_dir / name, tmp / name)
-    for name in TOKENIZER_FILES:
-        if (Path(tokenizer_dir) / name).exists():
-            shutil.copy2(Path(tokenizer_dir) / name, tmp / name)
-    shutil.copy2(plan_path, tmp / "deepen_plan.json")
-    (tmp / "README.md").write_text(
-        model_card(method, plan_info, str(base_dir), len(plan), config["num_hidden_layers"])
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        weight_map, total = {}, 0
+        progress = tqdm(total=len(specs), desc=f"reconstruct {method}", leave=False)
+        for k, group in enumerate(groups):
+            fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
+            with StreamingWriter(tmp / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
+                for i in group:
+                    name, (kind, src) = tensors[i]
+                    writer.write(name, sources[kind].get(src))
+                    weight_map[name] = fname
+                    progress.update()
+                total += writer.nbytes
+        progress.close()
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (tmp / INDEX_NAME).write_text(json.dumps(index, indent=1))
+        (tmp / "config.json").write_text(json.dumps(expanded_config(config, plan), indent=2))
+        if (base_dir / "generation_config.json").exists():
+            shutil.copy2(base_dir / "generation_config.json", tmp / "generation_config.json")
+        for name in TOKENIZER_FILES:
+            if (Path(tokenizer_dir) / name).exists():
+                shutil.copy2(Path(tokenizer_dir) / name, tmp / name)
+        shutil.copy2(plan_path, tmp / "deepen_plan.json")
+        card = model_card(method, plan_info, str(base_dir), len(plan), config["num_hidden_layers"])
+        (tmp / "README.md").write_text(card)
     return out_dir

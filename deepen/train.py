@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .tensorio import atomic_dir
+
 FREEZE_POLICIES = ("new_only", "all")
 
 
@@ -185,14 +187,9 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         trainer.evaluate()
     elapsed = time.time() - t0
 
-    tmp = final_dir.with_name(f".{final_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    tmp.rename(final_dir)
+    with atomic_dir(final_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
     if not cfg.get("keep_checkpoints", False):
         shutil.rmtree(ckpt_dir)
     return {"trainable_params": trainable, "seconds": elapsed, "steps": steps,
