@@ -93,7 +93,10 @@ def validate(plan: list[dict], num_layers: int) -> None:
 
 
 def save(plan: list[dict], path: str | Path, **info) -> None:
-    Path(path).write_text(json.dumps({"layers": len(plan), **info, "plan": plan}, indent=1))
+    from .tensorio import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"layers": len(plan), **info, "plan": plan}, indent=1))
 
 
 def load(path: str | Path) -> dict:
