@@ -73,6 +73,8 @@ def _eval(model, source: BlockSource, layer: int) -> dict:
         "mean_of_neighbours": mse(0.5 * (lower + upper)),
         "copy_lower": mse(lower),
         "copy_upper": mse(upper),
+        # predicting zeros: the floor any useful predictor must beat
+        "zero": mse(torch.zeros_like(mid)),
     }
 
 

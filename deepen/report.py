@@ -68,11 +68,15 @@ def plot_loss_curves(runs: dict[str, dict], target_loss: float, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
     base_init = None
-    for name, r in runs.items():
+    palette = plt.cm.tab20.colors
+    for i, (name, r) in enumerate(runs.items()):
         m = read_metrics(r["metrics"])
-        style = {"color": "black", "linewidth": 2} if name == BASE_ROW else {}
+        # 20 distinct colours, and a second line style once they repeat
+        style = {"color": palette[i % 20], "linestyle": "-" if (i // 10) % 2 == 0 else "--"}
+        if name == BASE_ROW:
+            style = {"color": "black", "linewidth": 2}
         ax.plot([x["step"] for x in m], [x["val_loss"] for x in m], marker=".", label=name, **style)
         if name == BASE_ROW:
             base_init = m[0]["val_loss"]
@@ -189,14 +193,14 @@ def plot_continuity(svd_paths: dict[str, str], path) -> dict[str, float]:
 
 def predictor_table(curves: dict[str, dict[str, str]]) -> list[str]:
     """Markdown rows: held-out MSE of each predictor against the trivial predictors, per matrix type."""
-    lines = ["| predictor | matrix | held-out layer | predictor MSE | mean of neighbours | copy lower | copy upper |",
-             "|---|---|---|---|---|---|---|"]
+    keys = ("predictor", "mean_of_neighbours", "copy_lower", "copy_upper", "zero")
+    lines = ["| predictor | matrix | held-out layer | predictor MSE | mean of neighbours | copy lower | copy upper | zeros |",
+             "|---|---|---|---|---|---|---|---|"]
     for space, per_matrix in curves.items():
         for matrix, path in per_matrix.items():
             r = json.loads(Path(path).read_text())
             b = r["val_mse_against_baselines"]
             best = min(b, key=b.get)
-            cells = [f"**{b[k]:.3e}**" if k == best else f"{b[k]:.3e}"
-                     for k in ("predictor", "mean_of_neighbours", "copy_lower", "copy_upper")]
+            cells = [f"**{b[k]:.3e}**" if k == best else f"{b[k]:.3e}" for k in keys]
             lines.append(f"| {space} | {matrix} | {r['val_layer']} | " + " | ".join(cells) + " |")
     return lines

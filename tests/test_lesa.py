@@ -113,5 +113,5 @@ def test_predictor_training_is_deterministic_and_learns(lesa_inputs):
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert r1["train_loss"][-1] < r1["train_loss"][0]
     assert r1["val_layer"] == 3 and 3 not in r1["train_layers"]
-    assert set(r1["val_mse_against_baselines"]) == {"predictor", "mean_of_neighbours", "copy_lower", "copy_upper"}
+    assert set(r1["val_mse_against_baselines"]) == {"predictor", "mean_of_neighbours", "copy_lower", "copy_upper", "zero"}
     assert isinstance(m1, LayerPredictor)
