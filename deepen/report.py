@@ -70,11 +70,11 @@ def plot_loss_curves(runs: dict[str, dict], target_loss: float, path) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     base_init = None
-    palette = plt.cm.tab20.colors
+    palette = plt.cm.tab10.colors
     for i, (name, r) in enumerate(runs.items()):
         m = read_metrics(r["metrics"])
-        # 20 distinct colours, and a second line style once they repeat
-        style = {"color": palette[i % 20], "linestyle": "-" if (i // 10) % 2 == 0 else "--"}
+        # ten colours; once they repeat, the line style changes
+        style = {"color": palette[i % 10], "linestyle": ("-", "--", ":")[(i // 10) % 3]}
         if name == BASE_ROW:
             style = {"color": "black", "linewidth": 2}
         ax.plot([x["step"] for x in m], [x["val_loss"] for x in m], marker=".", label=name, **style)
