@@ -12,8 +12,8 @@ if PRETRAIN_BASE:
         log:
             "logs/pretrain_base.log",
         params:
-            model=config["base"]["model"],
-            train=config["base"]["train"],
+            model=canonical(config["base"]["model"]),
+            train=canonical(config["base"]["train"]),
             seed=config["seed"],
         threads: config["resources"]["base_threads"]
         resources:

@@ -37,6 +37,16 @@ wildcard_constraints:
     matrix="|".join(ARCH.matrices),
 
 
+def canonical(value):
+    """Config values with dict keys sorted: reordering keys in a config file must not rerun anything
+    (Snakemake compares params by their text)."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def base_params() -> int:
     """Approximate parameter count of the base model, for resource requests."""
     c = BASE_MODEL_CONFIG
@@ -52,12 +62,12 @@ def mem_mb(factor: float, floor: int = 1024) -> int:
 def generation_params(wildcards) -> dict:
     """What the layers depend on: the method's options, less the CPT-only freeze policy."""
     opts = {k: v for k, v in config["methods"][wildcards.method].items() if k != "freeze"}
-    return {**opts, "seed": config["seed"]}
+    return canonical({**opts, "seed": config["seed"]})
 
 
 def cpt_params(wildcards) -> dict:
     freeze = "all" if wildcards.row == "base" else config["methods"][wildcards.row]["freeze"]
-    return {**config["cpt"], "seed": config["seed"], "freeze": freeze}
+    return canonical({**config["cpt"], "seed": config["seed"], "freeze": freeze})
 
 
 def cpt_model(wildcards) -> str:

@@ -7,7 +7,7 @@ rule corpus:
     log:
         "logs/corpus.log",
     params:
-        corpus=config["corpus"],
+        corpus=canonical(config["corpus"]),
     threads: 1
     resources:
         mem_mb=2048,

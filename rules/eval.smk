@@ -6,7 +6,7 @@ rule task_data:
     log:
         "logs/task_data.log",
     params:
-        eval=config["eval"],
+        eval=canonical(config["eval"]),
     threads: 1
     resources:
         mem_mb=1024,

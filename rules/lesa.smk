@@ -28,7 +28,7 @@ rule predictor:
         "logs/predictor.log",
     params:
         key="V",
-        train=lambda wildcards: {**config["predictor"], "seed": config["seed"]},
+        train=canonical({**config["predictor"], "seed": config["seed"]}),
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
@@ -49,7 +49,7 @@ rule predictor_nosvd:
         "logs/predictor_nosvd.log",
     params:
         key="stack",
-        train=lambda wildcards: {**config["predictor"], "seed": config["seed"]},
+        train=canonical({**config["predictor"], "seed": config["seed"]}),
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),

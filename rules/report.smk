@@ -17,7 +17,7 @@ rule report:
         base_desc=config["base_model"] or "tiny Llama pretrained here ({} layers, hidden {})".format(
             BASE_MODEL_CONFIG["num_hidden_layers"], BASE_MODEL_CONFIG["hidden_size"]
         ),
-        cpt=config["cpt"],
+        cpt=canonical(config["cpt"]),
         lesa_matrices=LESA_MATRICES,
     threads: 1
     resources:

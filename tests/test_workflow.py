@@ -91,7 +91,8 @@ def planned_jobs(workdir, configfile) -> list[tuple[str, str]]:
 def variant(workdir, name, edit) -> str:
     cfg = yaml.safe_load((workdir / "config/quick.yaml").read_text())
     edit(cfg)
-    (workdir / "config" / name).write_text(yaml.safe_dump(cfg))
+    # sorted keys on purpose: the order of keys in a config file must not matter
+    (workdir / "config" / name).write_text(yaml.safe_dump(cfg, sort_keys=True))
     return f"config/{name}"
 
 
