@@ -11,6 +11,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from . import generators
+from . import plan as plans
 from .arch import UnsupportedArchitecture, architecture_for
 from .plan import PlanError
 
@@ -57,6 +58,30 @@ def _schema_problems(config: dict, schema: dict) -> list[str]:
     return problems
 
 
+BASE_ROW = ("base", "all")
+
+
+def freeze_policies(opts: dict) -> list[str]:
+    """A method's freeze policies, in config order: each is a row of its own."""
+    freeze = opts.get("freeze", "new_only")
+    return [freeze] if isinstance(freeze, str) else list(freeze)
+
+
+def rows(config: dict) -> list[tuple[str, str]]:
+    """(method, freeze policy) of every row of the comparison; the base's own CPT comes first."""
+    return [BASE_ROW] + [(m, f) for m, opts in config["methods"].items() for f in freeze_policies(opts)]
+
+
+def row_of(config: dict, name: str) -> tuple[str, str]:
+    """The row a name means: 'method/freeze', or 'method' for the method's first freeze policy."""
+    method, _, freeze = name.partition("/")
+    known = rows(config)
+    candidates = [r for r in known if r[0] == method and (not freeze or r[1] == freeze)]
+    if not candidates:
+        raise ConfigError(f"{name!r} is not a row; rows: {', '.join('/'.join(r) for r in known)}")
+    return candidates[0]
+
+
 class _PlanOnlyStacks:
     """Enough of WeightStacks for a generator to build its plan before any weight exists."""
 
@@ -100,12 +125,19 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
         except PlanError as e:
             problems.append(f"methods.{name}: {e}")
             continue
-        if opts.get("freeze") == "new_only" and not any(e["from"] == "new" for e in expansion.plan):
+        if "new_only" in freeze_policies(opts) and not plans.added_layers(expansion.plan):
             problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
-                            "adds no new layers; use 'all'")
+                            "adds no layers; use 'all'")
     target = config["report"]["target_loss"]
-    if isinstance(target, str) and target not in [*config["methods"], "base"]:
-        problems.append(f"report.target_loss: {target!r} is neither a number nor a method of `methods`")
+    if isinstance(target, str):
+        try:
+            row_of(config, target)
+        except ConfigError as e:
+            problems.append(f"report.target_loss: {e}")
+    try:
+        row_of(config, config["report"]["reference"])
+    except ConfigError as e:
+        problems.append(f"report.reference: {e}")
     known_tasks = sorted(p.stem for p in tasks_dir.glob("*.yaml"))
     for task in config["eval"]["tasks"]:
         if task not in known_tasks:

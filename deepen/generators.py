@@ -35,12 +35,19 @@ GENERATORS: dict[str, Callable[..., Expansion]] = {}
 REQUIREMENTS: dict[str, Callable[[dict], list[str]]] = {}
 
 
-def generator(name: str, requires: Callable[[dict], list[str]] = lambda opts: []):
-    """Register a generator ``fn(opts, stacks, arch, artifacts) -> Expansion``."""
+# generators whose layers depend on a random seed: one model per CPT seed
+STOCHASTIC: set[str] = set()
+
+
+def generator(name: str, requires: Callable[[dict], list[str]] = lambda opts: [], stochastic: bool = False):
+    """Register a generator ``fn(opts, stacks, arch, artifacts) -> Expansion``; ``stochastic`` ones
+    read ``opts['seed']``."""
 
     def register(fn):
         GENERATORS[name] = fn
         REQUIREMENTS[name] = requires
+        if stochastic:
+            STOCHASTIC.add(name)
         return fn
 
     return register
@@ -48,6 +55,10 @@ def generator(name: str, requires: Callable[[dict], list[str]] = lambda opts: []
 
 def required_artifacts(opts: dict) -> list[str]:
     return REQUIREMENTS[opts["generator"]](opts)
+
+
+def is_stochastic(opts: dict) -> bool:
+    return opts["generator"] in STOCHASTIC
 
 
 def _layer(stacks: WeightStacks, layer: int) -> Layer:
@@ -74,7 +85,7 @@ def average_neighbours(opts: dict, stacks: WeightStacks, arch: Architecture, art
     return Expansion(plan, make, needs_upper=True)
 
 
-@generator("random")
+@generator("random", stochastic=True)
 def random_init(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
     """A control: new layers drawn like a fresh model's (normal weights, unit norms)."""
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
@@ -93,22 +104,25 @@ def random_init(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts:
 
 @generator("solar")
 def solar(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
-    """SOLAR depth up-scaling: base[0 : L-m] followed by base[m : L]; no new tensors."""
+    """SOLAR depth up-scaling: base[0 : L-m] followed by base[m : L]; no new tensors. The second
+    copies of the layers m .. L-m-1 count as the added ones."""
     L = stacks.num_layers
     m = opts.get("m") or L // 4
     if not 1 <= m < L / 2:
         raise plans.PlanError(f"solar: m must satisfy 1 <= m < L/2 = {L / 2}, got {m}")
-    layers = list(range(0, L - m)) + list(range(m, L))
-    return Expansion([{"from": "base", "layer": i} for i in layers])
+    lower = [{"from": "base", "layer": i} for i in range(0, L - m)]
+    upper = [{"from": "base", "layer": i, **({"added": True} if i < L - m else {})} for i in range(m, L)]
+    return Expansion(lower + upper)
 
 
 @generator("stack")
 def stack(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
-    """Static stacking: the whole layer stack repeated g times."""
+    """Static stacking: the whole layer stack repeated g times; the copies after the first count as added."""
     g = opts.get("g", 2)
     if not isinstance(g, int) or g < 2:
         raise plans.PlanError(f"stack: g must be an integer >= 2, got {g!r}")
-    return Expansion([{"from": "base", "layer": i} for _ in range(g) for i in range(stacks.num_layers)])
+    return Expansion([{"from": "base", "layer": i, **({"added": True} if copy else {})}
+                      for copy in range(g) for i in range(stacks.num_layers)])
 
 
 @generator("lesa", requires=lambda opts: ["svd", "predictor"] if opts.get("svd", True) else ["predictor_nosvd"])

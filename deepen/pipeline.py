@@ -16,7 +16,8 @@ from .reconstruct import reconstruct
 from .tasks import build_task_data, evaluate
 from .tensorio import CheckpointReader, atomic_dir, atomic_path
 from .tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
-from .train import train
+from .flops import training_flops_per_token
+from .train import read_metrics, train
 
 
 def write_json(obj, path) -> None:
@@ -40,7 +41,9 @@ def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_txt, va
     cfg = {**train_cfg, "seed": seed, "freeze": "all"}
     result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
                    cfg, work_dir, out_dir, threads=threads)
-    write_json({**result, "params": count_parameters(model)}, Path(work_dir) / "info.json")
+    final_val_loss = read_metrics(Path(work_dir) / "metrics.jsonl")[-1]["val_loss"]
+    write_json({**result, "params": count_parameters(model), "final_val_loss": final_val_loss},
+               Path(work_dir) / "info.json")
 
 
 def extract_stage(base_dir, matrix: str, out_path) -> None:
@@ -87,12 +90,14 @@ def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, f
     tokenizer = load_tokenizer(model_dir)
     plan_path = Path(model_dir) / "deepen_plan.json"
     plan_info = plans.load(plan_path) if plan_path.exists() else {"plan": [], "generator": ""}
-    new = [i for i, _ in plans.new_layers(plan_info["plan"])]
+    added = plans.added_layers(plan_info["plan"])
+    flops = training_flops_per_token(model.config.to_dict(), cfg["seq_len"], added, cfg["freeze"])
     result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
-                   cfg, work_dir, final_dir, trainable_layers=new, threads=threads)
+                   cfg, work_dir, final_dir, trainable_layers=added, threads=threads)
     write_json({"method": method, "generator": plan_info.get("generator", ""), "freeze": cfg["freeze"],
-                "layers": model.config.num_hidden_layers, "params": count_parameters(model),
-                "new_layers": new, **result}, info_path)
+                "seed": cfg["seed"], "layers": model.config.num_hidden_layers, "params": count_parameters(model),
+                "added_layers": added, "train_flops_per_token": flops,
+                "tokens_per_step": cfg["batch_size"] * cfg["seq_len"], **result}, info_path)
 
 
 def tasks_stage(test_txt, out_dir, eval_cfg: dict) -> None:
@@ -110,13 +115,27 @@ def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
     write_json(plot_continuity(svd_paths, png_path), json_path)
 
 
-def report_stage(rows: dict[str, dict], target, settings: dict, csv_path, md_path, png_path,
-                 continuity_json=None, predictor_curves: dict | None = None) -> None:
-    """``rows[name]`` = {"metrics": path, "eval": path, "info": path}; the 'base' row is the base model.
-    With LESA methods: the continuity ratios and the predictors' curves {space: {matrix: json path}}."""
-    from .report import build_rows, plot_loss_curves, predictor_table, write_csv, write_markdown
+def report_stage(runs: list[dict], target, reference: str, settings: dict, out: dict,
+                 continuity_json=None, predictor_curves: dict | None = None, base_info=None) -> None:
+    """``runs``: {method, freeze, seed, metrics, info, eval} per CPT run (the base's own CPT is method
+    'base'); ``out``: paths of csv, runs_csv, md, curves. With LESA methods: the continuity ratios and
+    the predictors' curves {space: {matrix: json path}}; with a base trained here, its info.json."""
+    from .report import load_runs, plot_loss_curves, predictor_table, summarise, write_csv, write_markdown, write_runs_csv
 
+    rows = load_runs(runs)
+    table, target_loss = summarise(rows, target, reference)
+    first = next(iter(rows.values()))["info"]
+    expanded = max(rows.values(), key=lambda r: r["info"]["params"])["info"]
+    settings = {**settings, "val_tokens": first["val_tokens"], "seeds": max(len(r["seeds"]) for r in rows.values()),
+                "model_size": f"{expanded['params'] / 1e6:.1f} M-parameter"}
     sections = []
+    if base_info:
+        info = json.loads(Path(base_info).read_text())
+        how = (f"stopped on a plateau at step {info['steps']} of at most {info['max_steps']}"
+               if info.get("stopped_on_plateau") else f"ran its whole budget of {info['steps']} steps")
+        sections += ["## The base model", "",
+                     f"Pretrained here; {how} (val loss {info.get('final_val_loss', float('nan')):.4f}).", "",
+                     "![base training](base_training.png)", ""]
     if continuity_json:
         ratios = json.loads(Path(continuity_json).read_text())
         sections += ["## Continuity of layers in SVD space", "",
@@ -130,10 +149,7 @@ def report_stage(rows: dict[str, dict], target, settings: dict, csv_path, md_pat
                      "best per row in bold). `svd`: rows of V blocks (LESA); `nosvd`: raw weight rows (the ablation); "
                      "the two spaces have different scales, compare within a row.", "",
                      *predictor_table(predictor_curves), ""]
-
-    table, target_loss = build_rows(rows, target)
-    first = json.loads(Path(next(iter(rows.values()))["info"]).read_text())
-    settings = {**settings, "val_tokens": first["val_tokens"]}
-    write_csv(table, csv_path)
-    plot_loss_curves(rows, target_loss, png_path)
-    write_markdown(table, target_loss, target, settings, md_path, sections)
+    write_csv(table, out["csv"])
+    write_runs_csv(rows, out["runs_csv"])
+    plot_loss_curves(rows, target_loss, out["curves"])
+    write_markdown(table, rows, target_loss, target, reference, settings, out["md"], sections)

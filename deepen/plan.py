@@ -3,6 +3,7 @@
 A plan is a list of entries, one per output layer, in order:
 
     {"from": "base", "layer": 7}                    # a base layer, copied as is
+    {"from": "base", "layer": 3, "added": true}     # a second copy of a base layer (SOLAR, stacking)
     {"from": "new", "id": 0, "between": [7, 8]}     # a generated layer; its tensors are new_layers[id]
 
 ``between`` names the base neighbours the new layer was made from (the upper one is ``None`` when
@@ -76,6 +77,12 @@ def base_layers(plan: list[dict]) -> list[tuple[int, int]]:
 def new_layers(plan: list[dict]) -> list[tuple[int, dict]]:
     """(output index, entry) for every generated layer."""
     return [(i, e) for i, e in enumerate(plan) if e["from"] == "new"]
+
+
+def added_layers(plan: list[dict]) -> list[int]:
+    """Output indices of the layers the expansion added: generated layers and extra copies of base
+    layers. These are what the 'new_only' freeze policy trains."""
+    return [i for i, e in enumerate(plan) if e["from"] == "new" or e.get("added")]
 
 
 def validate(plan: list[dict], num_layers: int) -> None:

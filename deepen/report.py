@@ -1,4 +1,6 @@
-"""The report: one row per method (and the base), loss curves, and a markdown summary."""
+"""The report: one row per (method, freeze policy) with mean and 95% interval over seeds, paired
+differences against a reference method, loss curves over steps and over training FLOPs, a summary
+paragraph generated from the numbers, and the base model's own training curve."""
 
 from __future__ import annotations
 
@@ -7,141 +9,347 @@ import json
 import math
 from pathlib import Path
 
+from .stats import Interval, paired_difference, t_interval
 from .tasks import flat_metrics
 from .train import read_metrics, steps_to_reach
 
-BASE_ROW = "base"
-COLUMNS = ["method", "generator", "freeze", "layers", "params", "trainable_params", "init_val_loss",
-           "final_val_loss", "steps_to_reach_target", "cpt_seconds"]
+BASE_METHOD = "base"
 # lm-eval metrics shown in the markdown table (all of them go to the csv)
 HEADLINE_METRICS = ["deepen_ppl/bits_per_byte", "deepen_cloze/acc", "deepen_next_line/acc"]
+# Claims of the papers about final loss after CPT, as (lower, higher, source): LESA below LLaMA Pro
+# below SOLAR (LESA, Yang et al. 2025), OpT-DeUS at or below LESA (OpT-DeUS, Cao et al. 2025).
+PAPER_CLAIMS = [("lesa", "llama_pro", "LESA"), ("llama_pro", "solar", "LESA"), ("opt_deus", "lesa", "OpT-DeUS")]
 
 
-def resolve_target(target, finals: dict[str, float]) -> float:
-    """The target loss: a number, or the name of a row whose final val loss is the target."""
-    if isinstance(target, (int, float)):
-        return float(target)
-    if target not in finals:
-        raise ValueError(f"report.target_loss names {target!r}, which is not a row: {sorted(finals)}")
-    return finals[target]
+def row_name(method: str, freeze: str) -> str:
+    return f"{method}/{freeze}"
 
 
-def build_rows(runs: dict[str, dict], target) -> tuple[list[dict], float]:
-    """``runs[name]`` holds ``metrics`` (path), ``eval`` (path), ``info`` (path to train info json)."""
-    metrics = {name: read_metrics(r["metrics"]) for name, r in runs.items()}
-    finals = {name: m[-1]["val_loss"] for name, m in metrics.items()}
-    target_loss = resolve_target(target, finals)
-    rows = []
-    for name, r in runs.items():
+def load_runs(runs: list[dict]) -> dict[str, dict]:
+    """``runs``: {method, freeze, seed, metrics, info, eval} per CPT run (paths) -> per row name:
+    {method, freeze, info (of the first seed), seeds: {seed: {metrics, eval}}}, in run order."""
+    rows: dict[str, dict] = {}
+    for r in runs:
+        name = row_name(r["method"], r["freeze"])
         info = json.loads(Path(r["info"]).read_text())
-        m = metrics[name]
-        reached = steps_to_reach(m, target_loss)
-        row = {
-            "method": name,
+        row = rows.setdefault(name, {"method": r["method"], "freeze": r["freeze"], "info": info, "seeds": {}})
+        row["seeds"][int(r["seed"])] = {
+            "metrics": read_metrics(r["metrics"]),
+            "eval": {k: v for k, v in flat_metrics(json.loads(Path(r["eval"]).read_text())).items()
+                     if not k.endswith("sample_len")},
+            "info": info,
+        }
+    return rows
+
+
+def resolve_row(name: str, rows: dict[str, dict]) -> str:
+    """'method/freeze', or 'method' for the first of the method's rows."""
+    if name in rows:
+        return name
+    matches = [r for r, v in rows.items() if v["method"] == name]
+    if not matches:
+        raise ValueError(f"{name!r} is not a row of the report: {sorted(rows)}")
+    return matches[0]
+
+
+def reference_row(row: dict, reference: str, rows: dict[str, dict]) -> str:
+    """The reference method under the row's freeze policy when it runs under it, else its first row."""
+    same = row_name(reference, row["freeze"])
+    return same if same in rows else resolve_row(reference, rows)
+
+
+def finals(row: dict) -> dict[int, float]:
+    return {s: r["metrics"][-1]["val_loss"] for s, r in row["seeds"].items()}
+
+
+def flops_per_step(info: dict) -> float:
+    return info["train_flops_per_token"] * info["tokens_per_step"]
+
+
+def summarise(rows: dict[str, dict], target, reference: str) -> tuple[list[dict], float]:
+    """One summary record per row; the target loss is a number or the mean final loss of a row."""
+    if isinstance(target, (int, float)):
+        target_loss = float(target)
+    else:
+        target_loss = t_interval(finals(rows[resolve_row(target, rows)]).values()).mean
+    table = []
+    for name, row in rows.items():
+        info, seeds = row["info"], row["seeds"]
+        steps = [steps_to_reach(r["metrics"], target_loss) for r in seeds.values()]
+        reached = [s for s in steps if s is not None]
+        ref = reference_row(row, reference, rows)
+        record = {
+            "row": name,
+            "method": row["method"],
+            "freeze": row["freeze"],
             "generator": info.get("generator", ""),
-            "freeze": info["freeze"],
             "layers": info["layers"],
             "params": info["params"],
             "trainable_params": info["trainable_params"],
-            "init_val_loss": round(m[0]["val_loss"], 5),
-            "final_val_loss": round(m[-1]["val_loss"], 5),
-            "steps_to_reach_target": "" if reached is None else reached,
-            "cpt_seconds": round(m[-1]["seconds"], 1),
+            "train_flops_per_token": info["train_flops_per_token"],
+            "cpt_tflops": flops_per_step(info) * info["steps"] / 1e12,
+            "seeds": len(seeds),
+            "init_val_loss": t_interval(r["metrics"][0]["val_loss"] for r in seeds.values()),
+            "final_val_loss": t_interval(finals(row).values()),
+            "reference": ref,
+            "minus_reference": None if ref == name else paired_difference(finals(row), finals(rows[ref])),
+            "steps_to_target": t_interval(reached),
+            "target_reached": len(reached),
+            "tflops_to_target": t_interval(s * flops_per_step(info) / 1e12 for s in reached),
+            "cpt_seconds": t_interval(r["metrics"][-1]["seconds"] for r in seeds.values()),
         }
-        row.update({k: round(v, 5) for k, v in flat_metrics(json.loads(Path(r["eval"]).read_text())).items()
-                    if not k.endswith("sample_len")})
-        rows.append(row)
-    return rows, target_loss
+        metrics = sorted({k for r in seeds.values() for k in r["eval"]})
+        record["eval"] = {k: t_interval(r["eval"][k] for r in seeds.values() if k in r["eval"]) for k in metrics}
+        table.append(record)
+    return table, target_loss
 
 
-def write_csv(rows: list[dict], path) -> None:
-    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+def _csv_value(v):
+    if isinstance(v, float):
+        return "" if math.isnan(v) else round(v, 6)
+    return v
+
+
+def write_csv(table: list[dict], path) -> None:
+    """summary.csv: one line per row; an interval becomes ``<name>_mean`` and ``<name>_ci95``
+    (the half-width)."""
+    lines = []
+    for rec in table:
+        line = {}
+        for k, v in rec.items():
+            if k == "eval":
+                for metric, iv in v.items():
+                    line[f"{metric}_mean"] = _csv_value(iv.mean)
+            elif isinstance(v, Interval) or (k == "minus_reference"):
+                line[f"{k}_mean"] = "" if v is None else _csv_value(v.mean)
+                line[f"{k}_ci95"] = "" if v is None else _csv_value(v.half_width)
+            else:
+                line[k] = _csv_value(v)
+        if rec["minus_reference"] is not None:
+            line["minus_reference_significant"] = rec["minus_reference"].excludes_zero()
+        lines.append(line)
+    fields = list(dict.fromkeys(k for line in lines for k in line))
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS + extra)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(lines)
 
 
-def plot_loss_curves(runs: dict[str, dict], target_loss: float, path) -> None:
+def write_runs_csv(rows: dict[str, dict], path) -> None:
+    """runs.csv: every CPT run, one line per seed and evaluation step (the raw numbers behind the means)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["row", "method", "freeze", "seed", "step", "tokens", "train_flops", "train_loss",
+                         "val_loss", "seconds"])
+        for name, row in rows.items():
+            for seed, r in row["seeds"].items():
+                per_step = flops_per_step(r["info"])
+                for m in r["metrics"]:
+                    writer.writerow([name, row["method"], row["freeze"], seed, m["step"], m["tokens"],
+                                     f"{m['step'] * per_step:.6g}", m["train_loss"], m["val_loss"], m["seconds"]])
+
+
+def _mean_curve(row: dict) -> tuple[list[int], list[Interval]]:
+    """Mean val loss over seeds at each logged step all seeds share."""
+    per_seed = [{m["step"]: m["val_loss"] for m in r["metrics"]} for r in row["seeds"].values()]
+    steps = sorted(set.intersection(*(set(p) for p in per_seed)))
+    return steps, [t_interval(p[s] for p in per_seed) for s in steps]
+
+
+def plot_loss_curves(rows: dict[str, dict], target_loss: float, path) -> None:
+    """Mean val loss over seeds (band: 95% interval) against CPT steps and against training FLOPs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    base_init = None
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6), sharey=True)
     palette = plt.cm.tab10.colors
-    for i, (name, r) in enumerate(runs.items()):
-        m = read_metrics(r["metrics"])
-        # ten colours; once they repeat, the line style changes
-        style = {"color": palette[i % 10], "linestyle": ("-", "--", ":")[(i // 10) % 3]}
-        if name == BASE_ROW:
-            style = {"color": "black", "linewidth": 2}
-        ax.plot([x["step"] for x in m], [x["val_loss"] for x in m], marker=".", label=name, **style)
-        if name == BASE_ROW:
-            base_init = m[0]["val_loss"]
-    if base_init is not None:
-        ax.axhline(base_init, color="gray", linestyle="--", linewidth=1, label="base model before CPT")
-    ax.axhline(target_loss, color="red", linestyle=":", linewidth=1, label=f"target {target_loss:.3f}")
-    ax.set_xlabel("CPT step")
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title("Continual pretraining of the up-scaled models")
-    finals = [read_metrics(r["metrics"])[-1]["val_loss"] for r in runs.values()]
-    inits = [read_metrics(r["metrics"])[0]["val_loss"] for r in runs.values()]
+    methods = list(dict.fromkeys(r["method"] for r in rows.values() if r["method"] != BASE_METHOD))
+    lows, highs = [], []
+    for name, row in rows.items():
+        steps, curve = _mean_curve(row)
+        mean = [c.mean for c in curve]
+        lo = [c.low if not math.isnan(c.half_width) else c.mean for c in curve]
+        hi = [c.high if not math.isnan(c.half_width) else c.mean for c in curve]
+        per_step = flops_per_step(row["info"])
+        if row["method"] == BASE_METHOD:
+            style = {"color": "black", "linewidth": 2, "linestyle": "-"}
+        else:
+            i = methods.index(row["method"])
+            # colour: method (ten colours, then markers tell them apart); line style: freeze policy
+            style = {"color": palette[i % 10], "marker": ".o^s"[(i // 10) % 4], "markersize": 4,
+                     "linestyle": "-" if row["freeze"] == "all" else "--"}
+        for ax, xs in ((axes[0], steps), (axes[1], [s * per_step for s in steps])):
+            ax.plot(xs, mean, label=name, **style)
+            if len(row["seeds"]) > 1:
+                ax.fill_between(xs, lo, hi, color=style["color"], alpha=0.12, linewidth=0)
+        lows.append(min(mean[1:] or mean))
+        highs.append(mean[-1])
+        if row["method"] == BASE_METHOD:
+            highs.append(mean[0])
+    for ax in axes:
+        ax.axhline(target_loss, color="red", linestyle=":", linewidth=1, label=f"target {target_loss:.3f}")
+        ax.grid(alpha=0.3)
+    axes[0].set_xlabel("CPT step")
+    axes[1].set_xlabel("training FLOPs (forward + backward of what trains)")
+    axes[1].set_xscale("log")
+    axes[0].set_ylabel("validation loss (nats/token), mean over seeds")
     # Keep the interesting range visible: a random-init start can be far above everything else.
-    lo, hi = min(finals), max(max(finals), base_init or 0)
+    lo, hi = min(lows), max(highs)
     span = max(hi - lo, 1e-3)
-    ax.set_ylim(lo - 0.15 * span, min(max(inits), hi + 1.5 * span))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    axes[0].set_ylim(lo - 0.1 * span, hi + 0.6 * span)
+    axes[1].legend(fontsize=7, ncol=2, loc="upper right")
+    fig.suptitle("Continual pretraining of the up-scaled models (solid: all parameters train; dashed: only the "
+                 "added layers; band: 95% interval over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _fmt(v, column: str = "") -> str:
-    if column.endswith("seconds") and isinstance(v, (int, float)):
-        return f"{v:.0f}"
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.4g}"
-    if isinstance(v, int) and v >= 10_000:
-        return f"{v / 1e6:.2f} M"
-    return str(v)
+def plot_base_training(metrics_path, info_path, plateau: dict | None, path) -> None:
+    """The base's pretraining curve, with where and why it stopped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = read_metrics(metrics_path)
+    info = json.loads(Path(info_path).read_text())
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot([x["step"] for x in m], [x["val_loss"] for x in m], marker=".", color="black", label="val loss")
+    logged = [x for x in m if x["train_loss"] is not None]
+    ax.plot([x["step"] for x in logged], [x["train_loss"] for x in logged], color="gray", alpha=0.7,
+            label="train loss (mean since the previous evaluation)")
+    stop = info["steps"]
+    why = (f"plateau: best of the last {plateau['window']} evaluations improved by "
+           f"< {plateau['min_rel_improvement']:.2%}" if info.get("stopped_on_plateau") else
+           f"budget of {info.get('max_steps', stop)} steps")
+    ax.axvline(stop, color="red", linestyle="--", label=f"stopped at step {stop} ({why})")
+    ax.set_xlabel("pretraining step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_yscale("log")
+    ax.set_title("Base model pretraining")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
-def write_markdown(rows: list[dict], target_loss: float, target, settings: dict, path,
-                   sections: list[str] | None = None) -> None:
-    cols = COLUMNS[:] + [m for m in HEADLINE_METRICS if any(m in r for r in rows)]
+def _fmt_count(v: float) -> str:
+    return f"{v / 1e6:.2f} M" if v >= 1e5 else f"{v:.0f}"
+
+
+def _steps_cell(rec: dict) -> str:
+    n, k, iv = rec["seeds"], rec["target_reached"], rec["steps_to_target"]
+    if k == 0:
+        return f"never (0/{n})"
+    return f"{iv.format(0)} ({k}/{n})"
+
+
+def _diff_cell(rec: dict) -> str:
+    d = rec["minus_reference"]
+    if d is None:
+        return "reference"
+    cell = f"{d.mean:+.4f} ± {d.half_width:.4f}" if not math.isnan(d.half_width) else f"{d.mean:+.4f}"
+    return f"**{cell}**" if d.excludes_zero() else cell
+
+
+def _pair(rows: dict[str, dict], a: str, b: str) -> Interval | None:
+    if a not in rows or b not in rows:
+        return None
+    return paired_difference(finals(rows[a]), finals(rows[b]))
+
+
+def _verdict(d: Interval) -> str:
+    if math.isnan(d.half_width):
+        return "one seed, no interval"
+    return "significant" if d.excludes_zero() else "not significant"
+
+
+def what_this_run_says(table: list[dict], rows: dict[str, dict], reference: str, settings: dict) -> str:
+    """A paragraph generated from the numbers: best row per freeze policy, significant differences
+    against the reference, and the papers' orderings checked one by one."""
+    out = []
+    policies = list(dict.fromkeys(r["freeze"] for r in table if r["method"] != BASE_METHOD))
+    for policy in policies:
+        recs = [r for r in table if r["freeze"] == policy and r["method"] != BASE_METHOD]
+        best = min(recs, key=lambda r: r["final_val_loss"].mean)
+        out.append(f"Training `{policy}`, the lowest final loss is `{best['row']}` "
+                   f"({best['final_val_loss'].format()} nats).")
+    better = [r for r in table if r["minus_reference"] and r["minus_reference"].excludes_zero()
+              and r["minus_reference"].mean < 0]
+    worse = [r for r in table if r["minus_reference"] and r["minus_reference"].excludes_zero()
+             and r["minus_reference"].mean > 0]
+    undecided = [r for r in table if r["minus_reference"] and not r["minus_reference"].excludes_zero()]
+    if table and not math.isnan(next((r["final_val_loss"].half_width for r in table), math.nan)):
+        def names(rs):
+            return ", ".join(f"`{r['row']}` ({r['minus_reference'].mean:+.4f})" for r in rs) or "none"
+
+        out.append(f"Against `{reference}` under the same freeze policy (paired by seed, 95% interval), "
+                   f"significantly lower: {names(better)}; significantly higher: {names(worse)}; "
+                   f"not distinguishable from it: {names(undecided)}.")
+    else:
+        out.append("With one seed there are no intervals: no difference can be called significant.")
+    claims = []
+    for low, high, paper in PAPER_CLAIMS:
+        for policy in policies:
+            d = _pair(rows, row_name(low, policy), row_name(high, policy))
+            if d is None:
+                continue
+            agrees = "agrees" if d.mean <= 0 else "disagrees"
+            claims.append(f"`{low}` − `{high}` under `{policy}` = {d.mean:+.4f}"
+                          + ("" if math.isnan(d.half_width) else f" ± {d.half_width:.4f}")
+                          + f" ({_verdict(d)}; {agrees} with {paper}'s `{low}` ≤ `{high}`)")
+    if claims:
+        out.append("The papers report, after CPT, LESA below LLaMA Pro below SOLAR in perplexity and OpT-DeUS at "
+                   "or below LESA. Here: " + "; ".join(claims) + ".")
+    out.append(f"All of this is {settings['seeds']} seed(s) of a {settings['model_size']} model continued for "
+               f"{settings['cpt']['steps']} steps: it can rank initialisations at this scale, but cannot decide "
+               "what the papers measure at 1-8 B parameters and billions of tokens.")
+    return " ".join(out)
+
+
+def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float, target, reference: str,
+                   settings: dict, path, sections: list[str] | None = None) -> None:
+    metrics = [m for m in HEADLINE_METRICS if any(m in r["eval"] for r in table)]
+    cpt = settings["cpt"]
+    cols = ["row", "trainable", "CPT TFLOPs", "init val loss", "final val loss", f"final − {reference} (paired)",
+            "steps to target", "TFLOPs to target", *metrics]
     lines = [
         "# deepen: depth up-scaling comparison",
         "",
         f"Base model: {settings['base_desc']}. Every row continues pretraining for the same budget: "
-        f"{settings['cpt']['steps']} steps of {settings['cpt']['batch_size']} x {settings['cpt']['seq_len']} tokens, "
-        f"peak lr {settings['cpt']['lr']}. "
-        f"`freeze` says what trained: `new_only` = only the inserted layers, `all` = every parameter.",
+        f"{cpt['steps']} steps of {cpt['batch_size']} x {cpt['seq_len']} tokens, peak lr {cpt['lr']}, "
+        f"repeated with {settings['seeds']} seed(s) (data order and any random initialisation). A row is "
+        "`method/freeze`: `new_only` trains only the layers the method added, `all` trains every parameter.",
         "",
-        f"Target loss for `steps_to_reach_target`: {target_loss:.4f} "
-        f"({'final val loss of ' + target if isinstance(target, str) else 'set in the config'}); "
-        "empty = never reached.",
+        "## What this run says",
+        "",
+        what_this_run_says(table, rows, reference, settings),
+        "",
+        "## Rows",
+        "",
+        f"Values are mean ± half-width of the 95% t-interval over seeds. Losses are nats per token on a fixed "
+        f"validation set of {settings['val_tokens']:,} tokens from held-out plays, the same for every run. "
+        f"`final − {reference}`: the paired (same seed) difference to `{reference}` under the same freeze policy; "
+        "bold when its interval excludes zero. Target loss for `steps to target`: "
+        f"{target_loss:.4f} ({'mean final val loss of ' + target if isinstance(target, str) else 'set in the config'}); "
+        "(k/n) = seeds that reached it; the mean is over those. FLOPs count forward and backward of what trains "
+        "(matrix multiplies; `deepen/flops.py`). lm-eval metrics are on the held-out test plays "
+        "(bits_per_byte: lower is better; acc: higher is better).",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
     ]
-    for r in sorted(rows, key=lambda r: r["final_val_loss"]):
-        lines.append("| " + " | ".join(_fmt(r.get(c, ""), c) for c in cols) + " |")
-    lines += [
-        "",
-        "Rows are sorted by final validation loss. Losses are nats per token on a fixed validation set of "
-        f"{settings['val_tokens']} tokens from held-out plays; lm-eval metrics are on the held-out test plays "
-        "(bits_per_byte: lower is better; acc: higher is better).",
-        "",
-        "One seed per row: differences of a few hundredths of a nat are within run-to-run noise at this "
-        "scale, and a model of a few million parameters cannot settle what the papers measure at 1-8 B.",
-        "",
-        "![loss curves](loss_curves.png)",
-        "",
-        *(sections or []),
-    ]
+    for r in sorted(table, key=lambda r: r["final_val_loss"].mean):
+        tf = r["tflops_to_target"]
+        cells = [f"`{r['row']}`", _fmt_count(r["trainable_params"]), f"{r['cpt_tflops']:.3g}",
+                 r["init_val_loss"].format(), r["final_val_loss"].format(), _diff_cell(r), _steps_cell(r),
+                 tf.format(3) if r["target_reached"] else "", *(r["eval"][m].format() for m in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "![loss curves](loss_curves.png)", "", *(sections or [])]
     Path(path).write_text("\n".join(lines))
 
 

@@ -80,16 +80,28 @@ def config_digest(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _metrics_callback(path: Path, tokens_per_step: int, t0: float):
+def plateau_reached(val_losses: list[float], window: int, min_rel_improvement: float) -> bool:
+    """True when the best of the last ``window`` evaluations improves on the best before them by less
+    than ``min_rel_improvement`` (relative): the loss has stopped going down."""
+    if len(val_losses) <= window:
+        return False
+    before, recent = min(val_losses[:-window]), min(val_losses[-window:])
+    return (before - recent) / abs(before) < min_rel_improvement
+
+
+def _metrics_callback(path: Path, tokens_per_step: int, t0: float, plateau: dict | None = None):
     from transformers import TrainerCallback
 
     class MetricsWriter(TrainerCallback):
-        """Joins the latest train loss and lr with each evaluation into one json line."""
+        """Joins the latest train loss and lr with each evaluation into one json line; with ``plateau``
+        set, stops training once the val loss has plateaued."""
 
         def __init__(self):
             self.train_loss = None
             self.lr = None
             self.start = t0
+            self.val_losses = [m["val_loss"] for m in read_metrics(path)] if path.exists() else []
+            self.stopped_at = None
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -108,6 +120,11 @@ def _metrics_callback(path: Path, tokens_per_step: int, t0: float):
             }
             with open(path, "a") as f:
                 f.write(json.dumps(line) + "\n")
+            self.val_losses.append(line["val_loss"])
+            if plateau and state.global_step < args.max_steps and plateau_reached(
+                    self.val_losses, plateau["window"], plateau["min_rel_improvement"]):
+                self.stopped_at = state.global_step
+                control.should_training_stop = True
 
     return MetricsWriter()
 
@@ -178,12 +195,12 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         metrics_path.unlink()
 
     t0 = time.time()
-    callback = _metrics_callback(metrics_path, batch * seq_len, t0)
+    callback = _metrics_callback(metrics_path, batch * seq_len, t0, cfg.get("plateau"))
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set, callbacks=[callback])
     if resume is None:
         trainer.evaluate()  # the val loss at step 0, before any update
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if steps % cfg["eval_interval"]:
+    if callback.stopped_at is None and steps % cfg["eval_interval"]:
         trainer.evaluate()
     elapsed = time.time() - t0
 
@@ -192,8 +209,9 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         tokenizer.save_pretrained(str(tmp))
     if not cfg.get("keep_checkpoints", False):
         shutil.rmtree(ckpt_dir)
-    return {"trainable_params": trainable, "seconds": elapsed, "steps": steps,
-            "val_tokens": len(val_set) * seq_len}
+    done = callback.stopped_at or steps
+    return {"trainable_params": trainable, "seconds": elapsed, "steps": done, "max_steps": steps,
+            "stopped_on_plateau": callback.stopped_at is not None, "val_tokens": len(val_set) * seq_len}
 
 
 def read_metrics(path) -> list[dict]:

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 # The library lives beside the workflow; importable even when the package is not installed.
 sys.path.insert(0, workflow.basedir)
 
-from deepen.config import ConfigError, base_model_config, validate_config  # noqa: E402
+from deepen.config import ConfigError, base_model_config, rows, validate_config  # noqa: E402
 from deepen.arch import architecture_for  # noqa: E402
 
 # Nothing is fetched at run time.
@@ -28,12 +28,23 @@ PRETRAIN_BASE = not config["base_model"]
 BASE_DIR = "results/base" if PRETRAIN_BASE else config["base_model"]
 TOKENIZER_DIR = "results/tokenizer" if PRETRAIN_BASE else config["base_model"]
 METHODS = list(config["methods"])
-ROWS = ["base"] + METHODS
+# One CPT run per (method, freeze policy, seed); the base's own CPT is the row ("base", "all").
+ROWS = rows(config)
+SEEDS = list(range(config["cpt"]["seeds"]))
+RUNS = [(m, f, s) for m, f in ROWS for s in SEEDS]
+
+
+def run_paths(pattern: str) -> list[str]:
+    """``pattern`` (with {method}, {freeze}, {seed}) for every run, in RUNS order."""
+    return [pattern.format(method=m, freeze=f, seed=s) for m, f, s in RUNS]
 
 
 wildcard_constraints:
-    method="|".join(METHODS),
-    row="|".join(ROWS),
+    method="|".join(["base"] + METHODS),
+    freeze="new_only|all",
+    seed=r"\d+",
+    # an expanded model: results/models/{method}, or .../{method}/seed{n} for generators drawing random numbers
+    model="(?:{})(?:/seed\\d+)?".format("|".join(METHODS)),
     matrix="|".join(ARCH.matrices),
 
 
@@ -59,19 +70,36 @@ def mem_mb(factor: float, floor: int = 1024) -> int:
     return max(floor, int(factor * base_params() * 4 / 2**20) + 512)
 
 
+def model_of(method: str, seed) -> str:
+    """The expanded model a run starts from: one per method, or one per seed for generators that
+    draw random numbers."""
+    from deepen.generators import is_stochastic
+
+    return f"{method}/seed{seed}" if is_stochastic(config["methods"][method]) else method
+
+
 def generation_params(wildcards) -> dict:
-    """What the layers depend on: the method's options, less the CPT-only freeze policy."""
-    opts = {k: v for k, v in config["methods"][wildcards.method].items() if k != "freeze"}
-    return canonical({**opts, "seed": config["seed"]})
+    """What the layers depend on: the method's options, less the CPT-only freeze policy, and the seed
+    for generators that draw random numbers."""
+    method, _, seed = wildcards.model.partition("/seed")
+    opts = {k: v for k, v in config["methods"][method].items() if k != "freeze"}
+    if wildcards.model != model_of(method, seed or 0):
+        raise WorkflowError(f"results/models/{wildcards.model}: method {method!r} makes "
+                            f"{'one model per seed' if seed == '' else 'one model, not one per seed'}")
+    if seed:
+        opts["seed"] = int(seed)
+    return canonical(opts)
 
 
 def cpt_params(wildcards) -> dict:
-    freeze = "all" if wildcards.row == "base" else config["methods"][wildcards.row]["freeze"]
-    return canonical({**config["cpt"], "seed": config["seed"], "freeze": freeze})
+    cpt = {k: v for k, v in config["cpt"].items() if k != "seeds"}
+    return canonical({**cpt, "seed": int(wildcards.seed), "freeze": wildcards.freeze})
 
 
 def cpt_model(wildcards) -> str:
-    return BASE_DIR if wildcards.row == "base" else f"results/models/{wildcards.row}"
+    if wildcards.method == "base":
+        return BASE_DIR
+    return f"results/models/{model_of(wildcards.method, wildcards.seed)}"
 
 
 LESA_MATRICES = [m for m in ARCH.matrices if m not in ARCH.norms]
@@ -84,8 +112,12 @@ def lesa_spaces() -> list[str]:
 
 
 def report_extras(wildcards) -> dict:
-    """LESA's continuity numbers and predictor curves, when a LESA method runs."""
+    """The base's training curve when the pipeline trained it; LESA's continuity numbers and predictor
+    curves when a LESA method runs."""
     extras = {}
+    if PRETRAIN_BASE:
+        extras["base_curve"] = "results/report/base_training.png"
+        extras["base_info"] = "results/base_training/info.json"
     if "svd" in lesa_spaces():
         extras["continuity"] = "results/report/svd_continuity.json"
     for space in lesa_spaces():
@@ -98,7 +130,7 @@ def generation_inputs(wildcards) -> dict:
     """The weights, plus the artifacts the method's generator reads (LESA: SVD and predictors)."""
     from deepen.generators import required_artifacts
 
-    needs = required_artifacts(config["methods"][wildcards.method])
+    needs = required_artifacts(config["methods"][wildcards.model.partition("/")[0]])
     inputs = {"weights": expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices)}
     if "svd" in needs:
         inputs["svd"] = expand("results/svd/{matrix}.safetensors", matrix=LESA_MATRICES)

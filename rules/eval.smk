@@ -19,13 +19,13 @@ rule task_data:
 
 rule evaluate:
     input:
-        model="results/cpt/{row}/final",
+        model="results/cpt/{method}/{freeze}/seed{seed}/final",
         task_data="results/eval/task_data",
         templates=expand("config/tasks/{task}.yaml", task=config["eval"]["tasks"]),
     output:
-        "results/eval/{row}.json",
+        "results/eval/{method}/{freeze}/seed{seed}.json",
     log:
-        "logs/evaluate/{row}.log",
+        "logs/evaluate/{method}/{freeze}/seed{seed}.log",
     params:
         tasks=config["eval"]["tasks"],
         batch_size=config["eval"]["batch_size"],

@@ -22,10 +22,10 @@ rule generate_layers:
         unpack(generation_inputs),
         base=BASE_DIR,
     output:
-        new_layers="results/layers/{method}/new_layers.safetensors",
-        plan="results/layers/{method}/plan.json",
+        new_layers="results/layers/{model}/new_layers.safetensors",
+        plan="results/layers/{model}/plan.json",
     log:
-        "logs/generate_layers/{method}.log",
+        "logs/generate_layers/{model}.log",
     params:
         options=generation_params,
     threads: 1
@@ -42,12 +42,12 @@ rule reconstruct:
     input:
         base=BASE_DIR,
         tokenizer=TOKENIZER_DIR,
-        plan="results/layers/{method}/plan.json",
-        new_layers="results/layers/{method}/new_layers.safetensors",
+        plan="results/layers/{model}/plan.json",
+        new_layers="results/layers/{model}/new_layers.safetensors",
     output:
-        directory("results/models/{method}"),
+        directory("results/models/{model}"),
     log:
-        "logs/reconstruct/{method}.log",
+        "logs/reconstruct/{model}.log",
     params:
         max_shard_mb=config["reconstruct"]["max_shard_mb"],
     threads: 1

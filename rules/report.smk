@@ -1,19 +1,20 @@
 rule report:
     input:
         unpack(report_extras),
-        metrics=expand("results/cpt/{row}/metrics.jsonl", row=ROWS),
-        info=expand("results/cpt/{row}/info.json", row=ROWS),
-        evals=expand("results/eval/{row}.json", row=ROWS),
-        val="results/data/val.txt",
+        metrics=run_paths("results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl"),
+        info=run_paths("results/cpt/{method}/{freeze}/seed{seed}/info.json"),
+        evals=run_paths("results/eval/{method}/{freeze}/seed{seed}.json"),
     output:
         csv=report("results/report/summary.csv", category="Summary"),
+        runs_csv=report("results/report/runs.csv", category="Summary"),
         md=report("results/report/summary.md", category="Summary"),
         curves=report("results/report/loss_curves.png", category="Loss curves"),
     log:
         "logs/report.log",
     params:
-        rows=ROWS,
+        runs=RUNS,
         target=config["report"]["target_loss"],
+        reference=config["report"]["reference"],
         base_desc=config["base_model"] or "tiny Llama pretrained here ({} layers, hidden {})".format(
             BASE_MODEL_CONFIG["num_hidden_layers"], BASE_MODEL_CONFIG["hidden_size"]
         ),
@@ -47,3 +48,25 @@ rule svd_continuity:
         "../envs/deepen.yaml"
     script:
         "../scripts/svd_continuity.py"
+
+
+if PRETRAIN_BASE:
+
+    rule base_training_curve:
+        input:
+            metrics="results/base_training/metrics.jsonl",
+            info="results/base_training/info.json",
+        output:
+            report("results/report/base_training.png", category="Base model"),
+        log:
+            "logs/base_training_curve.log",
+        params:
+            plateau=canonical(config["base"]["train"]["plateau"]),
+        threads: 1
+        resources:
+            mem_mb=1024,
+            runtime=10,
+        conda:
+            "../envs/deepen.yaml"
+        script:
+            "../scripts/base_training_curve.py"

@@ -4,11 +4,11 @@ rule continual_pretrain:
         train="results/data/train.txt",
         val="results/data/val.txt",
     output:
-        metrics="results/cpt/{row}/metrics.jsonl",
-        info="results/cpt/{row}/info.json",
-        final=directory("results/cpt/{row}/final"),
+        metrics="results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl",
+        info="results/cpt/{method}/{freeze}/seed{seed}/info.json",
+        final=directory("results/cpt/{method}/{freeze}/seed{seed}/final"),
     log:
-        "logs/continual_pretrain/{row}.log",
+        "logs/continual_pretrain/{method}/{freeze}/seed{seed}.log",
     params:
         train=cpt_params,
     threads: config["resources"]["train_threads"]

@@ -10,5 +10,5 @@ from deepen.pipeline import cpt_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    cpt_stage(s.wildcards.row, s.input.model, s.input.train, s.input.val, dict(s.params.train), Path(s.output.metrics).parent,
+    cpt_stage(s.wildcards.method, s.input.model, s.input.train, s.input.val, dict(s.params.train), Path(s.output.metrics).parent,
               s.output.final, s.output.info, threads=s.threads)

@@ -11,5 +11,5 @@ from deepen.pipeline import generate_stage  # noqa: E402
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     parent = lambda key: Path(s.input[key][0]).parent if key in s.input.keys() else None  # noqa: E731
-    generate_stage(s.wildcards.method, dict(s.params.options), s.input.base, parent("weights"),
+    generate_stage(s.wildcards.model, dict(s.params.options), s.input.base, parent("weights"),
                    Path(s.output.plan).parent, svd_dir=parent("svd"), predictor_dir=parent("predictor"))

@@ -10,5 +10,5 @@ from deepen.pipeline import reconstruct_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    reconstruct_stage(s.wildcards.method, s.input.base, s.input.tokenizer, s.input.plan, s.input.new_layers,
+    reconstruct_stage(s.wildcards.model, s.input.base, s.input.tokenizer, s.input.plan, s.input.new_layers,
                       s.output[0], s.params.max_shard_mb)

@@ -83,6 +83,11 @@ def test_reused_layers_are_bit_identical(tiny_llama_dir, weights_dir, tmp_path, 
     for name in ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"):
         assert torch.equal(out.get(name), base.get(name))
     assert AutoModelForCausalLM.from_pretrained(model_dir).config.num_hidden_layers == layers
+    # what the 'new_only' freeze policy trains: the second copies, as many as the layers added
+    added = plans.added_layers(plan)
+    assert len(added) == layers - 6
+    expected = {"solar": [4, 5], "stack": list(range(6, 18))}[method]  # solar m=2: 0..3 + 2..5
+    assert added == expected
 
 
 def test_average_is_the_mean_of_neighbours_and_zero_init_zeroes_outputs(tiny_llama_dir, weights_dir, tmp_path):

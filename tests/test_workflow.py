@@ -15,29 +15,49 @@ from deepen.tensorio import CheckpointReader
 
 QUICK = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
 METHODS = list(QUICK["methods"])
+# deterministic generators make one model per method; `random` one per seed
+MODELS = [m if QUICK["methods"][m]["generator"] != "random" else f"{m}/seed0" for m in METHODS]
 
 
-def test_summary_has_a_row_per_method_and_the_base(quick_run):
+def expected_rows(cfg) -> list[str]:
+    rows = ["base/all"]
+    for method, opts in cfg["methods"].items():
+        freeze = opts.get("freeze", "new_only")
+        rows += [f"{method}/{f}" for f in ([freeze] if isinstance(freeze, str) else freeze)]
+    return rows
+
+
+def test_summary_has_a_row_per_method_freeze_policy_and_the_base(quick_run):
     with open(quick_run / "results/report/summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["method"] for r in rows].count("base") == 1
-    assert sorted(r["method"] for r in rows) == sorted(["base", *METHODS])
+    assert sorted(r["row"] for r in rows) == sorted(expected_rows(QUICK))
+    assert {"llama_pro/new_only", "llama_pro/all"} <= {r["row"] for r in rows}
     for r in rows:
-        assert float(r["final_val_loss"]) > 0 and float(r["init_val_loss"]) > 0
-        assert 0 <= float(r["deepen_next_line/acc"]) <= 1
-        assert float(r["deepen_ppl/bits_per_byte"]) > 0
+        assert float(r["final_val_loss_mean"]) > 0 and float(r["init_val_loss_mean"]) > 0
+        assert 0 <= float(r["deepen_next_line/acc_mean"]) <= 1
+        assert float(r["deepen_ppl/bits_per_byte_mean"]) > 0
+        assert int(r["seeds"]) == QUICK["cpt"]["seeds"]
+        assert float(r["train_flops_per_token"]) > 0 and int(r["trainable_params"]) > 0
+    by = {r["row"]: r for r in rows}
     # LLaMA Pro starts exactly where the base does (function preserving).
-    by = {r["method"]: r for r in rows}
-    assert abs(float(by["llama_pro"]["init_val_loss"]) - float(by["base"]["init_val_loss"])) < 1e-4
+    assert abs(float(by["llama_pro/new_only"]["init_val_loss_mean"]) - float(by["base/all"]["init_val_loss_mean"])) < 1e-4
+    # training only the added layers trains fewer parameters and costs fewer FLOPs per token
+    assert int(by["llama_pro/new_only"]["trainable_params"]) < int(by["llama_pro/all"]["trainable_params"])
+    assert float(by["llama_pro/new_only"]["train_flops_per_token"]) < float(by["llama_pro/all"]["train_flops_per_token"])
     assert (quick_run / "results/report/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (quick_run / "results/report/base_training.png").read_bytes()[:4] == b"\x89PNG"
     md = (quick_run / "results/report/summary.md").read_text()
-    assert all(f"| {m} |" in md for m in METHODS)
+    assert all(f"| `{row}` |" in md for row in expected_rows(QUICK))
+    assert "## What this run says" in md and "## The base model" in md
+    runs = list(csv.DictReader(open(quick_run / "results/report/runs.csv")))
+    assert {r["row"] for r in runs} == set(expected_rows(QUICK))
 
 
 def test_metrics_lines_have_the_contract_fields(quick_run):
     import json
 
-    lines = [json.loads(l) for l in (quick_run / "results/cpt/llama_pro/metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(l) for l in
+             (quick_run / "results/cpt/llama_pro/new_only/seed0/metrics.jsonl").read_text().splitlines()]
     assert lines[0]["step"] == 0 and lines[0]["train_loss"] is None
     assert lines[-1]["step"] == QUICK["cpt"]["steps"]
     for line in lines:
@@ -45,10 +65,10 @@ def test_metrics_lines_have_the_contract_fields(quick_run):
         assert line["tokens"] == line["step"] * QUICK["cpt"]["batch_size"] * QUICK["cpt"]["seq_len"]
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_every_expanded_model_loads_with_its_planned_depth(quick_run, method):
-    model_dir = quick_run / "results/models" / method
-    plan = plans.load(quick_run / "results/layers" / method / "plan.json")["plan"]
+@pytest.mark.parametrize("model", MODELS)
+def test_every_expanded_model_loads_with_its_planned_depth(quick_run, model):
+    model_dir = quick_run / "results/models" / model
+    plan = plans.load(quick_run / "results/layers" / model / "plan.json")["plan"]
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert model.config.num_hidden_layers == len(plan) == len(model.model.layers)
 
@@ -111,10 +131,10 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
     jobs = planned_jobs(quick_run, cfg)
     per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "all")}
     assert per_method == {
-        ("generate_layers", "method=llama_pro"),
-        ("reconstruct", "method=llama_pro"),
-        ("continual_pretrain", "row=llama_pro"),
-        ("evaluate", "row=llama_pro"),
+        ("generate_layers", "model=llama_pro"),
+        ("reconstruct", "model=llama_pro"),
+        *((rule, f"method=llama_pro, freeze={f}, seed=0") for rule in ("continual_pretrain", "evaluate")
+          for f in ("new_only", "all")),
     }
     assert {rule for rule, _ in jobs} >= {"report", "all"}
 
@@ -125,11 +145,29 @@ def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
     counts = {}
     for rule, _ in jobs:
         counts[rule] = counts.get(rule, 0) + 1
-    methods = yaml.safe_load((REPO / "config/config.yaml").read_text())["methods"]
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    methods, seeds = default["methods"], default["cpt"]["seeds"]
+    assert seeds == 3
     assert counts["corpus"] == counts["tokenizer"] == counts["pretrain_base"] == counts["report"] == 1
     assert counts["extract_weights"] == 1
-    assert counts["generate_layers"] == counts["reconstruct"] == len(methods)
-    assert counts["continual_pretrain"] == counts["evaluate"] == len(methods) + 1
+    per_seed = sum(1 for o in methods.values() if o["generator"] == "random")  # one model per seed
+    assert counts["generate_layers"] == counts["reconstruct"] == len(methods) + (seeds - 1) * per_seed
+    assert counts["continual_pretrain"] == counts["evaluate"] == len(expected_rows(default)) * seeds
+
+
+def test_adding_a_seed_reruns_only_the_new_seeds_runs_and_the_report(quick_run):
+    cfg = variant(quick_run, "two_seeds.yaml", lambda c: c["cpt"].update(seeds=2))
+    jobs = planned_jobs(quick_run, cfg)
+    runs = {(rule, wc) for rule, wc in jobs if rule in ("continual_pretrain", "evaluate")}
+    expected = set()
+    for row in expected_rows(QUICK):
+        method, freeze = row.split("/")
+        expected |= {(rule, f"method={method}, freeze={freeze}, seed=1") for rule in ("continual_pretrain", "evaluate")}
+    assert runs == expected
+    # the random control draws new layers for the new seed; every other model is reused
+    others = {(rule, wc) for rule, wc in jobs if rule not in ("continual_pretrain", "evaluate", "report", "all")}
+    assert others == {("generate_layers", "model=random/seed1"), ("reconstruct", "model=random/seed1")}
+    assert {rule for rule, _ in jobs} >= {"report", "all"}
 
 
 def test_lint_is_clean():
@@ -144,8 +182,8 @@ def test_changing_a_predictor_setting_reruns_only_the_lesa_methods(quick_run):
     assert {"svd", "extract_weights", "corpus", "tokenizer", "pretrain_base"}.isdisjoint(rules)
     assert {"predictor", "predictor_nosvd"} <= rules
     lesa = {m for m, o in QUICK["methods"].items() if o["generator"] == "lesa"}
-    rerun_rows = {wc.split("=")[1] for rule, wc in jobs if rule in ("generate_layers", "continual_pretrain")}
-    assert rerun_rows == lesa
+    rerun = {wc.split(",")[0].split("=")[1] for rule, wc in jobs if rule in ("generate_layers", "continual_pretrain")}
+    assert rerun == lesa
 
 
 def test_lesa_report_parts(quick_run):
