@@ -109,7 +109,7 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
             with StreamingWriter(tmp / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
                 for i in group:
                     name, (kind, src) = tensors[i]
-                    writer.write(name, sources[kind].get(src))
+                    writer.copy_bytes(name, *sources[kind].byte_range(src))
                     weight_map[name] = fname
                     progress.update()
                 total += writer.nbytes

@@ -83,6 +83,7 @@ class CheckpointReader:
             self.files = None
             self._single = path
         self._handles: dict[Path, object] = {}
+        self._headers: dict[Path, tuple[int, dict]] = {}
         if self.files is None:
             if not self._single.exists():
                 raise FileNotFoundError(f"checkpoint file missing: {self._single}")
@@ -117,6 +118,17 @@ class CheckpointReader:
     def dtype(self, name: str) -> torch.dtype:
         return CODE_DTYPES[self.get_slice(name).get_dtype()]
 
+    def byte_range(self, name: str) -> tuple[Path, int, int]:
+        """(file, offset, length) of the tensor's raw bytes, for copying it without decoding."""
+        file = self.files[name]
+        if file not in self._headers:
+            with open(file, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                self._headers[file] = (8 + length, json.loads(f.read(length)))
+        data_start, header = self._headers[file]
+        begin, end = header[name]["data_offsets"]
+        return file, data_start + begin, end - begin
+
     def metadata(self) -> dict[str, str]:
         first = next(iter(self.files.values()))
         return self._handle(first).metadata() or {}
@@ -127,6 +139,28 @@ def tensor_nbytes(shape: Iterable[int], dtype: torch.dtype) -> int:
     for s in shape:
         n *= int(s)
     return n * torch.empty((), dtype=dtype).element_size()
+
+
+def copy_range(src_fd: int, dst_fd: int, offset: int, length: int, chunk: int = 64 * 1024**2) -> None:
+    """Append ``length`` bytes of ``src_fd`` from ``offset`` to ``dst_fd`` at its current position."""
+    done = 0
+    try:
+        while done < length:
+            n = os.copy_file_range(src_fd, dst_fd, min(chunk, length - done), offset + done)
+            if n == 0:
+                raise EOFError(f"source ended {length - done} bytes early")
+            done += n
+        return
+    except (AttributeError, OSError):  # no copy_file_range here, or not across these file systems
+        pass
+    while done < length:
+        data = os.pread(src_fd, min(chunk, length - done), offset + done)
+        if not data:
+            raise EOFError(f"source ended {length - done} bytes early")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst_fd, view):]
+        done += len(data)
 
 
 class StreamingWriter:
@@ -167,6 +201,23 @@ class StreamingWriter:
             )
         data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         self._file.write(memoryview(data))
+        self._next += 1
+
+    def copy_bytes(self, name: str, source: Path, offset: int, length: int) -> None:
+        """Write the declared tensor ``name`` from ``length`` raw bytes of ``source`` at ``offset``.
+
+        The bytes move file to file inside the kernel (copy_file_range) where the file system allows,
+        so a tensor that is carried over unchanged never passes through Python memory.
+        """
+        want_name, want_shape, want_dtype = self.specs[self._next]
+        if name != want_name:
+            raise ValueError(f"expected tensor {want_name!r} next, got {name!r}")
+        if length != tensor_nbytes(want_shape, want_dtype):
+            raise ValueError(f"{name}: declared {tensor_nbytes(want_shape, want_dtype)} bytes, source has {length}")
+        self._file.flush()
+        with open(source, "rb") as src:
+            copy_range(src.fileno(), self._file.fileno(), offset, length)
+        self._file.seek(0, os.SEEK_END)
         self._next += 1
 
     def write_parts(self, name: str, parts: Iterable[torch.Tensor]) -> None:

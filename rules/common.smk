@@ -81,7 +81,8 @@ def model_of(method: str, seed) -> str:
 def generation_params(wildcards) -> dict:
     """What the layers depend on: the method's options, less the CPT-only freeze policy, and the seed
     for generators that draw random numbers."""
-    method, _, seed = wildcards.model.partition("/seed")
+    method, _, seed_dir = wildcards.model.partition("/")
+    seed = seed_dir.removeprefix("seed")
     opts = {k: v for k, v in config["methods"][method].items() if k != "freeze"}
     if wildcards.model != model_of(method, seed or 0):
         raise WorkflowError(f"results/models/{wildcards.model}: method {method!r} makes "

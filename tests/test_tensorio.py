@@ -2,6 +2,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from deepen import tensorio
 from deepen.tensorio import CheckpointReader, StreamingWriter, write_tensors
 
 
@@ -24,6 +25,27 @@ def test_write_parts_equals_whole_stack(tmp_path):
     with StreamingWriter(tmp_path / "s.safetensors", [("stack", [4, 3, 2], torch.float32)]) as w:
         w.write_parts("stack", iter(stack))
     assert torch.equal(load_file(tmp_path / "s.safetensors")["stack"], stack)
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_copy_bytes_carries_tensors_over_unchanged(tmp_path, monkeypatch, kernel_copy):
+    if not kernel_copy:  # the fallback for file systems without copy_file_range
+        monkeypatch.delattr(tensorio.os, "copy_file_range", raising=False)
+    src = {"x": torch.randn(5, 3), "y": torch.arange(6, dtype=torch.int32), "z": torch.randn(4).to(torch.bfloat16)}
+    save_file(src, tmp_path / "src.safetensors")
+    reader = CheckpointReader(tmp_path / "src.safetensors")
+    fresh = torch.randn(2, 2)
+    specs = [("z", [4], torch.bfloat16), ("fresh", [2, 2], torch.float32), ("x", [5, 3], torch.float32)]
+    with StreamingWriter(tmp_path / "out.safetensors", specs) as w:
+        w.copy_bytes("z", *reader.byte_range("z"))
+        w.write("fresh", fresh)
+        w.copy_bytes("x", *reader.byte_range("x"))
+    out = load_file(tmp_path / "out.safetensors")
+    assert torch.equal(out["z"], src["z"]) and torch.equal(out["x"], src["x"]) and torch.equal(out["fresh"], fresh)
+    with pytest.raises(ValueError, match="declared"):
+        with StreamingWriter(tmp_path / "bad.safetensors", [("y", [5], torch.int32)]) as w:
+            w.copy_bytes("y", *reader.byte_range("y"))
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_failed_write_leaves_no_file(tmp_path):
