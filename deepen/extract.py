@@ -47,7 +47,7 @@ class WeightStacks:
     def get(self, matrix: str, layer: int):
         if not 0 <= layer < self.num_layers:
             raise IndexError(f"layer {layer} outside 0..{self.num_layers - 1}")
-        return self.readers[matrix].get_slice("stack")[layer : layer + 1][0]
+        return self.readers[matrix].get_block("stack", layer)
 
     def shape(self, matrix: str) -> list[int]:
         return self.readers[matrix].shape("stack")[1:]

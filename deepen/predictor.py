@@ -45,12 +45,11 @@ class BlockSource:
     def __init__(self, path, key: str):
         self.reader = CheckpointReader(path)
         self.key = key
-        self.slice = self.reader.get_slice(key)
         shape = self.reader.shape(key)
         self.num_layers, self.rows, self.d_in = shape
 
     def get(self, layer: int) -> torch.Tensor:
-        return self.slice[layer : layer + 1][0].to(torch.float32)
+        return self.reader.get_block(self.key, layer).to(torch.float32)
 
 
 def interior_layers(num_layers: int, val_layer: int | None) -> tuple[list[int], int]:

@@ -118,16 +118,45 @@ class CheckpointReader:
     def dtype(self, name: str) -> torch.dtype:
         return CODE_DTYPES[self.get_slice(name).get_dtype()]
 
-    def byte_range(self, name: str) -> tuple[Path, int, int]:
-        """(file, offset, length) of the tensor's raw bytes, for copying it without decoding."""
+    def _header_entry(self, name: str) -> tuple[Path, int, dict]:
         file = self.files[name]
         if file not in self._headers:
             with open(file, "rb") as f:
                 (length,) = struct.unpack("<Q", f.read(8))
                 self._headers[file] = (8 + length, json.loads(f.read(length)))
         data_start, header = self._headers[file]
-        begin, end = header[name]["data_offsets"]
+        return file, data_start, header[name]
+
+    def byte_range(self, name: str) -> tuple[Path, int, int]:
+        """(file, offset, length) of the tensor's raw bytes, for copying it without decoding."""
+        file, data_start, entry = self._header_entry(name)
+        begin, end = entry["data_offsets"]
         return file, data_start + begin, end - begin
+
+    def get_block(self, name: str, index: int) -> torch.Tensor:
+        """Entry ``index`` along the tensor's first axis (one layer of a stack), read into fresh memory.
+
+        Reading with a plain file read, not through the memory map, keeps pages of the file from
+        accumulating in the process as it walks a multi-GB stack layer by layer.
+        """
+        file, data_start, entry = self._header_entry(name)
+        shape, dtype = entry["shape"], CODE_DTYPES[entry["dtype"]]
+        if not shape or not 0 <= index < shape[0]:
+            raise IndexError(f"{name}: block {index} outside a tensor of shape {shape}")
+        begin, end = entry["data_offsets"]
+        size = (end - begin) // shape[0]
+        buffer = bytearray(size)
+        with open(file, "rb", buffering=0) as f:
+            f.seek(data_start + begin + index * size)
+            view, done = memoryview(buffer), 0
+            while done < size:
+                n = f.readinto(view[done:])
+                if not n:
+                    raise EOFError(f"{file}: truncated in tensor {name}")
+                done += n
+        if size == 0:
+            return torch.empty(shape[1:], dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape[1:])
 
     def metadata(self) -> dict[str, str]:
         first = next(iter(self.files.values()))

@@ -48,6 +48,16 @@ def test_copy_bytes_carries_tensors_over_unchanged(tmp_path, monkeypatch, kernel
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+def test_get_block_reads_one_entry_of_the_first_axis(tmp_path):
+    stack = torch.randn(4, 3, 2).to(torch.bfloat16)
+    save_file({"other": torch.ones(5), "stack": stack}, tmp_path / "s.safetensors")
+    reader = CheckpointReader(tmp_path / "s.safetensors")
+    for layer in range(4):
+        assert torch.equal(reader.get_block("stack", layer), stack[layer])
+    with pytest.raises(IndexError, match="block 4"):
+        reader.get_block("stack", 4)
+
+
 def test_failed_write_leaves_no_file(tmp_path):
     path = tmp_path / "y.safetensors"
     with pytest.raises(ValueError, match="declared"):
