@@ -193,7 +193,8 @@ def plot_loss_curves(rows: dict[str, dict], target_loss: float, path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_xlabel("CPT step")
     axes[1].set_xlabel("training FLOPs (forward + backward of what trains)")
-    axes[1].set_xscale("log")
+    # Linear, not log: every curve starts at 0 FLOPs, and equal horizontal distances are equal cost.
+    axes[1].set_xlim(left=0)
     axes[0].set_ylabel("validation loss (nats/token), mean over seeds")
     # Keep the interesting range visible: a random-init start can be far above everything else.
     lo, hi = min(lows), max(highs)
