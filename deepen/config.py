@@ -72,6 +72,17 @@ def rows(config: dict) -> list[tuple[str, str]]:
     return [BASE_ROW] + [(m, f) for m, opts in config["methods"].items() for f in freeze_policies(opts)]
 
 
+def runs(config: dict) -> list[tuple[str, str, int]]:
+    """(method, freeze policy, seed) of every CPT run: ``cpt.seeds`` per row, unless the method sets its
+    own ``seeds`` (an ablation may run fewer)."""
+    default = config["cpt"]["seeds"]
+    out = []
+    for method, freeze in rows(config):
+        n = default if method == BASE_ROW[0] else config["methods"][method].get("seeds", default)
+        out += [(method, freeze, seed) for seed in range(n)]
+    return out
+
+
 def row_of(config: dict, name: str) -> tuple[str, str]:
     """The row a name means: 'method/freeze', or 'method' for the method's first freeze policy."""
     method, _, freeze = name.partition("/")

@@ -127,6 +127,7 @@ def report_stage(runs: list[dict], target, reference: str, settings: dict, out: 
     first = next(iter(rows.values()))["info"]
     expanded = max(rows.values(), key=lambda r: r["info"]["params"])["info"]
     settings = {**settings, "val_tokens": first["val_tokens"], "seeds": max(len(r["seeds"]) for r in rows.values()),
+                "min_seeds": min(len(r["seeds"]) for r in rows.values()),
                 "model_size": f"{expanded['params'] / 1e6:.1f} M-parameter"}
     sections = []
     if base_info:

@@ -263,6 +263,13 @@ def _pair(rows: dict[str, dict], a: str, b: str) -> Interval | None:
     return paired_difference(finals(rows[a]), finals(rows[b]))
 
 
+def _seeds_text(settings: dict) -> str:
+    """'3 seeds', or '3 seeds (1 for some rows)' when rows ran different numbers of seeds."""
+    most, fewest = settings["seeds"], settings.get("min_seeds", settings["seeds"])
+    text = f"{most} seed{'s' if most > 1 else ''}"
+    return text if fewest == most else f"{text} ({fewest} for some rows)"
+
+
 def _verdict(d: Interval) -> str:
     if math.isnan(d.half_width):
         return "one seed, no interval"
@@ -283,14 +290,19 @@ def what_this_run_says(table: list[dict], rows: dict[str, dict], reference: str,
               and r["minus_reference"].mean < 0]
     worse = [r for r in table if r["minus_reference"] and r["minus_reference"].excludes_zero()
              and r["minus_reference"].mean > 0]
-    undecided = [r for r in table if r["minus_reference"] and not r["minus_reference"].excludes_zero()]
-    if table and not math.isnan(next((r["final_val_loss"].half_width for r in table), math.nan)):
-        def names(rs):
-            return ", ".join(f"`{r['row']}` ({r['minus_reference'].mean:+.4f})" for r in rs) or "none"
+    undecided = [r for r in table if r["minus_reference"] and not r["minus_reference"].excludes_zero()
+                 and not math.isnan(r["minus_reference"].half_width)]
+    unpaired = [r for r in table if r["minus_reference"] and math.isnan(r["minus_reference"].half_width)]
 
+    def names(rs):
+        return ", ".join(f"`{r['row']}` ({r['minus_reference'].mean:+.4f})" for r in rs) or "none"
+
+    if better or worse or undecided:
         out.append(f"Against `{reference}` under the same freeze policy (paired by seed, 95% interval), "
                    f"significantly lower: {names(better)}; significantly higher: {names(worse)}; "
                    f"not distinguishable from it: {names(undecided)}.")
+        if unpaired:
+            out.append(f"One shared seed, so no interval and no verdict: {names(unpaired)}.")
     else:
         out.append("With one seed there are no intervals: no difference can be called significant.")
     claims = []
@@ -306,7 +318,7 @@ def what_this_run_says(table: list[dict], rows: dict[str, dict], reference: str,
     if claims:
         out.append("The papers report, after CPT, LESA below LLaMA Pro below SOLAR in perplexity and OpT-DeUS at "
                    "or below LESA. Here: " + "; ".join(claims) + ".")
-    out.append(f"All of this is {settings['seeds']} seed(s) of a {settings['model_size']} model continued for "
+    out.append(f"All of this is {_seeds_text(settings)} of a {settings['model_size']} model continued for "
                f"{settings['cpt']['steps']} steps: it can rank initialisations at this scale, but cannot decide "
                "what the papers measure at 1-8 B parameters and billions of tokens.")
     return " ".join(out)
@@ -316,14 +328,14 @@ def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float,
                    settings: dict, path, sections: list[str] | None = None) -> None:
     metrics = [m for m in HEADLINE_METRICS if any(m in r["eval"] for r in table)]
     cpt = settings["cpt"]
-    cols = ["row", "trainable", "CPT TFLOPs", "init val loss", "final val loss", f"final − {reference} (paired)",
+    cols = ["row", "n", "trainable", "CPT TFLOPs", "init val loss", "final val loss", f"final − {reference} (paired)",
             "steps to target", "TFLOPs to target", *metrics]
     lines = [
         "# deepen: depth up-scaling comparison",
         "",
         f"Base model: {settings['base_desc']}. Every row continues pretraining for the same budget: "
         f"{cpt['steps']} steps of {cpt['batch_size']} x {cpt['seq_len']} tokens, peak lr {cpt['lr']}, "
-        f"repeated with {settings['seeds']} seed(s) (data order and any random initialisation). A row is "
+        f"repeated with {_seeds_text(settings)} (data order and any random initialisation; column `n`). A row is "
         "`method/freeze`: `new_only` trains only the layers the method added, `all` trains every parameter.",
         "",
         "## What this run says",
@@ -346,7 +358,7 @@ def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float,
     ]
     for r in sorted(table, key=lambda r: r["final_val_loss"].mean):
         tf = r["tflops_to_target"]
-        cells = [f"`{r['row']}`", _fmt_count(r["trainable_params"]), f"{r['cpt_tflops']:.3g}",
+        cells = [f"`{r['row']}`", str(r["seeds"]), _fmt_count(r["trainable_params"]), f"{r['cpt_tflops']:.3g}",
                  r["init_val_loss"].format(), r["final_val_loss"].format(), _diff_cell(r), _steps_cell(r),
                  tf.format(3) if r["target_reached"] else "", *(r["eval"][m].format() for m in metrics)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 # The library lives beside the workflow; importable even when the package is not installed.
 sys.path.insert(0, workflow.basedir)
 
-from deepen.config import ConfigError, base_model_config, rows, validate_config  # noqa: E402
+from deepen.config import ConfigError, base_model_config, runs, validate_config  # noqa: E402
 from deepen.arch import architecture_for  # noqa: E402
 
 # Nothing is fetched at run time.
@@ -29,9 +29,7 @@ BASE_DIR = "results/base" if PRETRAIN_BASE else config["base_model"]
 TOKENIZER_DIR = "results/tokenizer" if PRETRAIN_BASE else config["base_model"]
 METHODS = list(config["methods"])
 # One CPT run per (method, freeze policy, seed); the base's own CPT is the row ("base", "all").
-ROWS = rows(config)
-SEEDS = list(range(config["cpt"]["seeds"]))
-RUNS = [(m, f, s) for m, f in ROWS for s in SEEDS]
+RUNS = runs(config)
 
 
 def run_paths(pattern: str) -> list[str]:
@@ -79,11 +77,11 @@ def model_of(method: str, seed) -> str:
 
 
 def generation_params(wildcards) -> dict:
-    """What the layers depend on: the method's options, less the CPT-only freeze policy, and the seed
-    for generators that draw random numbers."""
+    """What the layers depend on: the method's options, less the CPT-only freeze policy and seed count,
+    and the seed for generators that draw random numbers."""
     method, _, seed_dir = wildcards.model.partition("/")
     seed = seed_dir.removeprefix("seed")
-    opts = {k: v for k, v in config["methods"][method].items() if k != "freeze"}
+    opts = {k: v for k, v in config["methods"][method].items() if k not in ("freeze", "seeds")}
     if wildcards.model != model_of(method, seed or 0):
         raise WorkflowError(f"results/models/{wildcards.model}: method {method!r} makes "
                             f"{'one model per seed' if seed == '' else 'one model, not one per seed'}")

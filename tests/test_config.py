@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, snakemake
-from deepen.config import ConfigError, validate_config
+from deepen.config import ConfigError, runs, validate_config
 
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
@@ -70,3 +70,13 @@ def test_snakemake_stops_before_any_job(tmp_path, name):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (workdir / "results").exists()
+
+
+def test_a_method_may_run_fewer_seeds_than_the_default():
+    cfg = check({**copy.deepcopy(DEFAULT), "methods": {
+        "llama_pro": {"generator": "copy", "freeze": ["new_only", "all"]},
+        "lesa_nosvd": {"generator": "lesa", "svd": False, "seeds": 1}}})
+    assert runs(cfg) == [("base", "all", 0), ("base", "all", 1), ("base", "all", 2),
+                         ("llama_pro", "new_only", 0), ("llama_pro", "new_only", 1), ("llama_pro", "new_only", 2),
+                         ("llama_pro", "all", 0), ("llama_pro", "all", 1), ("llama_pro", "all", 2),
+                         ("lesa_nosvd", "new_only", 0)]

@@ -135,3 +135,18 @@ def test_report_rows_from_fixed_numbers(fixed_runs, tmp_path):
     csv_text = paths["csv"].read_text().splitlines()
     assert "final_val_loss_ci95" in csv_text[0] and "minus_reference_significant" in csv_text[0]
     assert paths["curves"].stat().st_size > 10_000
+
+
+def test_a_one_seed_row_gets_no_verdict(fixed_runs, tmp_path):
+    fixed_runs.append(_write_run(tmp_path, "lesa_nosvd", "new_only", 0, [5.6, 5.3, 5.2]))
+    rows = report.load_runs(fixed_runs)
+    table, target = report.summarise(rows, "llama_pro", "llama_pro")
+    settings = {"base_desc": "test", "cpt": {"steps": 20, "batch_size": 2, "seq_len": 32, "lr": 1e-3},
+                "val_tokens": 100352, "seeds": 3, "min_seeds": 1, "model_size": "0.0 M-parameter"}
+    report.write_markdown(table, rows, target, "llama_pro", "llama_pro", settings, tmp_path / "s.md")
+    md = (tmp_path / "s.md").read_text()
+    # paired with llama_pro's seed 0 only (5.2 - 5.10): a difference, but neither significant nor not
+    assert "significantly lower: `lesa/new_only` (-0.1000); significantly higher: none" in md
+    assert "One shared seed, so no interval and no verdict: `lesa_nosvd/new_only` (+0.1000)" in md
+    assert "| `lesa_nosvd/new_only` | 1 |" in md and "| `lesa/new_only` | 3 |" in md
+    assert "3 seeds (1 for some rows)" in md

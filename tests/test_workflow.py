@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from conftest import REPO, copy_workflow, snakemake
 from deepen import plan as plans
 from deepen.arch import LLAMA
+from deepen.config import freeze_policies
 from deepen.tensorio import CheckpointReader
 
 QUICK = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
@@ -150,9 +151,13 @@ def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
     assert seeds == 3
     assert counts["corpus"] == counts["tokenizer"] == counts["pretrain_base"] == counts["report"] == 1
     assert counts["extract_weights"] == 1
-    per_seed = sum(1 for o in methods.values() if o["generator"] == "random")  # one model per seed
-    assert counts["generate_layers"] == counts["reconstruct"] == len(methods) + (seeds - 1) * per_seed
-    assert counts["continual_pretrain"] == counts["evaluate"] == len(expected_rows(default)) * seeds
+    # one model per seed for the random control, one per method otherwise
+    extra = sum(o.get("seeds", seeds) - 1 for o in methods.values() if o["generator"] == "random")
+    assert counts["generate_layers"] == counts["reconstruct"] == len(methods) + extra
+    main_runs = len(expected_rows(default)) * seeds
+    one_seed = sum(len(freeze_policies(o)) for o in methods.values() if o.get("seeds") == 1)
+    assert one_seed > 0
+    assert counts["continual_pretrain"] == counts["evaluate"] == main_runs - 2 * one_seed
 
 
 def test_adding_a_seed_reruns_only_the_new_seeds_runs_and_the_report(quick_run):
