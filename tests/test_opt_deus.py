@@ -1,5 +1,7 @@
 """OpT-DeUS alignment: recovering permutations, symmetry of the layer, and the 1/n scaling."""
 
+import json
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -8,6 +10,7 @@ from deepen.arch import LLAMA
 from deepen.ot_align import (OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint,
                              align_mlp_separate, as_permutation, fuse_layers, mapping, neuron_features,
                              transport_plan)
+from deepen.tensorio import CheckpointReader
 
 HIDDEN, HEADS, KV, INTER = 32, 4, 2, 48
 HD = HIDDEN // HEADS
@@ -61,7 +64,8 @@ def test_alignment_recovers_the_permutations_and_fusion_gives_b(permuted):
 
 
 def one_layer_model(layer):
-    config = LlamaConfig(vocab_size=50, hidden_size=HIDDEN, intermediate_size=INTER, num_hidden_layers=1,
+    hidden, inter = layer["q_proj"].shape[1], layer["gate_proj"].shape[0]
+    config = LlamaConfig(vocab_size=50, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
                          num_attention_heads=HEADS, num_key_value_heads=KV, max_position_embeddings=32)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).double().eval()
@@ -94,6 +98,20 @@ def test_per_row_and_separate_plans_are_not_symmetries():
     A, B = random_layer(3), random_layer(4)
     settings = OTSettings()
     reference = layer_output(A)
+    assert not torch.allclose(layer_output(align_attention_rows(A, B, settings)), reference, atol=1e-3)
+    assert not torch.allclose(layer_output(align_mlp_separate(A, B, settings)), reference, atol=1e-3)
+
+
+def test_on_the_trained_base_only_heads_and_the_joint_plan_are_symmetries(quick_run):
+    """The same property on real weights: layers 2 and 3 of the base the quick run pretrained."""
+    base = CheckpointReader(quick_run / "results/base")
+    config = json.loads((quick_run / "results/base/config.json").read_text())
+    assert (config["num_attention_heads"], config["num_key_value_heads"]) == (HEADS, KV)
+    A, B = ({m: base.get(LLAMA.tensor_name(i, m)).double() for m in LLAMA.matrices} for i in (2, 3))
+    settings = OTSettings()
+    reference = layer_output(A)
+    assert torch.allclose(layer_output(align_attention_heads(A, B, HEADS, KV, settings)), reference, atol=1e-10)
+    assert torch.allclose(layer_output(align_mlp_joint(A, B, settings)), reference, atol=1e-10)
     assert not torch.allclose(layer_output(align_attention_rows(A, B, settings)), reference, atol=1e-3)
     assert not torch.allclose(layer_output(align_mlp_separate(A, B, settings)), reference, atol=1e-3)
 
