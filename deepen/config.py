@@ -83,14 +83,17 @@ def runs(config: dict) -> list[tuple[str, str, int]]:
     return out
 
 
-def row_of(config: dict, name: str) -> tuple[str, str]:
-    """The row a name means: 'method/freeze', or 'method' for the method's first freeze policy."""
+def match_row(name: str, known: list[tuple[str, str]]) -> tuple[str, str]:
+    """The row of ``known`` a name means: 'method/freeze', or 'method' for the method's first row."""
     method, _, freeze = name.partition("/")
-    known = rows(config)
     candidates = [r for r in known if r[0] == method and (not freeze or r[1] == freeze)]
     if not candidates:
         raise ConfigError(f"{name!r} is not a row; rows: {', '.join('/'.join(r) for r in known)}")
     return candidates[0]
+
+
+def row_of(config: dict, name: str) -> tuple[str, str]:
+    return match_row(name, rows(config))
 
 
 class _PlanOnlyStacks:

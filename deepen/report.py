@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+from .config import match_row
 from .stats import Interval, paired_difference, t_interval
 from .tasks import flat_metrics
 from .train import read_metrics, steps_to_reach
@@ -44,12 +45,7 @@ def load_runs(runs: list[dict]) -> dict[str, dict]:
 
 def resolve_row(name: str, rows: dict[str, dict]) -> str:
     """'method/freeze', or 'method' for the first of the method's rows."""
-    if name in rows:
-        return name
-    matches = [r for r, v in rows.items() if v["method"] == name]
-    if not matches:
-        raise ValueError(f"{name!r} is not a row of the report: {sorted(rows)}")
-    return matches[0]
+    return row_name(*match_row(name, [(v["method"], v["freeze"]) for v in rows.values()]))
 
 
 def reference_row(row: dict, reference: str, rows: dict[str, dict]) -> str:
