@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--naive-matrices", default="q_proj,k_proj,gate_proj,down_proj",
                     help="comma-separated; o_proj, v_proj and up_proj share the shapes of q, k and gate")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--svd-only", action="store_true", help="run extraction, the SVD stages and the naive SVD")
     args = ap.parse_args()
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -95,13 +96,14 @@ svd_stage({str(root / 'weights' / (m + '.safetensors'))!r}, {str(root / 'svd' / 
 """, args.threads, results)
     cfg = dict(hidden=256, lr=1e-3, weight_decay=0.01, batch_size=64, epochs=args.epochs, norm_weight=5e-4,
                val_layer=None, seed=0)
-    for m in linear:
+    for m in [] if args.svd_only else linear:
         run_stage(f"predictor {m} ({args.epochs} epochs)", f"""
 from deepen.pipeline import predictor_stage
 predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
                 {str(root / 'predictor' / (m + '.pt'))!r}, {str(root / 'predictor' / (m + '.json'))!r}, threads={args.threads})
 """, args.threads, results)
-    run_stage("generation (lesa, top_half)", f"""
+    if not args.svd_only:
+        run_stage("generation (lesa, top_half)", f"""
 from deepen.pipeline import generate_stage
 generate_stage("lesa", {{"generator": "lesa", "placement": "top_half", "norm_source": "mean", "zero_init": False}},
                {str(base)!r}, {str(root / 'weights')!r}, {str(root / 'layers')!r},
@@ -119,6 +121,9 @@ params = dict(model.named_parameters())
 w = torch.cat([params[LLAMA.tensor_name(i, {m!r})].detach() for i in range({args.layers})], dim=1)
 u, s, vt = torch.linalg.svd(w, full_matrices=False)
 print(json.dumps({{"svd_only_seconds": time.perf_counter() - t}}))
+from safetensors.torch import load_file
+ours = load_file({str(root / 'svd')!r} + "/{m}.safetensors")["S"].double()
+print(json.dumps({{"max_rel_S_difference_e6": ((ours - s.double()).abs() / s.double()).max().item() * 1e6}}))
 """, args.threads, results)
     (root / "results.json").write_text(json.dumps(results, indent=2))
     for m in naive_matrices:

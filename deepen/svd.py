@@ -1,8 +1,14 @@
 """LESA's SVD of one matrix type across layers, without materialising the concatenation.
 
 W = [W_1 | … | W_L] (d_out × L·d_in) has the thin SVD W = U diag(S) Vᵀ. Its Gram matrix
-W Wᵀ = Σ_l W_l W_lᵀ (d_out × d_out) accumulates layer by layer in float64; the eigendecomposition
-gives U and S², and each layer's block is V_l = diag(1/S) Uᵀ W_l (r × d_in), so W_l = U diag(S) V_l.
+W Wᵀ = Σ_l W_l W_lᵀ (d_out × d_out) accumulates layer by layer; its eigenvectors are U. Each layer's
+block is V_l = diag(1/S) Uᵀ W_l (r × d_in), so W_l = U diag(S) V_l.
+
+Everything runs in float32, where a CPU is several times faster than in float64. The Gram route
+squares the condition number, so the Gram's eigenvalues are not used as S: S_i² = Σ_l ‖(Uᵀ W_l)_i‖²
+is the Rayleigh quotient of each eigenvector against the weights themselves, accurate to the
+eigenvectors' error squared. S is therefore known only after the projection pass, which writes the
+unscaled blocks Uᵀ W_l and then scales them by 1/S in place before the file is published.
 """
 
 from __future__ import annotations
@@ -11,38 +17,37 @@ import json
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 import torch
-from scipy.linalg.blas import dsyrk
+from scipy.linalg.blas import ssyrk
 from tqdm import tqdm
 
 from .tensorio import CheckpointReader, StreamingWriter, atomic_path
 
-# The Gram route squares the condition number: eigenvalues carry noise of ~1e-14 of the largest, so
-# singular values below 1e-6 of the largest are noise. Their V rows are set to zero.
-RELATIVE_FLOOR = 1e-6
+# Float32 products carry rounding of ~1e-7·sqrt(d_out) of the largest singular value into every
+# direction: singular values below 1e-5 of the largest are that noise. Their V rows are set to zero.
+RELATIVE_FLOOR = 1e-5
 ERROR_PROBES = 32
 
 
-def gram_svd(get_layer, num_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """U (d_out × r) and S (r) from the Gram matrix of the layers' concatenation, in float64."""
+def gram_eigenvectors(get_layer, num_layers: int) -> torch.Tensor:
+    """U (d_out × r): the Gram matrix's eigenvectors, largest eigenvalue first, r = its possible rank."""
     gram = None
     d_in = None
     for layer in tqdm(range(num_layers), desc="gram", leave=False):
-        w = get_layer(layer).to(torch.float64).numpy()
+        w = get_layer(layer).to(torch.float32).numpy()
         d_in = w.shape[1]
         if gram is None:
-            gram = np.zeros((w.shape[0], w.shape[0]), order="F")
+            gram = np.zeros((w.shape[0], w.shape[0]), dtype=np.float32, order="F")
         # A symmetric rank-k update fills one triangle: half the multiplies of w @ w.T. w.T is w's own
         # memory read column-major, so nothing is copied; trans=1 makes it (w.T)ᵀ w.T = w wᵀ.
-        gram = dsyrk(1.0, w.T, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
-    # Column-major upper triangle (rows i <= j of gram[i, j]) is the upper triangle torch reads.
-    eigvals, eigvecs = torch.linalg.eigh(torch.from_numpy(gram), UPLO="U")
+        gram = ssyrk(1.0, w.T, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
+    # The divide-and-conquer driver is the fastest when every eigenvector is wanted.
+    eigvals, eigvecs = scipy.linalg.eigh(gram, lower=False, driver="evd", overwrite_a=True, check_finite=False)
     del gram
-    order = torch.argsort(eigvals, descending=True)
     rank = min(eigvals.shape[0], num_layers * d_in)
-    order = order[:rank]
-    s = eigvals[order].clamp_min(0).sqrt()
-    return eigvecs[:, order], s
+    order = np.argsort(eigvals)[::-1][:rank].copy()
+    return torch.from_numpy(np.ascontiguousarray(eigvecs[:, order]))
 
 
 def inverse_singular_values(s: torch.Tensor) -> torch.Tensor:
@@ -56,36 +61,45 @@ def svd_stage(weights_path, out_path, report_path) -> dict:
     """Write U, S and the stacked blocks V [L, r, d_in] (float32) and the reconstruction error json."""
     reader = CheckpointReader(weights_path)
     num_layers, d_out, d_in = reader.shape("stack")
-    def get_layer(layer: int) -> torch.Tensor:
-        return reader.get_block("stack", layer)
 
-    u, s = gram_svd(get_layer, num_layers)
-    inv = inverse_singular_values(s)
-    rank = s.shape[0]
-    # The Gram matrix needs float64 (it squares the condition number); projecting each layer onto U does
-    # not, and float32 matmuls are several times faster on a CPU. Errors are measured on what is stored.
-    proj = (inv[:, None] * u.T).to(torch.float32)  # diag(1/S) Uᵀ
-    us = (u * s[None, :]).to(torch.float32)
-    errors = []
+    def get_layer(layer: int) -> torch.Tensor:
+        return reader.get_block("stack", layer).to(torch.float32)
+
+    u = gram_eigenvectors(get_layer, num_layers)
+    rank = u.shape[1]
+    u_t = u.T.contiguous()
     # The relative error ||W_l - U S V_l|| / ||W_l|| is estimated on random probe vectors (E||A x||² =
     # ||A||_F² for x ~ N(0, I)): a full U S V_l product would cost as much as the projection itself.
     probes = torch.randn(d_in, ERROR_PROBES, generator=torch.Generator().manual_seed(0))
-    specs = [("U", [d_out, rank], torch.float32), ("S", [rank], torch.float32),
-             ("V", [num_layers, rank, d_in], torch.float32)]
+    w_probes = []
+    energy = torch.zeros(rank, dtype=torch.float64)
 
-    def blocks():
+    def projections():
         for layer in tqdm(range(num_layers), desc="V blocks", leave=False):
-            w32 = get_layer(layer).to(torch.float32)
-            v = proj @ w32
-            w_probes = w32 @ probes
-            err = torch.linalg.norm(us @ (v @ probes) - w_probes) / torch.linalg.norm(w_probes).clamp_min(1e-30)
-            errors.append(err.item())
-            yield v
+            w = get_layer(layer)
+            p = u_t @ w
+            # Each layer's row norms in float32 (relative error ~1e-7), summed over layers in float64.
+            energy.add_(torch.linalg.vector_norm(p, dim=1).to(torch.float64).square())
+            w_probes.append(w @ probes)
+            yield p
 
+    specs = [("U", [d_out, rank], torch.float32), ("V", [num_layers, rank, d_in], torch.float32),
+             ("S", [rank], torch.float32)]
     with StreamingWriter(out_path, specs, metadata={"layers": num_layers}) as writer:
-        writer.write("U", u.to(torch.float32).contiguous())
-        writer.write("S", s.to(torch.float32).contiguous())
-        writer.write_parts("V", blocks())
+        writer.write("U", u)
+        writer.write_parts("V", projections())
+        s = energy.sqrt()
+        inv = inverse_singular_values(s).to(torch.float32)
+        us = u * s.to(torch.float32)[None, :]
+        v_all = writer.written("V")
+        errors = []
+        for layer in tqdm(range(num_layers), desc="scale V", leave=False):
+            v = v_all[layer]
+            v.mul_(inv[:, None])
+            err = torch.linalg.norm(us @ (v @ probes) - w_probes[layer])
+            errors.append((err / torch.linalg.norm(w_probes[layer]).clamp_min(1e-30)).item())
+        del v_all, v
+        writer.write("S", s.to(torch.float32))
     report = {
         "layers": num_layers, "d_out": d_out, "d_in": d_in, "rank": rank,
         "guarded_singular_values": int((inv == 0).sum()),

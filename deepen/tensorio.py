@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 from safetensors import safe_open
 
@@ -31,6 +32,7 @@ DTYPE_CODES = {
     torch.bool: "BOOL",
 }
 CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
+NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 
@@ -217,6 +219,7 @@ class StreamingWriter:
         self._file = open(self._tmp, "wb")
         self._file.write(struct.pack("<Q", len(raw)))
         self._file.write(raw)
+        self._header_bytes = len(raw)
         self._next = 0
         self.nbytes = offset
 
@@ -263,6 +266,16 @@ class StreamingWriter:
         if rows != want_shape[0]:
             raise ValueError(f"{name}: {rows} slices written, {want_shape[0]} declared")
         self._next += 1
+
+    def written(self, name: str) -> torch.Tensor:
+        """The already written tensor ``name``, memory-mapped writable, for a pass that must revise it once
+        a later result is known; changes land in the file before ``close()`` publishes it."""
+        index = [spec[0] for spec in self.specs[: self._next]].index(name)
+        _, shape, dtype = self.specs[index]
+        offset = 8 + self._header_bytes + sum(tensor_nbytes(s, d) for _, s, d in self.specs[:index])
+        self._file.flush()
+        return torch.from_numpy(np.memmap(self._tmp, dtype=NUMPY_DTYPES[dtype], mode="r+", offset=offset,
+                                          shape=tuple(shape)))
 
     def close(self) -> None:
         self._file.close()
