@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -143,6 +144,12 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
             problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
                             "adds no layers; use 'all'")
     target = config["report"]["target_loss"]
+    if isinstance(target, (int, float)) and not math.isfinite(target):
+        problems.append(f"report.target_loss: {target} is not a finite number")
+    for matrix in config["report"]["continuity_matrices"]:
+        if matrix not in arch.matrices or matrix in arch.norms:
+            problems.append(f"report.continuity_matrices: {matrix!r} is not a weight matrix of {model['model_type']!r} "
+                            f"(known: {', '.join(m for m in arch.matrices if m not in arch.norms)})")
     if isinstance(target, str):
         try:
             row_of(config, target)

@@ -49,6 +49,11 @@ BAD_CONFIGS = {
     "unknown task": (lambda c: c["eval"].update(tasks=["hellaswag"]), "eval.tasks: unknown task 'hellaswag'"),
     "wrong type": (lambda c: c["cpt"].update(batch_size="16"), "cpt.batch_size: '16' is not of type 'integer'"),
     "unknown freeze policy": (lambda c: c["methods"]["solar"].update(freeze=["new_only", "everything"]), "methods.solar.freeze"),
+    "zero batch size": (lambda c: c["cpt"].update(batch_size=0), "cpt.batch_size: 0 is less than the minimum of 1"),
+    "target loss not a number": (lambda c: c["report"].update(target_loss=[4.2]), "report.target_loss: [4.2] is not valid"),
+    "target loss nan": (lambda c: c["report"].update(target_loss=float("nan")), "report.target_loss: nan is not a finite number"),
+    "unknown matrix type": (lambda c: c["report"].update(continuity_matrices=["qkv_proj"]),
+                            "report.continuity_matrices: 'qkv_proj' is not a weight matrix of 'llama'"),
     "seq_len beyond positions": (lambda c: c["cpt"].update(seq_len=1024), "cpt.seq_len: 1024 exceeds"),
 }
 
