@@ -8,6 +8,8 @@ import random
 import re
 from pathlib import Path
 
+from .tensorio import atomic_path
+
 # Documents are joined with a form feed on its own line; tokenization puts EOS there.
 DOC_SEPARATOR = "\n\f\n"
 
@@ -91,9 +93,11 @@ def build_corpus(cfg: dict, out_dir: str | Path) -> dict:
     manifest = {"source": cfg["source"], "seed": cfg["seed"], "splits": {}}
     for split, names in splits.items():
         text = DOC_SEPARATOR.join(docs[n] for n in names)
-        (out_dir / f"{split}.txt").write_text(text, encoding="utf-8")
+        with atomic_path(out_dir / f"{split}.txt") as tmp:
+            tmp.write_text(text, encoding="utf-8")
         manifest["splits"][split] = {"documents": names, "characters": len(text)}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    with atomic_path(out_dir / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
     return manifest
 
 

@@ -207,7 +207,9 @@ def run_generator(opts: dict, stacks: WeightStacks, arch: Architecture, out_dir:
                     # A zero residual-stream output makes the new block the identity at init.
                     t = torch.zeros_like(t)
                 if not torch.isfinite(t).all():
-                    raise FloatingPointError(f"{method}: new layer {entry['id']} {m} has NaN or Inf")
+                    lower, upper = entry["between"]
+                    raise FloatingPointError(f"{method}: new layer {entry['id']} (between base layers {lower} and "
+                                             f"{upper}) {m} has NaN or Inf")
                 writer.write(f"new.{entry['id']}.{m}", t.to(stacks.dtype(m)).contiguous())
     info = {"method": method, "generator": opts["generator"], "base_layers": stacks.num_layers}
     plans.save(expansion.plan, out_dir / "plan.json", **info)

@@ -11,10 +11,11 @@ from .arch import architecture_for
 from .corpus import build_corpus
 from .extract import WeightStacks, extract_matrix, read_model_config
 from .generators import run_generator
+from .inputs import check_model_dir
 from .modeling import count_parameters, init_tiny_llama, load_causal_lm
 from .reconstruct import reconstruct
 from .tasks import build_task_data, evaluate
-from .tensorio import CheckpointReader, atomic_dir, atomic_path
+from .tensorio import atomic_dir, atomic_path
 from .tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
 from .flops import training_flops_per_token
 from .train import read_metrics, train
@@ -49,7 +50,7 @@ def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_txt, va
 def extract_stage(base_dir, matrix: str, out_path) -> None:
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
-    extract_matrix(CheckpointReader(base_dir), arch, config["num_hidden_layers"], matrix, out_path)
+    extract_matrix(check_model_dir(base_dir, arch, config), arch, config["num_hidden_layers"], matrix, out_path)
 
 
 def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, svd_dir=None, predictor_dir=None) -> None:
@@ -86,6 +87,8 @@ def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_pat
 def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, final_dir, info_path,
               threads=1) -> None:
     """Continual pretraining of one expanded model (or the base, for the 'no expansion' row)."""
+    config = read_model_config(model_dir)
+    check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
     model = load_causal_lm(model_dir)
     tokenizer = load_tokenizer(model_dir)
     plan_path = Path(model_dir) / "deepen_plan.json"

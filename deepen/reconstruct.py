@@ -12,7 +12,12 @@ from tqdm import tqdm
 from . import plan as plans
 from .arch import architecture_for, split_layer_key
 from .extract import read_model_config
-from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, atomic_dir, tensor_nbytes
+from .disk import ensure_free
+from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, atomic_dir, same_bytes, tensor_nbytes
+
+
+class ReconstructionError(RuntimeError):
+    pass
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "chat_template.jinja")
@@ -42,6 +47,27 @@ def output_tensors(reader: CheckpointReader, plan: list[dict], arch) -> list[tup
                 out.append((f"{arch.layer_prefix}.{i}.{rest}", ("new", f"new.{entry['id']}.{matrix}")))
     out += [(n, ("base", n)) for n in tail]
     return out
+
+
+def check_untouched_layers(written: CheckpointReader, base: CheckpointReader, plan: list[dict], arch) -> None:
+    """Every tensor the plan carries over from the base must be byte for byte the base's, at the position
+    the plan gives it: a wrong mapping or a damaged copy stops the stage, naming layer and tensor."""
+    for name in base.keys():
+        parts = split_layer_key(name)
+        if not parts or parts[0] != arch.layer_prefix:
+            if not same_bytes(written.byte_range(name), base.byte_range(name)):
+                raise ReconstructionError(f"{name} differs from the base's")
+    for i, entry in enumerate(plan):
+        if entry["from"] != "base":
+            continue
+        prefix = f"{arch.layer_prefix}.{entry['layer']}."
+        for name in base.keys():
+            if name.startswith(prefix):
+                out_name = f"{arch.layer_prefix}.{i}.{name[len(prefix):]}"
+                if out_name not in written or not same_bytes(written.byte_range(out_name), base.byte_range(name)):
+                    raise ReconstructionError(
+                        f"output layer {i} ({out_name}) is not base layer {entry['layer']}'s "
+                        f"{arch.matrix_of(name[len(prefix):]) or name[len(prefix):]}, as the plan says")
 
 
 def shard(sizes: list[int], max_bytes: int) -> list[list[int]]:
@@ -99,7 +125,9 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
     sources = {"base": CheckpointReader(base_dir), "new": CheckpointReader(new_layers_path)}
     tensors = output_tensors(sources["base"], plan, arch)
     specs = [(name, sources[kind].shape(src), sources[kind].dtype(src)) for name, (kind, src) in tensors]
-    groups = shard([tensor_nbytes(s, d) for _, s, d in specs], max_shard_bytes)
+    sizes = [tensor_nbytes(s, d) for _, s, d in specs]
+    groups = shard(sizes, max_shard_bytes)
+    ensure_free(out_dir.parent, sum(sizes), f"reconstruct {method}")
 
     with atomic_dir(out_dir) as tmp:
         weight_map, total = {}, 0
@@ -116,6 +144,7 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
         progress.close()
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (tmp / INDEX_NAME).write_text(json.dumps(index, indent=1))
+        check_untouched_layers(CheckpointReader(tmp), sources["base"], plan, arch)
         (tmp / "config.json").write_text(json.dumps(expanded_config(config, plan), indent=2))
         if (base_dir / "generation_config.json").exists():
             shutil.copy2(base_dir / "generation_config.json", tmp / "generation_config.json")

@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import match_row
 from .stats import Interval, paired_difference, t_interval
 from .tasks import flat_metrics
+from .tensorio import atomic_path
 from .train import read_metrics, steps_to_reach
 
 BASE_METHOD = "base"
@@ -125,7 +126,7 @@ def write_csv(table: list[dict], path) -> None:
             line["minus_reference_significant"] = rec["minus_reference"].excludes_zero()
         lines.append(line)
     fields = list(dict.fromkeys(k for line in lines for k in line))
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(lines)
@@ -133,7 +134,7 @@ def write_csv(table: list[dict], path) -> None:
 
 def write_runs_csv(rows: dict[str, dict], path) -> None:
     """runs.csv: every CPT run, one line per seed and evaluation step (the raw numbers behind the means)."""
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["row", "method", "freeze", "seed", "step", "tokens", "train_flops", "train_loss",
                          "val_loss", "seconds"])
@@ -200,7 +201,8 @@ def plot_loss_curves(rows: dict[str, dict], target_loss: float, path) -> None:
     fig.suptitle("Continual pretraining of the up-scaled models (solid: all parameters train; dashed: only the "
                  "added layers; band: 95% interval over seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip("."))
     plt.close(fig)
 
 
@@ -230,7 +232,8 @@ def plot_base_training(metrics_path, info_path, plateau: dict | None, path) -> N
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip("."))
     plt.close(fig)
 
 
@@ -359,7 +362,8 @@ def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float,
                  tf.format(3) if r["target_reached"] else "", *(r["eval"][m].format() for m in metrics)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "![loss curves](loss_curves.png)", "", *(sections or [])]
-    Path(path).write_text("\n".join(lines))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines))
 
 
 def continuity(svd_path, top_rows: int = 32):
@@ -403,7 +407,8 @@ def plot_continuity(svd_paths: dict[str, str], path) -> dict[str, float]:
     fig.suptitle("Each layer's SVD block V_l (top 32 singular directions) in 2-D PCA,\njoined in layer order",
                  fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip("."))
     plt.close(fig)
     return ratios
 

@@ -37,11 +37,26 @@ INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 
 
+def _clear_stale(path: Path) -> None:
+    """Remove temporaries of ``path`` left by a process that was killed (its pid no longer runs)."""
+    for old in path.parent.glob(f".{path.name}.tmp*"):
+        pid = old.name.rpartition(".tmp")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # a live process of another user
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
@@ -55,6 +70,8 @@ def atomic_path(path: str | os.PathLike):
 def atomic_dir(path: str | os.PathLike):
     """Yield an empty temporary sibling directory; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
+    if path.parent.exists():
+        _clear_stale(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -96,11 +113,28 @@ class CheckpointReader:
 
     def _handle(self, file: Path):
         if file not in self._handles:
+            self._check_size(file)
             try:
                 self._handles[file] = safe_open(str(file), framework="pt")
             except Exception as e:  # safetensors raises its own error types
                 raise OSError(f"cannot read safetensors file {file}: {e}") from e
         return self._handles[file]
+
+    @staticmethod
+    def _check_size(file: Path) -> None:
+        """A file cut short (an interrupted copy or download) holds fewer bytes than its header declares."""
+        size = file.stat().st_size
+        try:
+            with open(file, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length)) if 8 + length <= size else None
+        except (struct.error, json.JSONDecodeError, UnicodeDecodeError):
+            header = None
+        if header is None:
+            raise OSError(f"{file}: not a safetensors file, or truncated inside its header ({size} bytes)")
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + length + end > size:
+            raise OSError(f"{file}: truncated: its header declares {8 + length + end} bytes, the file has {size}")
 
     def keys(self) -> list[str]:
         return list(self.files)
@@ -170,6 +204,23 @@ def tensor_nbytes(shape: Iterable[int], dtype: torch.dtype) -> int:
     for s in shape:
         n *= int(s)
     return n * torch.empty((), dtype=dtype).element_size()
+
+
+def same_bytes(a: tuple[Path, int, int], b: tuple[Path, int, int], chunk: int = 64 * 1024**2) -> bool:
+    """Whether two (file, offset, length) ranges hold the same bytes, read in chunks."""
+    (path_a, off_a, len_a), (path_b, off_b, len_b) = a, b
+    if len_a != len_b:
+        return False
+    with open(path_a, "rb") as fa, open(path_b, "rb") as fb:
+        fa.seek(off_a)
+        fb.seek(off_b)
+        done = 0
+        while done < len_a:
+            n = min(chunk, len_a - done)
+            if fa.read(n) != fb.read(n):
+                return False
+            done += n
+    return True
 
 
 def copy_range(src_fd: int, dst_fd: int, offset: int, length: int, chunk: int = 64 * 1024**2) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .disk import ensure_free
 from .tensorio import atomic_dir
 
 FREEZE_POLICIES = ("new_only", "all")
@@ -129,8 +131,32 @@ def _metrics_callback(path: Path, tokens_per_step: int, t0: float, plateau: dict
     return MetricsWriter()
 
 
+def _disk_callback(ckpt_dir: Path, checkpoint_bytes: int):
+    from transformers import TrainerCallback
+
+    class CheckpointSpace(TrainerCallback):
+        """Before a step that saves a checkpoint, check there is room for it."""
+
+        def on_step_end(self, args, state, control, **kw):
+            if args.save_steps and state.global_step % args.save_steps == 0:
+                ensure_free(ckpt_dir, checkpoint_bytes, f"checkpoint at step {state.global_step}")
+
+    return CheckpointSpace()
+
+
+def checkpoint_nbytes(model) -> int:
+    """A checkpoint's size: the weights, plus AdamW's two float32 moments for every trainable parameter."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights + sum(2 * 4 * p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# Written last when the Trainer saves, so a checkpoint directory without them was cut short.
+CHECKPOINT_COMPLETE = ("trainer_state.json", "rng_state.pth")
+
+
 def _last_checkpoint(ckpt_dir: Path) -> Path | None:
-    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if all((p / f).exists() for f in CHECKPOINT_COMPLETE)]
+    ckpts.sort(key=lambda p: int(p.name.split("-")[1]))
     return ckpts[-1] if ckpts else None
 
 
@@ -147,6 +173,10 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     work_dir, final_dir = Path(work_dir), Path(final_dir)
     ckpt_dir = work_dir / "checkpoints"
     metrics_path = work_dir / "metrics.jsonl"
+    # Lines accumulate in a partial file, renamed to metrics.jsonl once the final model is saved: a run cut
+    # short leaves no metrics.jsonl that looks finished, and its partial file is what a resume continues.
+    partial_path = work_dir / "metrics.partial.jsonl"
+    metrics_path.unlink(missing_ok=True)
     digest = config_digest(cfg)
     stamp = ckpt_dir / "config_digest"
     if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
@@ -186,17 +216,19 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         save_only_model=False,
     )
     resume = _last_checkpoint(ckpt_dir)
-    if resume is not None and metrics_path.exists():
+    if resume is not None and partial_path.exists():
         # Drop metric lines written after the checkpoint we resume from.
         done = int(resume.name.split("-")[1])
-        lines = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] <= done]
-        metrics_path.write_text("".join(l + "\n" for l in lines))
-    elif metrics_path.exists():
-        metrics_path.unlink()
+        lines = [m for m in read_metrics(partial_path) if m["step"] <= done]
+        partial_path.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    else:
+        partial_path.unlink(missing_ok=True)
 
     t0 = time.time()
-    callback = _metrics_callback(metrics_path, batch * seq_len, t0, cfg.get("plateau"))
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set, callbacks=[callback])
+    callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg.get("plateau"))
+    space = _disk_callback(ckpt_dir, checkpoint_nbytes(model))
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+                      callbacks=[callback, space])
     if resume is None:
         trainer.evaluate()  # the val loss at step 0, before any update
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -204,18 +236,30 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         trainer.evaluate()
     elapsed = time.time() - t0
 
+    ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
     with atomic_dir(final_dir) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+    os.replace(partial_path, metrics_path)
     if not cfg.get("keep_checkpoints", False):
         shutil.rmtree(ckpt_dir)
     done = callback.stopped_at or steps
     return {"trainable_params": trainable, "seconds": elapsed, "steps": done, "max_steps": steps,
+            "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
             "stopped_on_plateau": callback.stopped_at is not None, "val_tokens": len(val_set) * seq_len}
 
 
 def read_metrics(path) -> list[dict]:
-    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    """The json lines of a metrics file; a last line cut short by an interruption is dropped."""
+    lines = [l for l in Path(path).read_text().splitlines() if l.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}: line {i + 1} is not json") from None
+    return out
 
 
 def steps_to_reach(metrics: list[dict], target: float) -> int | None:

@@ -61,3 +61,15 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
                 p.uniform_(0.5, 1.5)
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tiny_llama_dir, tmp_path_factory):
+    """The tiny Llama's extracted weight stacks."""
+    from deepen.arch import LLAMA
+    from deepen.pipeline import extract_stage
+
+    out = tmp_path_factory.mktemp("weights")
+    for m in LLAMA.matrices:
+        extract_stage(tiny_llama_dir, m, out / f"{m}.safetensors")
+    return out

@@ -9,16 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from deepen import plan as plans
 from deepen.arch import LLAMA
-from deepen.pipeline import extract_stage, generate_stage, reconstruct_stage
+from deepen.pipeline import generate_stage, reconstruct_stage
 from deepen.tensorio import CheckpointReader
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tiny_llama_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("weights")
-    for m in LLAMA.matrices:
-        extract_stage(tiny_llama_dir, m, out / f"{m}.safetensors")
-    return out
 
 
 def expand(tiny_llama_dir, weights_dir, tmp_path, method, opts):
