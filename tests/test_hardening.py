@@ -137,3 +137,55 @@ def test_reconstruction_checks_free_space_first(tiny_llama_dir, weights_dir, tmp
                                            layers / "new_layers.safetensors", out, max_shard_mb=1),
                  DiskSpaceError, "reconstruct llama_pro", "only 10.0 MiB is free")
     assert not out.exists()
+
+
+CPT = {"steps": 40, "batch_size": 8, "seq_len": 32, "lr": 1e-3, "warmup_steps": 2, "weight_decay": 0.0,
+       "grad_clip": 1.0, "schedule": "cosine", "eval_interval": 5, "eval_tokens": 2048, "checkpoint_interval": 10,
+       "keep_checkpoints": False, "plateau": None, "seed": 0, "freeze": "new_only"}
+
+
+def cpt_command(quick_run, work):
+    """A CPT stage of the quick run's LLaMA Pro model as its own process, as Snakemake runs it."""
+    args = [str(quick_run / "results/models/llama_pro"), str(quick_run / "results/data/train.txt"),
+            str(quick_run / "results/data/val.txt"), CPT, str(work), str(work / "final"), str(work / "info.json")]
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from deepen.pipeline import cpt_stage; "
+            f"cpt_stage('llama_pro', *{args!r}, threads=1)")
+    return [sys.executable, "-c", code]
+
+
+def test_cpt_killed_after_a_checkpoint_resumes_from_it_and_ends_bit_identical(quick_run, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    subprocess.run(cpt_command(quick_run, whole), check=True, capture_output=True)
+    assert json.loads((whole / "info.json").read_text())["resumed_from_step"] == 0
+
+    proc = subprocess.Popen(cpt_command(quick_run, cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = cut / "checkpoints/checkpoint-20/trainer_state.json"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run ended before its step-20 checkpoint"
+    # Nothing at the stage's output paths: the metrics stay partial, the final model a temporary.
+    assert not (cut / "metrics.jsonl").exists() and not (cut / "final").exists() and not (cut / "info.json").exists()
+
+    subprocess.run(cpt_command(quick_run, cut), check=True, capture_output=True)
+    info = json.loads((cut / "info.json").read_text())
+    assert info["resumed_from_step"] >= 20
+    assert not list(cut.glob(".final.tmp*")), "the killed run's temporary was not cleared"
+    a, b = load_file(whole / "final/model.safetensors"), load_file(cut / "final/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda path: [{k: v for k, v in json.loads(l).items() if k != "seconds"}  # noqa: E731
+                          for l in path.read_text().splitlines()]
+    assert strip(whole / "metrics.jsonl") == strip(cut / "metrics.jsonl")
+
+
+def test_cpt_checks_free_space_before_a_checkpoint(quick_run, tmp_path, monkeypatch):
+    from deepen.pipeline import cpt_stage
+
+    monkeypatch.setenv(LIMIT_ENV, str(8 * 1024**2))
+    work = tmp_path / "cpt"
+    fails_naming(lambda: cpt_stage("llama_pro", quick_run / "results/models/llama_pro", quick_run / "results/data/train.txt",
+                                   quick_run / "results/data/val.txt", dict(CPT), work, work / "final", work / "info.json"),
+                 DiskSpaceError, "checkpoint at step 10", "only 8.0 MiB is free")
+    assert not (work / "final").exists() and not (work / "checkpoints/checkpoint-10").exists()
