@@ -29,5 +29,6 @@ rule all:
         "results/report/summary.csv",
         "results/report/summary.md",
         "results/report/loss_curves.png",
+        "results/manifest.json",
         ["results/report/svd_continuity.png"] if "svd" in lesa_spaces() else [],
     default_target: True

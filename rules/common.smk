@@ -138,3 +138,47 @@ def generation_inputs(wildcards) -> dict:
     if "predictor_nosvd" in needs:
         inputs["predictor"] = expand("results/predictor_nosvd/{matrix}.pt", matrix=LESA_MATRICES)
     return inputs
+
+
+def artifact_settings() -> dict:
+    """{artifact path: the settings that made it}, for results/manifest.json."""
+    from types import SimpleNamespace
+
+    corpus = {"corpus": canonical(config["corpus"])}
+    out = {f"results/data/{name}": corpus for name in ("train.txt", "val.txt", "test.txt", "manifest.json")}
+    if PRETRAIN_BASE:
+        out["results/tokenizer"] = {**corpus, "tokenizer": config["tokenizer"]}
+        base = {**corpus, "tokenizer": config["tokenizer"], "base": canonical(config["base"]), "seed": config["seed"]}
+        for path in ("results/base", "results/base_training/metrics.jsonl", "results/base_training/info.json"):
+            out[path] = base
+    for matrix in ARCH.matrices:
+        out[f"results/weights/{matrix}.safetensors"] = {"base_model": BASE_DIR}
+    if "svd" in lesa_spaces():
+        for matrix in LESA_MATRICES:
+            for ext in ("safetensors", "json"):
+                out[f"results/svd/{matrix}.{ext}"] = {"weights": f"results/weights/{matrix}.safetensors"}
+    for space in lesa_spaces():
+        folder = "predictor" if space == "svd" else "predictor_nosvd"
+        for matrix in LESA_MATRICES:
+            for ext in ("pt", "json"):
+                out[f"results/{folder}/{matrix}.{ext}"] = {"predictor": canonical(config["predictor"]), "space": space}
+    for model in sorted({model_of(m, s) for m, _, s in RUNS if m != "base"}):
+        generation = {"method": generation_params(SimpleNamespace(model=model))}
+        for path in (f"results/layers/{model}/new_layers.safetensors", f"results/layers/{model}/plan.json",
+                     f"results/models/{model}"):
+            out[path] = generation
+    out["results/eval/task_data"] = {"eval": canonical(config["eval"])}
+    for method, freeze, seed in RUNS:
+        wc = SimpleNamespace(method=method, freeze=freeze, seed=seed)
+        run = f"results/cpt/{method}/{freeze}/seed{seed}"
+        for path in (f"{run}/metrics.jsonl", f"{run}/info.json", f"{run}/final"):
+            out[path] = {"cpt": cpt_params(wc), "model": cpt_model(wc)}
+        out[f"results/eval/{method}/{freeze}/seed{seed}.json"] = {"eval": canonical(config["eval"]), "model": f"{run}/final"}
+    for name in ("summary.csv", "runs.csv", "summary.md", "loss_curves.png"):
+        out[f"results/report/{name}"] = {"report": canonical(config["report"])}
+    if PRETRAIN_BASE:
+        out["results/report/base_training.png"] = {"plateau": canonical(config["base"]["train"]["plateau"])}
+    if "svd" in lesa_spaces():
+        for name in ("svd_continuity.png", "svd_continuity.json"):
+            out[f"results/report/{name}"] = {"matrices": config["report"]["continuity_matrices"]}
+    return out

@@ -70,3 +70,23 @@ if PRETRAIN_BASE:
             "../envs/deepen.yaml"
         script:
             "../scripts/base_training_curve.py"
+
+
+rule manifest:
+    input:
+        list(artifact_settings()),
+    output:
+        "results/manifest.json",
+    log:
+        "logs/manifest.log",
+    params:
+        artifacts=artifact_settings(),
+        config=canonical(config),
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=60,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/manifest.py"

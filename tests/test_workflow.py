@@ -124,13 +124,13 @@ def test_nothing_reruns_after_a_complete_run(quick_run):
 def test_changing_the_cpt_lr_reruns_only_training_evaluation_and_report(quick_run):
     cfg = variant(quick_run, "lr.yaml", lambda c: c["cpt"].update(lr=5e-4))
     rules = {rule for rule, _ in planned_jobs(quick_run, cfg)}
-    assert rules == {"continual_pretrain", "evaluate", "report", "all"}
+    assert rules == {"continual_pretrain", "evaluate", "report", "manifest", "all"}
 
 
 def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
     cfg = variant(quick_run, "interval.yaml", lambda c: c["methods"]["llama_pro"].update(placement={"interval": 1}))
     jobs = planned_jobs(quick_run, cfg)
-    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "all")}
+    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "manifest", "all")}
     assert per_method == {
         ("generate_layers", "model=llama_pro"),
         ("reconstruct", "model=llama_pro"),
@@ -170,7 +170,8 @@ def test_adding_a_seed_reruns_only_the_new_seeds_runs_and_the_report(quick_run):
         expected |= {(rule, f"method={method}, freeze={freeze}, seed=1") for rule in ("continual_pretrain", "evaluate")}
     assert runs == expected
     # the random control draws new layers for the new seed; every other model is reused
-    others = {(rule, wc) for rule, wc in jobs if rule not in ("continual_pretrain", "evaluate", "report", "all")}
+    others = {(rule, wc) for rule, wc in jobs
+              if rule not in ("continual_pretrain", "evaluate", "report", "manifest", "all")}
     assert others == {("generate_layers", "model=random/seed1"), ("reconstruct", "model=random/seed1")}
     assert {rule for rule, _ in jobs} >= {"report", "all"}
 
