@@ -81,7 +81,7 @@ random_llama({str(base)!r}, {args.hidden}, {args.intermediate}, {args.layers}, {
 """, args.threads, results)
     from deepen.arch import LLAMA
 
-    linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
+    linear = LLAMA.linear
     run_stage("extraction (9 matrix types)", f"""
 from deepen.pipeline import extract_stage
 from deepen.arch import LLAMA

@@ -147,9 +147,9 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
     if isinstance(target, (int, float)) and not math.isfinite(target):
         problems.append(f"report.target_loss: {target} is not a finite number")
     for matrix in config["report"]["continuity_matrices"]:
-        if matrix not in arch.matrices or matrix in arch.norms:
+        if matrix not in arch.linear:
             problems.append(f"report.continuity_matrices: {matrix!r} is not a weight matrix of {model['model_type']!r} "
-                            f"(known: {', '.join(m for m in arch.matrices if m not in arch.norms)})")
+                            f"(known: {', '.join(arch.linear)})")
     if isinstance(target, str):
         try:
             row_of(config, target)

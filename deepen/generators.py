@@ -87,7 +87,7 @@ def average_neighbours(opts: dict, stacks: WeightStacks, arch: Architecture, art
 
 @generator("random", stochastic=True)
 def random_init(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) -> Expansion:
-    """A control: new layers drawn like a fresh model's (normal weights, unit norms)."""
+    """A control: new layers drawn like a fresh model's (normal weights, identity norms, zero biases)."""
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
     std = opts.get("init_std", 0.02)
 
@@ -96,7 +96,12 @@ def random_init(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts:
         out = {}
         for m in stacks.matrices:
             shape = stacks.shape(m)
-            out[m] = torch.ones(shape) if m in arch.norms else torch.randn(shape, generator=g) * std
+            if m in arch.norms:
+                out[m] = torch.full(shape, arch.norm_identity)
+            elif m in arch.biases:
+                out[m] = torch.zeros(shape)
+            else:
+                out[m] = torch.randn(shape, generator=g) * std
         return out
 
     return Expansion(plan, make)
@@ -130,14 +135,15 @@ def lesa(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) 
     """LESA: per matrix type, W' = U diag(S) G([V_l, V_{l+1}]) with the trained predictor G.
 
     With ``svd: false`` (the ablation) the predictor works on raw weight rows: W' = G([W_l, W_{l+1}]).
-    Norms come from layer 0 (``norm_source: layer0``, as the reference code) or the neighbours' mean.
+    Norms (and biases) come from layer 0 (``norm_source: layer0``, as the reference code) or the
+    neighbours' mean.
     """
     from .predictor import BlockSource
 
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
     use_svd = opts.get("svd", True)
     norm_source = opts.get("norm_source", "mean")
-    linear = [m for m in stacks.matrices if m not in arch.norms]
+    linear = arch.linear
 
     scaled_u: dict[str, torch.Tensor] = {}  # U diag(S) per matrix type, read once
 
@@ -154,7 +160,7 @@ def lesa(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) 
                     out[m] = scaled_u[m] @ predictor(svd.get(lower), svd.get(upper))
                 else:
                     out[m] = predictor(stacks.get(m, lower).float(), stacks.get(m, upper).float())
-        for m in arch.norms:
+        for m in arch.vectors:  # norms, and biases (Qwen2) alike: not predicted
             if norm_source == "layer0":
                 out[m] = stacks.get(m, 0).float()
             else:
@@ -235,6 +241,7 @@ def opt_deus(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: di
         lower, upper = entry["between"]
         # as_released also means the reference's per-row attention and separate MLP plans
         return fuse_layers(_layer(stacks, lower), _layer(stacks, upper), heads, kv, settings,
+                           arch.mlp_input_norm, arch.output_norms,
                            attention=opts.get("attention", "rows" if settings.as_released else "heads"),
                            mlp=opts.get("mlp", "separate" if settings.as_released else "joint"))
 

@@ -90,12 +90,13 @@ def align_attention_heads(A: dict, B: dict, n_heads: int, n_kv: int, settings: O
     # Groups of A moved onto B's group positions (mixtures for an entropic plan).
     q_grouped = torch.einsum("ij,jrf->irf", T_group, q_heads_A)
     o_grouped = torch.einsum("ij,jrf->irf", T_group, o_heads_A)
-    q_out, o_out = [], []
+    q_out, o_out, T_heads = [], [], []
     for g in range(n_kv):
         if rep == 1:
             T_head = torch.eye(1, dtype=T_group.dtype)
         else:
             T_head = mapping(transport_plan(q_grouped[g], q_heads_B[g], settings), settings)
+        T_heads.append(T_head)
         q_out.append(T_head @ q_grouped[g])
         o_out.append(T_head @ o_grouped[g])
     out = dict(A)
@@ -103,6 +104,11 @@ def align_attention_heads(A: dict, B: dict, n_heads: int, n_kv: int, settings: O
     out["o_proj"] = torch.cat(o_out).reshape(n_heads * hd, -1).T.contiguous()
     out["k_proj"] = (T_group @ _heads(A["k_proj"], n_kv)).reshape(A["k_proj"].shape)
     out["v_proj"] = (T_group @ _heads(A["v_proj"], n_kv)).reshape(A["v_proj"].shape)
+    if "q_bias" in A:  # a bias entry belongs to its row: the same moves
+        q_bias = torch.einsum("ij,jrf->irf", T_group, A["q_bias"].reshape(n_kv, rep, hd))
+        out["q_bias"] = torch.cat([T_heads[g] @ q_bias[g] for g in range(n_kv)]).reshape(-1)
+        out["k_bias"] = (T_group @ A["k_bias"].reshape(n_kv, -1)).reshape(-1)
+        out["v_bias"] = (T_group @ A["v_bias"].reshape(n_kv, -1)).reshape(-1)
     return out
 
 
@@ -112,6 +118,9 @@ def align_attention_rows(A: dict, B: dict, settings: OTSettings) -> dict:
     for m in ("q_proj", "k_proj", "v_proj"):
         T = mapping(transport_plan(A[m], B[m], settings), settings)
         out[m] = T @ A[m]
+        bias = m[0] + "_bias"
+        if bias in A:
+            out[bias] = T @ A[bias]
         if m == "q_proj":
             out["o_proj"] = A["o_proj"] @ T.T
     return out
@@ -145,9 +154,16 @@ def align_mlp_separate(A: dict, B: dict, settings: OTSettings) -> dict:
     return out
 
 
-def fuse_layers(A: dict, B: dict, n_heads: int, n_kv: int, settings: OTSettings, attention: str = "heads",
-                mlp: str = "joint") -> dict:
-    """Align A to B in the specified block order, then average. Returns float32 tensors."""
+def fuse_layers(A: dict, B: dict, n_heads: int, n_kv: int, settings: OTSettings,
+                mlp_input_norm: str = "post_attention_layernorm", output_norms: tuple[str, ...] = (),
+                attention: str = "heads", mlp: str = "joint") -> dict:
+    """Align A to B in the specified block order, then average. Returns float32 tensors.
+
+    Biases of q, k and v (Qwen2) move with their rows. ``mlp_input_norm``, the norm in front of the MLP,
+    is mapped half-way with the residual stream; ``output_norms`` (Gemma 2's norms of the attention and
+    MLP outputs) scale the channels o_proj and down_proj write, so they move with those rows. Every other
+    vector (input norms, Qwen3's per-head q/k norms, which whole-head moves leave valid) is averaged as
+    it is."""
     A = {k: v.double() for k, v in A.items()}
     B = {k: v.double() for k, v in B.items()}
     # 1. attention
@@ -160,7 +176,9 @@ def fuse_layers(A: dict, B: dict, n_heads: int, n_kv: int, settings: OTSettings,
     # 2. the residual-stream map from o_proj's rows; post-attention norm half-way between T_o and identity
     T_o = residual_map(A, B, settings)
     A["o_proj"] = T_o @ A["o_proj"]
-    A["post_attention_layernorm"] = (0.5 * T_o + 0.5 * torch.eye(T_o.shape[0], dtype=T_o.dtype)) @ A["post_attention_layernorm"]
+    A[mlp_input_norm] = (0.5 * T_o + 0.5 * torch.eye(T_o.shape[0], dtype=T_o.dtype)) @ A[mlp_input_norm]
+    for norm in output_norms:
+        A[norm] = T_o @ A[norm]
     # 3. MLP inputs read the residual stream: map gate/up columns with T_o before aligning neurons;
     #    down's rows write the residual stream like o's rows (the separate variant aligns them on their own)
     A["gate_proj"] = A["gate_proj"] @ T_o.T

@@ -101,7 +101,7 @@ def cpt_model(wildcards) -> str:
     return f"results/models/{model_of(wildcards.method, wildcards.seed)}"
 
 
-LESA_MATRICES = [m for m in ARCH.matrices if m not in ARCH.norms]
+LESA_MATRICES = ARCH.linear
 
 
 def lesa_spaces() -> list[str]:
