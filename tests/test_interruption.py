@@ -12,7 +12,7 @@ from conftest import SNAKEMAKE, copy_workflow, snakemake
 
 def test_killed_workflow_leaves_no_output_and_reruns_from_the_checkpoint(tmp_path):
     workdir = copy_workflow(tmp_path)
-    args = ["--cores", "2", "--configfile", "config/quick.yaml", "results/base"]
+    args = ["results/base", "--cores", "2", "--configfile", "config/quick.yaml"]  # target first: --configfile takes a list
     proc = subprocess.Popen([SNAKEMAKE, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     checkpoint = workdir / "results/base_training/checkpoints/checkpoint-10/trainer_state.json"
@@ -25,7 +25,7 @@ def test_killed_workflow_leaves_no_output_and_reruns_from_the_checkpoint(tmp_pat
     for output in ("results/base", "results/base_training/metrics.jsonl", "results/base_training/info.json"):
         assert not (workdir / output).exists(), output
 
-    snakemake(workdir, "--unlock", *args[2:])  # the killed Snakemake could not release its lock
+    snakemake(workdir, "--unlock", "--configfile", "config/quick.yaml")  # the killed Snakemake kept its lock
     snakemake(workdir, *args, "--rerun-incomplete")
     info = json.loads((workdir / "results/base_training/info.json").read_text())
     assert info["resumed_from_step"] >= 10
