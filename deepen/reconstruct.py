@@ -50,8 +50,9 @@ def output_tensors(reader: CheckpointReader, plan: list[dict], arch) -> list[tup
 
 
 def check_untouched_layers(written: CheckpointReader, base: CheckpointReader, plan: list[dict], arch) -> None:
-    """Every tensor the plan carries over from the base must be byte for byte the base's, at the position
-    the plan gives it: a wrong mapping or a damaged copy stops the stage, naming layer and tensor."""
+    """Every tensor the plan carries over from the base must be the base's, at the position the plan gives
+    it (same length, same bytes in sampled windows): a wrong mapping or a copy from the wrong place stops
+    the stage, naming layer and tensor."""
     for name in base.keys():
         parts = split_layer_key(name)
         if not parts or parts[0] != arch.layer_prefix:
