@@ -168,6 +168,9 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
         sub = config["cpt"] if section == "cpt" else config["base"]["train"]
         if max_pos and sub["seq_len"] > max_pos:
             problems.append(f"{section}.seq_len: {sub['seq_len']} exceeds the model's max_position_embeddings {max_pos}")
+    if config["cpt"]["batch_size"] % config["cpt"]["nproc"]:
+        problems.append(f"cpt.nproc: batch_size {config['cpt']['batch_size']} is the global batch and must divide "
+                        f"evenly over {config['cpt']['nproc']} processes")
     if config["corpus"]["source"] == "files" and not config["corpus"].get("path"):
         problems.append("corpus.path: required when corpus.source is 'files'")
     return problems

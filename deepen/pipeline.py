@@ -18,7 +18,7 @@ from .tasks import build_task_data, evaluate
 from .tensorio import atomic_dir, atomic_path
 from .tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
 from .flops import training_flops_per_token
-from .train import read_metrics, train
+from .train import is_main_process, prepare_run, read_metrics, train, world_size
 
 
 def write_json(obj, path) -> None:
@@ -86,7 +86,22 @@ def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_pat
 
 def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, final_dir, info_path,
               threads=1) -> None:
-    """Continual pretraining of one expanded model (or the base, for the 'no expansion' row)."""
+    """Continual pretraining of one expanded model (or the base, for the 'no expansion' row).
+
+    With ``cfg['nproc'] > 1`` it launches itself under torchrun (DDP: gloo on CPU, nccl on GPU), each
+    process with its share of the threads and of the batch; the main process writes the results."""
+    nproc = cfg.get("nproc", 1)
+    if nproc > 1 and world_size() == 1:
+        import subprocess
+        import sys
+
+        prepare_run(cfg, work_dir)
+        args = dict(method=method, model_dir=str(model_dir), train_txt=str(train_txt), val_txt=str(val_txt), cfg=cfg,
+                    work_dir=str(work_dir), final_dir=str(final_dir), info_path=str(info_path),
+                    threads=max(1, threads // nproc))
+        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                        "-m", "deepen.distributed", json.dumps(args)], check=True)
+        return
     config = read_model_config(model_dir)
     check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
     model = load_causal_lm(model_dir)
@@ -97,7 +112,10 @@ def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, f
     flops = training_flops_per_token(model.config.to_dict(), cfg["seq_len"], added, cfg["freeze"])
     result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
                    cfg, work_dir, final_dir, trainable_layers=added, threads=threads)
+    if not is_main_process():
+        return
     write_json({"method": method, "generator": plan_info.get("generator", ""), "freeze": cfg["freeze"],
+                "processes": world_size(),
                 "seed": cfg["seed"], "layers": model.config.num_hidden_layers, "params": count_parameters(model),
                 "added_layers": added, "train_flops_per_token": flops,
                 "tokens_per_step": cfg["batch_size"] * cfg["seq_len"], **result}, info_path)

@@ -120,8 +120,9 @@ def _metrics_callback(path: Path, tokens_per_step: int, t0: float, plateau: dict
                 "lr": self.lr,
                 "seconds": round(time.time() - self.start, 3),
             }
-            with open(path, "a") as f:
-                f.write(json.dumps(line) + "\n")
+            if state.is_world_process_zero:
+                with open(path, "a") as f:
+                    f.write(json.dumps(line) + "\n")
             self.val_losses.append(line["val_loss"])
             if plateau and state.global_step < args.max_steps and plateau_reached(
                     self.val_losses, plateau["window"], plateau["min_rel_improvement"]):
@@ -154,6 +155,41 @@ def checkpoint_nbytes(model) -> int:
 CHECKPOINT_COMPLETE = ("trainer_state.json", "rng_state.pth")
 
 
+PARTIAL_METRICS = "metrics.partial.jsonl"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def prepare_run(cfg: dict, work_dir) -> None:
+    """Before training starts: drop checkpoints of other settings, and metric lines a resume will redo.
+
+    Lines accumulate in metrics.partial.jsonl, renamed to metrics.jsonl once the final model is saved: a
+    run cut short leaves no metrics.jsonl that looks finished, and its partial file is what a resume
+    continues."""
+    work_dir = Path(work_dir)
+    ckpt_dir, partial_path = work_dir / "checkpoints", work_dir / PARTIAL_METRICS
+    (work_dir / "metrics.jsonl").unlink(missing_ok=True)
+    digest = config_digest(cfg)
+    stamp = ckpt_dir / "config_digest"
+    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(ckpt_dir)  # checkpoints of other settings must not be resumed
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    resume = _last_checkpoint(ckpt_dir)
+    if resume is not None and partial_path.exists():
+        done = int(resume.name.split("-")[1])
+        lines = [m for m in read_metrics(partial_path) if m["step"] <= done]
+        partial_path.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    else:
+        partial_path.unlink(missing_ok=True)
+
+
 def _last_checkpoint(ckpt_dir: Path) -> Path | None:
     ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if all((p / f).exists() for f in CHECKPOINT_COMPLETE)]
     ckpts.sort(key=lambda p: int(p.name.split("-")[1]))
@@ -172,28 +208,26 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     torch.set_num_threads(max(1, threads))
     work_dir, final_dir = Path(work_dir), Path(final_dir)
     ckpt_dir = work_dir / "checkpoints"
-    metrics_path = work_dir / "metrics.jsonl"
-    # Lines accumulate in a partial file, renamed to metrics.jsonl once the final model is saved: a run cut
-    # short leaves no metrics.jsonl that looks finished, and its partial file is what a resume continues.
-    partial_path = work_dir / "metrics.partial.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    digest = config_digest(cfg)
-    stamp = ckpt_dir / "config_digest"
-    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        shutil.rmtree(ckpt_dir)  # checkpoints of other settings must not be resumed
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest)
+    metrics_path, partial_path = work_dir / "metrics.jsonl", work_dir / PARTIAL_METRICS
+    world = world_size()
+    if world == 1:
+        prepare_run(cfg, work_dir)  # a multi-process run was prepared by its launcher, once
+    main = is_main_process()
 
     trainable = freeze(model, cfg.get("freeze", "all"), trainable_layers)
     steps, batch, seq_len = cfg["steps"], cfg["batch_size"], cfg["seq_len"]
+    if batch % world:
+        raise ValueError(f"batch_size {batch} is not divisible by the {world} training processes")
     train_set = RandomWindows(train_tokens, seq_len, steps * batch, cfg["seed"])
     val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
 
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         max_steps=steps,
-        per_device_train_batch_size=batch,
-        per_device_eval_batch_size=cfg.get("eval_batch_size", batch),
+        # batch_size is the global batch: each process takes its share
+        per_device_train_batch_size=batch // world,
+        per_device_eval_batch_size=max(1, cfg.get("eval_batch_size", batch) // world),
+        ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
         learning_rate=cfg["lr"],
         lr_scheduler_type=cfg.get("schedule", "cosine"),
         warmup_steps=cfg.get("warmup_steps", 0),
@@ -216,14 +250,6 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         save_only_model=False,
     )
     resume = _last_checkpoint(ckpt_dir)
-    if resume is not None and partial_path.exists():
-        # Drop metric lines written after the checkpoint we resume from.
-        done = int(resume.name.split("-")[1])
-        lines = [m for m in read_metrics(partial_path) if m["step"] <= done]
-        partial_path.write_text("".join(json.dumps(m) + "\n" for m in lines))
-    else:
-        partial_path.unlink(missing_ok=True)
-
     t0 = time.time()
     callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg.get("plateau"))
     space = _disk_callback(ckpt_dir, checkpoint_nbytes(model))
@@ -231,18 +257,22 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
                       callbacks=[callback, space])
     if resume is None:
         trainer.evaluate()  # the val loss at step 0, before any update
+        # accelerate marks a model prepared for evaluation as prepared and would then leave it out of DDP
+        # for training: each process would step on its own gradients.
+        model._is_accelerate_prepared = False
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if callback.stopped_at is None and steps % cfg["eval_interval"]:
         trainer.evaluate()
     elapsed = time.time() - t0
 
-    ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
-    with atomic_dir(final_dir) as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-    os.replace(partial_path, metrics_path)
-    if not cfg.get("keep_checkpoints", False):
-        shutil.rmtree(ckpt_dir)
+    if main:  # every process holds the same model; one writes it
+        ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
+        with atomic_dir(final_dir) as tmp:
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+        os.replace(partial_path, metrics_path)
+        if not cfg.get("keep_checkpoints", False):
+            shutil.rmtree(ckpt_dir)
     done = callback.stopped_at or steps
     return {"trainable_params": trainable, "seconds": elapsed, "steps": done, "max_steps": steps,
             "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,

@@ -11,9 +11,9 @@ rule continual_pretrain:
         "logs/continual_pretrain/{method}/{freeze}/seed{seed}.log",
     params:
         train=cpt_params,
-    threads: config["resources"]["train_threads"]
+    threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
     resources:
-        mem_mb=mem_mb(24, 4096),
+        mem_mb=mem_mb(24 * config["cpt"]["nproc"], 4096),
         runtime=480,
     conda:
         "../envs/deepen.yaml"

@@ -54,6 +54,7 @@ BAD_CONFIGS = {
     "target loss nan": (lambda c: c["report"].update(target_loss=float("nan")), "report.target_loss: nan is not a finite number"),
     "unknown matrix type": (lambda c: c["report"].update(continuity_matrices=["qkv_proj"]),
                             "report.continuity_matrices: 'qkv_proj' is not a weight matrix of 'llama'"),
+    "batch not divisible by processes": (lambda c: c["cpt"].update(nproc=3), "cpt.nproc: batch_size 16 is the global batch"),
     "seq_len beyond positions": (lambda c: c["cpt"].update(seq_len=1024), "cpt.seq_len: 1024 exceeds"),
 }
 

@@ -1,0 +1,9 @@
+"""Entry point of one training process under torchrun: ``python -m deepen.distributed '<json args>'``."""
+
+import json
+import sys
+
+from .pipeline import cpt_stage
+
+if __name__ == "__main__":
+    cpt_stage(**json.loads(sys.argv[1]))
