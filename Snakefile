@@ -14,6 +14,14 @@ if not workflow.overwrite_configfiles:
 
 
 
+# Cheap rules that read a few small files run where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    task_data,
+    report,
+    base_training_curve,
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/base.smk"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
@@ -32,3 +36,36 @@ def random_llama(path, hidden, intermediate, layers, heads, kv_heads, vocab, dty
         for p in model.parameters():
             p.normal_(0, 0.02)
     model.save_pretrained(path, max_shard_size=f"{shard_mb}MB")
+
+
+HERE = Path(__file__).resolve().parent
+
+# Each stage runs in a fresh interpreter so that its peak RSS is its own; the time excludes start-up.
+STAGE_CODE = r"""
+import json, resource, sys, time
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {here!r})
+import torch
+torch.set_num_threads({threads})
+args = json.loads({args!r})
+t = time.perf_counter()
+exec(args["code"])
+print(json.dumps({{"seconds": time.perf_counter() - t,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def run_stage(name: str, code: str, threads: int, results: dict) -> dict:
+    """Run ``code`` in its own process; record and print its wall time, peak RSS and any other numbers
+    it prints as JSON lines."""
+    src = STAGE_CODE.format(repo=str(HERE.parent), here=str(HERE), threads=threads, args=json.dumps({"code": code}))
+    proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"stage {name} failed:\n{proc.stderr[-3000:]}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            out.update(json.loads(line))
+    results[name] = out
+    extra = "".join(f"   {k} {v:.1f}" for k, v in out.items() if k not in ("seconds", "peak_rss_mb"))
+    print(f"{name:40s} {out['seconds']:8.1f} s   peak RSS {out['peak_rss_mb'] / 1024:6.2f} GiB{extra}", flush=True)
+    return out

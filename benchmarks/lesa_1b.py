@@ -13,42 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-
-STAGE_CODE = r"""
-import json, resource, sys, time
-sys.path.insert(0, {repo!r}); sys.path.insert(0, {here!r})
-import torch
-torch.set_num_threads({threads})
-args = json.loads({args!r})
-t = time.perf_counter()
-exec(args["code"])
-print(json.dumps({{"seconds": time.perf_counter() - t,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-"""
-
-
-def run_stage(name: str, code: str, threads: int, results: dict) -> dict:
-    src = STAGE_CODE.format(repo=str(HERE.parent), here=str(HERE), threads=threads, args=json.dumps({"code": code}))
-    proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"stage {name} failed:\n{proc.stderr[-3000:]}")
-    out = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            out.update(json.loads(line))
-    results[name] = out
-    extra = "".join(f"   {k} {v:.1f}" for k, v in out.items() if k not in ("seconds", "peak_rss_mb"))
-    print(f"{name:40s} {out['seconds']:8.1f} s   peak RSS {out['peak_rss_mb'] / 1024:6.2f} GiB{extra}", flush=True)
-    return out
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +39,7 @@ def main():
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
     base = root / "base"
-    from common import machine
+    from common import machine, run_stage
 
     print(f"machine: {machine()}")
     results: dict = {}

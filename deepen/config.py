@@ -109,7 +109,8 @@ def base_model_config(config: dict) -> dict:
     """The base model's HF config: read from ``base_model``, or what the tiny Llama will have."""
     if config.get("base_model"):
         return json.loads((Path(config["base_model"]) / "config.json").read_text())
-    return {"model_type": "llama", **config["base"]["model"]}
+    return {"model_type": "llama", "vocab_size": config.get("tokenizer", {}).get("vocab_size", 4096),
+            **config["base"]["model"]}
 
 
 def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:

@@ -18,7 +18,9 @@ if PRETRAIN_BASE:
         threads: config["resources"]["base_threads"]
         resources:
             mem_mb=mem_mb(16, 4096),
-            runtime=240,
+            runtime=training_runtime(config["base"]["train"]),
+            cpus_per_task=lambda wildcards, threads: threads,
+            gpu=RES["gpus"],
         conda:
             "../envs/deepen.yaml"
         script:

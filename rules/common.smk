@@ -9,6 +9,8 @@ sys.path.insert(0, workflow.basedir)
 
 from deepen.config import ConfigError, base_model_config, runs, validate_config  # noqa: E402
 from deepen.arch import architecture_for  # noqa: E402
+from deepen.resources import (  # noqa: E402
+    DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
 
 # Nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,16 +58,53 @@ def canonical(value):
     return value
 
 
-def base_params() -> int:
-    """Approximate parameter count of the base model, for resource requests."""
-    c = BASE_MODEL_CONFIG
-    h, i, L = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
-    return L * (4 * h * h + 3 * h * i) + 2 * c.get("vocab_size", 32000) * h
+RES = config["resources"]
+BASE_PARAMS = parameter_count(BASE_MODEL_CONFIG)
+# Bytes of the base's weights as stored: float32 when trained here, else the checkpoint's dtype.
+BASE_BYTES = BASE_PARAMS * (
+    4 if PRETRAIN_BASE else DTYPE_BYTES.get(BASE_MODEL_CONFIG.get("dtype") or BASE_MODEL_CONFIG.get("torch_dtype"), 4))
+
+
+def deepest_expansion() -> float:
+    """How many times the base's depth the deepest expanded model has: at most 2 for a placement or
+    SOLAR, g for stacking."""
+    return max([2.0] + [float(m.get("g", 2)) for m in config["methods"].values() if m["generator"] == "stack"])
 
 
 def mem_mb(factor: float, floor: int = 1024) -> int:
     """Memory for a job that holds ``factor`` × the base model's float32 bytes."""
-    return max(floor, int(factor * base_params() * 4 / 2**20) + 512)
+    return memory_mb(BASE_PARAMS, 4 * factor, floor)
+
+
+def streaming_runtime(passes: float) -> int:
+    """Minutes for a stage that reads or writes the base's weights ``passes`` times."""
+    return streaming_minutes(BASE_BYTES, passes, RES["io_bytes_per_second"], RES["runtime_safety"])
+
+
+def training_runtime(train: dict, depth_factor: float = 1.0, processes: int = 1) -> int:
+    """Minutes for ``train['steps']`` steps on a model ``depth_factor`` times the base's depth."""
+    tokens = train["steps"] * train["batch_size"] * train["seq_len"]
+    params = BASE_PARAMS * depth_factor
+    return training_minutes(params, tokens, RES["train_flops_per_second"] * processes, RES["runtime_safety"])
+
+
+def evaluation_runtime() -> int:
+    """Minutes for lm-eval on the deepest model: each task scores at most ``max_docs`` documents of
+    up to a chunk of text (taken as 2 characters per token, generously)."""
+    ev = config["eval"]
+    tokens = len(ev["tasks"]) * ev["max_docs"] * max(ev["ppl_chunk_chars"], 1000) / 2
+    return evaluation_minutes(BASE_PARAMS * deepest_expansion(), tokens, RES["train_flops_per_second"],
+                              RES["runtime_safety"])
+
+
+def predictor_runtime() -> int:
+    """Minutes for the layer predictor of the widest matrix: an MLP of 3 × width × hidden weights,
+    trained on one row per output dimension of every layer, ``epochs`` times."""
+    width = max(BASE_MODEL_CONFIG["hidden_size"], BASE_MODEL_CONFIG["intermediate_size"])
+    pred = config["predictor"]
+    params = 3 * width * pred["hidden"]
+    rows = BASE_MODEL_CONFIG["num_hidden_layers"] * width * pred["epochs"]
+    return training_minutes(params, rows, RES["train_flops_per_second"], RES["runtime_safety"], eval_fraction=0)
 
 
 def model_of(method: str, seed) -> str:

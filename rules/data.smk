@@ -12,6 +12,7 @@ rule corpus:
     resources:
         mem_mb=2048,
         runtime=20,
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -31,6 +32,7 @@ rule tokenizer:
     resources:
         mem_mb=4096,
         runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:

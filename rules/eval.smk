@@ -11,6 +11,7 @@ rule task_data:
     resources:
         mem_mb=1024,
         runtime=10,
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -31,8 +32,10 @@ rule evaluate:
         batch_size=config["eval"]["batch_size"],
     threads: config["resources"]["train_threads"]
     resources:
-        mem_mb=mem_mb(4, 2048),
-        runtime=240,
+        mem_mb=mem_mb(4 * deepest_expansion(), 2048),
+        runtime=evaluation_runtime(),
+        cpus_per_task=lambda wildcards, threads: threads,
+        gpu=RES["gpus"],
     conda:
         "../envs/deepen.yaml"
     script:

@@ -10,7 +10,8 @@ rule extract_weights:
     threads: 1
     resources:
         mem_mb=mem_mb(0.1),
-        runtime=60,
+        runtime=streaming_runtime(2),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -31,7 +32,8 @@ rule generate_layers:
     threads: 1
     resources:
         mem_mb=mem_mb(0.2),
-        runtime=120,
+        runtime=streaming_runtime(4),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -53,7 +55,8 @@ rule reconstruct:
     threads: 1
     resources:
         mem_mb=mem_mb(0.2),
-        runtime=120,
+        runtime=streaming_runtime(2 * deepest_expansion()),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:

@@ -11,7 +11,8 @@ rule svd:
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
-        runtime=60,
+        runtime=streaming_runtime(3),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -32,7 +33,8 @@ rule predictor:
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
-        runtime=240,
+        runtime=predictor_runtime(),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -53,7 +55,8 @@ rule predictor_nosvd:
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
-        runtime=240,
+        runtime=predictor_runtime(),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:

@@ -24,6 +24,7 @@ rule report:
     resources:
         mem_mb=2048,
         runtime=10,
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -43,7 +44,8 @@ rule svd_continuity:
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
-        runtime=20,
+        runtime=streaming_runtime(1),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:
@@ -66,6 +68,7 @@ if PRETRAIN_BASE:
         resources:
             mem_mb=1024,
             runtime=10,
+            cpus_per_task=lambda wildcards, threads: threads,
         conda:
             "../envs/deepen.yaml"
         script:
@@ -85,7 +88,8 @@ rule manifest:
     threads: 1
     resources:
         mem_mb=1024,
-        runtime=60,
+        runtime=streaming_runtime(2 + len(RUNS) * deepest_expansion()),
+        cpus_per_task=lambda wildcards, threads: threads,
     conda:
         "../envs/deepen.yaml"
     script:

@@ -13,8 +13,10 @@ rule continual_pretrain:
         train=cpt_params,
     threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
     resources:
-        mem_mb=mem_mb(24 * config["cpt"]["nproc"], 4096),
-        runtime=480,
+        mem_mb=mem_mb(12 * deepest_expansion() * config["cpt"]["nproc"], 4096),
+        runtime=training_runtime(config["cpt"], deepest_expansion(), config["cpt"]["nproc"]),
+        cpus_per_task=lambda wildcards, threads: threads,
+        gpu=RES["gpus"],
     conda:
         "../envs/deepen.yaml"
     script:

@@ -3,8 +3,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+import slurm_cluster
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -40,6 +43,27 @@ def quick_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("quick"))
     snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
     return workdir
+
+
+@pytest.fixture(scope="session")
+def quick_rerun(tmp_path_factory, quick_run) -> SimpleNamespace:
+    """A second run of config/quick.yaml, with the same seed. Where a one-node SLURM cluster can be
+    started (root, Debian's packages: as in CI) it goes through profiles/slurm; elsewhere it runs
+    locally, unless DEEPEN_REQUIRE_SLURM=1. ``cluster`` is the cluster's directory (its jobcomp.log
+    lists the jobs it ran), or None."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("again"))
+    reason = slurm_cluster.unavailable()
+    if reason is None:
+        with slurm_cluster.cluster(tmp_path_factory.mktemp("slurm")) as cluster_dir:
+            # squeue, not sacct, answers job states: the test cluster keeps no accounting database.
+            proc = snakemake(workdir, "--profile", "profiles/slurm", "--configfile", "config/quick.yaml",
+                             "--jobs", "4", "--slurm-status-command", "squeue",
+                             "--slurm-init-seconds-before-status-checks", "2", timeout=1800)
+        return SimpleNamespace(workdir=workdir, proc=proc, cluster=cluster_dir, why_local=None)
+    if os.environ.get("DEEPEN_REQUIRE_SLURM") == "1":
+        pytest.fail(f"DEEPEN_REQUIRE_SLURM=1 but {reason}")
+    proc = snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
+    return SimpleNamespace(workdir=workdir, proc=proc, cluster=None, why_local=reason)
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,8 @@ def summary_numbers(workdir) -> list[dict]:
         return [{k: v for k, v in row.items() if "seconds" not in k} for row in csv.DictReader(f)]
 
 
-def test_same_seed_gives_identical_results_and_another_seed_does_not(quick_run, tmp_path):
-    again = copy_workflow(tmp_path / "again")
-    snakemake(again, "--cores", "2", "--configfile", "config/quick.yaml")
+def test_same_seed_gives_identical_results_and_another_seed_does_not(quick_run, quick_rerun, tmp_path):
+    again = quick_rerun.workdir  # through SLURM where a cluster can be started here (conftest)
     other = copy_workflow(tmp_path / "other")
     snakemake(other, "--cores", "2", "--configfile", "config/quick.yaml", "--config", "seed=1")
 
