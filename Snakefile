@@ -32,6 +32,11 @@ include: "rules/eval.smk"
 include: "rules/report.smk"
 
 
+if GROWTH:
+
+    include: "rules/growth.smk"
+
+
 rule all:
     input:
         "results/report/summary.csv",
@@ -39,4 +44,5 @@ rule all:
         "results/report/loss_curves.png",
         "results/manifest.json",
         ["results/report/svd_continuity.png"] if "svd" in lesa_spaces() else [],
+        ["results/report/growth_curves.png"] if GROWTH else [],
     default_target: True

@@ -174,6 +174,67 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
                         f"evenly over {config['cpt']['nproc']} processes")
     if config["corpus"]["source"] == "files" and not config["corpus"].get("path"):
         problems.append("corpus.path: required when corpus.source is 'files'")
+    if config["growth"]["enabled"]:
+        problems += _growth_problems(config, model)
+    return problems
+
+
+GROWTH_TRAIN_KEYS = ("batch_size", "seq_len", "lr", "eval_interval")
+
+
+def growth_train(config: dict) -> dict:
+    """Training settings of the growth runs: base.train's, with growth.train's on top; no plateau stop
+    (every run spends its whole budget)."""
+    merged = {**config["base"].get("train", {}), **config["growth"]["train"], "plateau": None}
+    merged.pop("steps", None)
+    return merged
+
+
+def growth_operators_at(config: dict) -> tuple[int, float]:
+    growth = config["growth"]
+    at = growth["operators_at"]
+    return (at["g"], at["d"]) if at else (growth["g"][0], growth["d"][len(growth["d"]) // 2])
+
+
+def growth_label(d: float) -> str:
+    """A growth timing as it appears in paths: 0.25, 2e+06."""
+    return f"{d:g}"
+
+
+def growth_runs(config: dict) -> list[tuple[str, int, str, int]]:
+    """(operator, g, d label, seed) of every grown run: stack at every (g, d), the other operators at
+    ``operators_at``."""
+    growth = config["growth"]
+    at_g, at_d = growth_operators_at(config)
+    out = []
+    for op in growth["operators"]:
+        settings = [(g, d) for g in growth["g"] for d in growth["d"]] if op == "stack" else [(at_g, at_d)]
+        out += [(op, g, growth_label(d), seed) for g, d in settings for seed in range(growth["seeds"])]
+    return out
+
+
+def _growth_problems(config: dict, model: dict) -> list[str]:
+    growth, problems = config["growth"], []
+    if model.get("model_type") != "llama":
+        problems.append(f"growth.enabled: growth pretrains Llama models; the base is {model.get('model_type')!r}")
+    L = model["num_hidden_layers"]
+    for g in growth["g"]:
+        if L % g:
+            problems.append(f"growth.g: {g} does not divide the target's {L} layers")
+    if len(set(growth["d"])) != len(growth["d"]) or len(set(growth["g"])) != len(growth["g"]):
+        problems.append("growth: a value of g or d is listed twice")
+    if any(d >= 1 and d != int(d) for d in growth["d"]):
+        problems.append("growth.d: a value of 1 or more is a token count and must be a whole number")
+    at_g, at_d = growth_operators_at(config)
+    if at_g not in growth["g"] or at_d not in growth["d"]:
+        problems.append(f"growth.operators_at: (g {at_g}, d {at_d}) is not one of the settings of growth.g and growth.d")
+    train = growth_train(config)
+    missing = [k for k in GROWTH_TRAIN_KEYS if k not in train]
+    if missing:
+        problems.append(f"growth.train: missing {', '.join(missing)} (base.train does not give them)")
+    elif model.get("max_position_embeddings") and train["seq_len"] > model["max_position_embeddings"]:
+        problems.append(f"growth.train.seq_len: {train['seq_len']} exceeds max_position_embeddings "
+                        f"{model['max_position_embeddings']}")
     return problems
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import growth
 from . import plan as plans
 from .arch import architecture_for
 from .corpus import build_corpus
 from .extract import WeightStacks, extract_matrix, read_model_config
 from .generators import run_generator
+from .growth_report import write_growth_report
 from .inputs import check_model_dir
-from .modeling import count_parameters, init_tiny_llama, load_causal_lm
+from .modeling import count_parameters, init_tiny_llama, load_causal_lm, tiny_llama_config
 from .reconstruct import reconstruct
 from .tasks import build_task_data, evaluate
 from .tensorio import atomic_dir, atomic_path
@@ -45,6 +47,67 @@ def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_txt, va
     final_val_loss = read_metrics(Path(work_dir) / "metrics.jsonl")[-1]["val_loss"]
     write_json({**result, "params": count_parameters(model), "final_val_loss": final_val_loss},
                Path(work_dir) / "info.json")
+
+
+def _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer) -> dict:
+    target = tiny_llama_config(model_cfg, tokenizer).to_dict()
+    small = growth.small_config(target, g)
+    tokens_per_step = train_cfg["batch_size"] * train_cfg["seq_len"]
+    return growth.budget(target, small, train_cfg["seq_len"], tokens_per_step, scratch_steps,
+                         growth.small_tokens(d, scratch_steps, tokens_per_step))
+
+
+def _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, steps, seed, out_dir, work_dir, threads,
+                  info: dict) -> None:
+    cfg = {**train_cfg, "steps": steps, "seed": seed, "freeze": "all", "plateau": None}
+    result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
+                   cfg, work_dir, out_dir, threads=threads)
+    final_val_loss = read_metrics(Path(work_dir) / "metrics.jsonl")[-1]["val_loss"]
+    write_json({**result, **info, "params": count_parameters(model), "final_val_loss": final_val_loss},
+               Path(work_dir) / "info.json")
+
+
+def growth_scratch_stage(model_cfg, train_cfg, steps, seed, tokenizer_dir, train_txt, val_txt, out_dir, work_dir,
+                         threads=1) -> None:
+    """The growth target trained from scratch for ``steps``: the FLOPs budget of every grown run."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = init_tiny_llama(model_cfg, tokenizer, seed)
+    f = training_flops_per_token(model.config.to_dict(), train_cfg["seq_len"], None, "all")
+    _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, steps, seed, out_dir, work_dir, threads,
+                  {"role": "scratch", "flops_offset": 0.0, "flops_per_token": f,
+                   "tokens_per_step": train_cfg["batch_size"] * train_cfg["seq_len"]})
+
+
+def growth_small_stage(model_cfg, train_cfg, g, d, scratch_steps, seed, tokenizer_dir, train_txt, val_txt, out_dir,
+                       work_dir, threads=1) -> None:
+    """The small model of L/g layers, trained for d tokens."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    plan = _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer)
+    model = init_tiny_llama(growth.small_config(model_cfg, g), tokenizer, seed)
+    _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, plan["small_steps"], seed, out_dir, work_dir,
+                  threads, {"role": "small", "g": g, "d": d, "flops_offset": 0.0,
+                            "flops_per_token": plan["small_flops_per_token"], **plan})
+
+
+def growth_grown_stage(model_cfg, train_cfg, g, d, operator, scratch_steps, seed, small_dir, tokenizer_dir,
+                       train_txt, val_txt, out_dir, work_dir, threads=1) -> None:
+    """The small model grown by ``operator`` to the target's depth, trained on with a fresh optimizer and
+    schedule for the steps the budget leaves."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    plan = _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer)
+    target = init_tiny_llama(model_cfg, tokenizer, seed)
+    model = growth.grow(load_causal_lm(small_dir), target, g, operator)
+    # Another data seed than the small model's: the grown run does not replay the windows it saw.
+    _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, plan["grown_steps"], seed + 1000, out_dir,
+                  work_dir, threads, {"role": "grown", "operator": operator, "g": g, "d": d, "seed": seed,
+                                      "flops_offset": plan["small_flops"],
+                                      "flops_per_token": plan["target_flops_per_token"], **plan})
+
+
+def growth_report_stage(scratch: list[dict], grown: list[dict], png_path, md_path, csv_path) -> None:
+    """``scratch``: {seed, metrics, info} per scratch run; ``grown``: {operator, g, d, seed, metrics, info,
+    small_metrics, small_info} per grown run."""
+    write_growth_report(scratch, grown, png_path, md_path, csv_path)
 
 
 def extract_stage(base_dir, matrix: str, out_path) -> None:
@@ -137,10 +200,11 @@ def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
 
 
 def report_stage(runs: list[dict], target, reference: str, settings: dict, out: dict,
-                 continuity_json=None, predictor_curves: dict | None = None, base_info=None) -> None:
+                 continuity_json=None, predictor_curves: dict | None = None, base_info=None, growth_md=None) -> None:
     """``runs``: {method, freeze, seed, metrics, info, eval} per CPT run (the base's own CPT is method
     'base'); ``out``: paths of csv, runs_csv, md, curves. With LESA methods: the continuity ratios and
-    the predictors' curves {space: {matrix: json path}}; with a base trained here, its info.json."""
+    the predictors' curves {space: {matrix: json path}}; with a base trained here, its info.json; with the
+    growth branch, its markdown section."""
     from .report import load_runs, plot_loss_curves, predictor_table, summarise, write_csv, write_markdown, write_runs_csv
 
     rows = load_runs(runs)
@@ -171,6 +235,8 @@ def report_stage(runs: list[dict], target, reference: str, settings: dict, out: 
                      "best per row in bold). `svd`: rows of V blocks (LESA); `nosvd`: raw weight rows (the ablation); "
                      "the two spaces have different scales, compare within a row.", "",
                      *predictor_table(predictor_curves), ""]
+    if growth_md:
+        sections += Path(growth_md).read_text().splitlines()
     write_csv(table, out["csv"])
     write_runs_csv(rows, out["runs_csv"])
     plot_loss_curves(rows, target_loss, out["curves"])

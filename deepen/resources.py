@@ -18,7 +18,9 @@ def parameter_count(model_config: dict) -> int:
     """Approximate parameters of a decoder-only transformer: attention and MLP weights of every layer,
     the embedding and the output head."""
     h, i, layers = model_config["hidden_size"], model_config["intermediate_size"], model_config["num_hidden_layers"]
-    return layers * (4 * h * h + 3 * h * i) + 2 * model_config.get("vocab_size", 32000) * h
+    heads = model_config.get("num_attention_heads", 1)
+    kv = h * model_config.get("num_key_value_heads", heads) // heads  # grouped-query attention: smaller k, v
+    return layers * (2 * h * h + 2 * h * kv + 3 * h * i) + 2 * model_config.get("vocab_size", 32000) * h
 
 
 def memory_mb(params: int, bytes_per_param: float, floor: int = 1024) -> int:

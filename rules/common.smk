@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 # The library lives beside the workflow; importable even when the package is not installed.
 sys.path.insert(0, workflow.basedir)
 
-from deepen.config import ConfigError, base_model_config, runs, validate_config  # noqa: E402
+from deepen.config import ConfigError, base_model_config, growth_runs, growth_train, runs, validate_config  # noqa: E402
 from deepen.arch import architecture_for  # noqa: E402
 from deepen.resources import (  # noqa: E402
     DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
@@ -46,6 +46,9 @@ wildcard_constraints:
     # an expanded model: results/models/{method}, or .../{method}/seed{n} for generators drawing random numbers
     model="(?:{})(?:/seed\\d+)?".format("|".join(METHODS)),
     matrix="|".join(ARCH.matrices),
+    operator="stack|zero_init|random",
+    g=r"\d+",
+    d=r"[0-9.e+]+",
 
 
 def canonical(value):
@@ -56,6 +59,21 @@ def canonical(value):
     if isinstance(value, list):
         return [canonical(v) for v in value]
     return value
+
+
+GROWTH = config["growth"]["enabled"]
+# The growth target: the base's shape, trained from scratch.
+GROWTH_MODEL = canonical({k: BASE_MODEL_CONFIG[k] for k in (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "max_position_embeddings") if k in BASE_MODEL_CONFIG}) if GROWTH else {}
+GROWTH_TRAIN = canonical(growth_train(config)) if GROWTH else {}
+GROWTH_SEEDS = list(range(config["growth"]["seeds"]))
+GROWTH_RUNS = growth_runs(config) if GROWTH else []
+
+
+def growth_paths(pattern: str) -> list[str]:
+    """``pattern`` (with {operator}, {g}, {d}, {seed}) for every grown run, in GROWTH_RUNS order."""
+    return [pattern.format(operator=o, g=g, d=d, seed=s) for o, g, d, s in GROWTH_RUNS]
 
 
 RES = config["resources"]
@@ -153,6 +171,8 @@ def report_extras(wildcards) -> dict:
     """The base's training curve when the pipeline trained it; LESA's continuity numbers and predictor
     curves when a LESA method runs."""
     extras = {}
+    if GROWTH:
+        extras["growth"] = "results/report/growth.md"
     if PRETRAIN_BASE:
         extras["base_curve"] = "results/report/base_training.png"
         extras["base_info"] = "results/base_training/info.json"

@@ -16,4 +16,5 @@ with to_log(s.log[0]):
               for space in ("svd", "nosvd") if f"curves_{space}" in s.input.keys()}
     report_stage(runs, s.params.target, s.params.reference, {"base_desc": s.params.base_desc, "cpt": dict(s.params.cpt)},
                  {k: s.output[k] for k in ("csv", "runs_csv", "md", "curves")},
-                 continuity_json=s.input.get("continuity"), predictor_curves=curves, base_info=s.input.get("base_info"))
+                 continuity_json=s.input.get("continuity"), predictor_curves=curves, base_info=s.input.get("base_info"),
+                 growth_md=s.input.get("growth"))

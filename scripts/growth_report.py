@@ -1,0 +1,19 @@
+"""Rule growth_report: growth curves against FLOPs and the speedup table."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+
+from deepen.logs import to_log  # noqa: E402
+from deepen.pipeline import growth_report_stage  # noqa: E402
+
+s = snakemake  # noqa: F821
+with to_log(s.log[0]):
+    scratch = [{"seed": int(Path(m).parent.name.removeprefix("seed")), "metrics": m, "info": i}
+               for m, i in zip(s.input.scratch_metrics, s.input.scratch_info)]
+    grown = [{"operator": op, "g": g, "d": d, "seed": seed, "metrics": m, "info": i, "small_metrics": sm,
+              "small_info": si}
+             for (op, g, d, seed), m, i, sm, si in zip(s.params.runs, s.input.metrics, s.input.info,
+                                                       s.input.small_metrics, s.input.small_info)]
+    growth_report_stage(scratch, grown, s.output.png, s.output.md, s.output.csv)

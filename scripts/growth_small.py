@@ -1,0 +1,15 @@
+"""Rule growth_small: the small model of L/g layers, trained for d tokens."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+
+from deepen.logs import to_log  # noqa: E402
+from deepen.pipeline import growth_small_stage  # noqa: E402
+
+s = snakemake  # noqa: F821
+with to_log(s.log[0]):
+    growth_small_stage(s.params.model, s.params.train, int(s.wildcards.g), float(s.wildcards.d), s.params.steps,
+                       int(s.wildcards.seed), s.input.tokenizer, s.input.train, s.input.val, s.output.model,
+                       Path(s.output.metrics).parent, threads=s.threads)
