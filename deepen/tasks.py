@@ -113,6 +113,8 @@ def evaluate(model_dir, templates_dir, data_dir, tasks: list[str], batch_size: i
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from . import dlo  # noqa: F401  registers the DLO model type with transformers' Auto classes
+
     torch.set_num_threads(max(1, threads))
     lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cuda" if torch.cuda.is_available() else "cpu",
               dtype="float32")

@@ -1,0 +1,184 @@
+"""DLO: an expanded Llama whose layers can skip their MLP per token, by learned routers.
+
+Every decoder layer gets a router r_l = Linear(d, 1, no bias), initialised to zero, and s = σ(r_l · h)
+for the hidden state h entering the layer's MLP block. Attention runs for every token. The MLP runs for
+the selected tokens only, which get h + λ(s)·MLP(norm(h)) with λ(s) = 1 + (s − 0.5)·0.05, so that the
+language-model loss reaches the router; the others keep h.
+
+* training: layer l selects its top ⌈c_l·N⌉ tokens by s (N tokens in the batch). Router labels come
+  without gradient from the cosine similarity of each token's h before and after the MLP, pooled over
+  all layers: the lowest ⌈c̄·N·L⌉ similarities (the tokens whose MLP changes them most) are label 1.
+  loss = CE + bce_weight · BCE(s, label). The capacity c̄ anneals from 1 to ``capacity`` over the first
+  ``anneal_steps`` steps, and each layer's c_l follows the fraction of its tokens labelled 1.
+* inference: a token runs the MLP where s > 0.5.
+* ``routing`` = "all" or "none" forces every token through or past the MLP (λ = 1): the dense model, or
+  attention only.
+
+The classes register with transformers' Auto classes under model_type ``deepen_dlo`` when this module
+is imported, so ``AutoModelForCausalLM.from_pretrained`` (and lm-eval's HFLM) load a saved directory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaForCausalLM, LlamaModel
+
+LAMBDA_SLOPE = 0.05
+ROUTING_MODES = ("learned", "all", "none")
+
+
+class DLOConfig(LlamaConfig):
+    model_type = "deepen_dlo"
+
+    def __init__(self, capacity: float = 0.9, anneal_steps: int = 100, bce_weight: float = 1.0,
+                 layer_capacities: list[float] | None = None, routing: str = "learned", **kwargs):
+        super().__init__(**kwargs)
+        self.capacity = capacity
+        self.anneal_steps = anneal_steps
+        self.bce_weight = bce_weight
+        self.layer_capacities = layer_capacities
+        self.routing = routing
+
+
+def router_labels(similarities: torch.Tensor, capacity: float) -> torch.Tensor:
+    """Label 1 for the lowest ⌈capacity·N·L⌉ of the (L, N) similarities, pooled over layers."""
+    flat = similarities.flatten()
+    k = min(flat.numel(), math.ceil(capacity * flat.numel()))
+    labels = torch.zeros_like(flat, dtype=torch.bool)
+    labels[torch.topk(flat, k, largest=False).indices] = True
+    return labels.view_as(similarities)
+
+
+def annealed_capacity(step: int, final: float, anneal_steps: int) -> float:
+    """c̄ at ``step``: 1.0 at the start, ``final`` from ``anneal_steps`` on, linear in between."""
+    if anneal_steps <= 0:
+        return final
+    return 1.0 - (1.0 - final) * min(1.0, step / anneal_steps)
+
+
+class DLODecoderLayer(LlamaDecoderLayer):
+    def __init__(self, config: DLOConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.router = nn.Linear(config.hidden_size, 1, bias=False)
+        self.router.is_dlo_router = True
+        self.routing = config.routing
+        self.capacity = 1.0
+        self.record = None  # (scores, similarities) of the last training forward, for the loss
+        self.executed = None  # fraction of tokens that ran the MLP in the last forward
+
+    def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=False, position_embeddings=None, **kwargs):
+        residual = hidden_states
+        attn, _ = self.self_attn(hidden_states=self.input_layernorm(hidden_states), attention_mask=attention_mask,
+                                 position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache,
+                                 position_embeddings=position_embeddings, **kwargs)
+        h = residual + attn
+        if self.routing == "all":
+            self.executed = 1.0
+            return h + self.mlp(self.post_attention_layernorm(h))
+        if self.routing == "none":
+            self.executed = 0.0
+            return h
+        scores = torch.sigmoid(self.router(h)).squeeze(-1)  # (B, T)
+        flat_h, flat_s = h.reshape(-1, h.shape[-1]), scores.reshape(-1)
+        if self.training:
+            k = max(1, math.ceil(self.capacity * flat_s.numel()))
+            selected = torch.zeros_like(flat_s, dtype=torch.bool)
+            selected[torch.topk(flat_s, k).indices] = True
+        else:
+            selected = flat_s > 0.5
+        self.executed = selected.float().mean().item()
+        out = flat_h.clone()
+        if selected.any():
+            x = flat_h[selected]
+            update = self.mlp(self.post_attention_layernorm(x))
+            out[selected] = x + (1 + (flat_s[selected] - 0.5) * LAMBDA_SLOPE).unsqueeze(-1) * update
+        if self.training:
+            with torch.no_grad():  # labels: how much the MLP would change each token
+                full = flat_h + self.mlp(self.post_attention_layernorm(flat_h))
+                similarity = F.cosine_similarity(flat_h, full, dim=-1)
+            self.record = (flat_s, similarity)
+        return out.view_as(h)
+
+
+def _init_weights(self, module):
+    LlamaForCausalLM._init_weights(self, module)
+    if getattr(module, "is_dlo_router", False):
+        nn.init.zeros_(module.weight)  # s = 0.5 everywhere: no preference at the start
+
+
+class DLOModel(LlamaModel):
+    config_class = DLOConfig
+    _init_weights = _init_weights
+
+    def __init__(self, config: DLOConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList(DLODecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.post_init()
+
+
+class DLOForCausalLM(LlamaForCausalLM):
+    config_class = DLOConfig
+
+    def __init__(self, config: DLOConfig):
+        super().__init__(config)
+        self.model = DLOModel(config)
+        self.train_step = 0
+        self.router_loss = None
+        self.set_routing(config.routing)
+        self.post_init()
+        if config.layer_capacities:
+            for layer, c in zip(self.model.layers, config.layer_capacities):
+                layer.capacity = c
+
+    _init_weights = _init_weights
+
+    def set_routing(self, mode: str) -> None:
+        if mode not in ROUTING_MODES:
+            raise ValueError(f"routing must be one of {ROUTING_MODES}, got {mode!r}")
+        self.config.routing = mode
+        for layer in self.model.layers:
+            layer.routing = mode
+
+    def execution_rates(self) -> list[float]:
+        """Per layer, the fraction of tokens that ran the MLP in the last forward pass."""
+        return [layer.executed for layer in self.model.layers]
+
+    def forward(self, *args, labels=None, **kwargs):
+        out = super().forward(*args, labels=labels, **kwargs)
+        layers = self.model.layers
+        if self.training and self.config.routing == "learned" and labels is not None:
+            scores = torch.stack([layer.record[0] for layer in layers])
+            similarities = torch.stack([layer.record[1] for layer in layers])
+            capacity = annealed_capacity(self.train_step, self.config.capacity, self.config.anneal_steps)
+            targets = router_labels(similarities, capacity)
+            self.router_loss = F.binary_cross_entropy(scores, targets.float())
+            out.loss = out.loss + self.config.bce_weight * self.router_loss
+            with torch.no_grad():  # each layer's capacity follows its share of label-1 tokens
+                fractions = targets.float().mean(dim=1).tolist()
+            for layer, c in zip(layers, fractions):
+                layer.capacity = c
+            self.config.layer_capacities = fractions
+            self.train_step += 1
+            for layer in layers:
+                layer.record = None
+        return out
+
+
+AutoConfig.register(DLOConfig.model_type, DLOConfig, exist_ok=True)
+AutoModelForCausalLM.register(DLOConfig, DLOForCausalLM, exist_ok=True)
+
+
+def from_dense(dense_dir, **dlo_options) -> DLOForCausalLM:
+    """A DLO model over a dense (e.g. LLaMA Pro-expanded) Llama directory: same weights, zero routers."""
+    config = AutoConfig.from_pretrained(str(dense_dir))
+    if config.model_type != "llama":
+        raise ValueError(f"DLO wraps Llama models; {dense_dir} is {config.model_type!r}")
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures", "transformers_version")}
+    dlo_config = DLOConfig(**{**settings, **dlo_options})
+    return DLOForCausalLM.from_pretrained(str(dense_dir), config=dlo_config, dtype=torch.float32)
