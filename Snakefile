@@ -37,6 +37,11 @@ if GROWTH:
     include: "rules/growth.smk"
 
 
+if SFT:
+
+    include: "rules/sft.smk"
+
+
 rule all:
     input:
         "results/report/summary.csv",
@@ -45,4 +50,5 @@ rule all:
         "results/manifest.json",
         ["results/report/svd_continuity.png"] if "svd" in lesa_spaces() else [],
         ["results/report/growth_curves.png"] if GROWTH else [],
+        ["results/report/dlo_execution.png"] if SFT else [],
     default_target: True

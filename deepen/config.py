@@ -176,6 +176,14 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
         problems.append("corpus.path: required when corpus.source is 'files'")
     if config["growth"]["enabled"]:
         problems += _growth_problems(config, model)
+    sft = config["sft"]
+    if sft["enabled"]:
+        if sft["expansion"] not in config["methods"]:
+            problems.append(f"sft.expansion: {sft['expansion']!r} is not a method of this config")
+        if "train" not in sft:
+            problems.append("sft.train: required when sft.enabled (steps, batch_size, seq_len, lr, eval_interval)")
+        if model.get("model_type") != "llama":
+            problems.append(f"sft.enabled: DLO wraps Llama models; the base is {model.get('model_type')!r}")
     return problems
 
 

@@ -70,6 +70,13 @@ class DLODecoderLayer(LlamaDecoderLayer):
         self.capacity = 1.0
         self.record = None  # (scores, similarities) of the last training forward, for the loss
         self.executed = None  # fraction of tokens that ran the MLP in the last forward
+        self.selected = None  # which tokens did, (B, T), when routed
+
+    def executed_real(self, attention_mask: torch.Tensor) -> int:
+        """How many of the tokens ``attention_mask`` marks as real ran the MLP in the last forward."""
+        if self.selected is None:
+            return int(attention_mask.sum()) if self.executed else 0
+        return int((self.selected & attention_mask.bool()).sum())
 
     def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=False, position_embeddings=None, **kwargs):
@@ -79,10 +86,10 @@ class DLODecoderLayer(LlamaDecoderLayer):
                                  position_embeddings=position_embeddings, **kwargs)
         h = residual + attn
         if self.routing == "all":
-            self.executed = 1.0
+            self.executed, self.selected = 1.0, None
             return h + self.mlp(self.post_attention_layernorm(h))
         if self.routing == "none":
-            self.executed = 0.0
+            self.executed, self.selected = 0.0, None
             return h
         scores = torch.sigmoid(self.router(h)).squeeze(-1)  # (B, T)
         flat_h, flat_s = h.reshape(-1, h.shape[-1]), scores.reshape(-1)
@@ -93,6 +100,7 @@ class DLODecoderLayer(LlamaDecoderLayer):
         else:
             selected = flat_s > 0.5
         self.executed = selected.float().mean().item()
+        self.selected = selected.view(scores.shape)
         out = flat_h.clone()
         if selected.any():
             x = flat_h[selected]
@@ -149,8 +157,8 @@ class DLOForCausalLM(LlamaForCausalLM):
         """Per layer, the fraction of tokens that ran the MLP in the last forward pass."""
         return [layer.executed for layer in self.model.layers]
 
-    def forward(self, *args, labels=None, **kwargs):
-        out = super().forward(*args, labels=labels, **kwargs)
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         layers = self.model.layers
         if self.training and self.config.routing == "learned" and labels is not None:
             scores = torch.stack([layer.record[0] for layer in layers])
@@ -182,3 +190,42 @@ def from_dense(dense_dir, **dlo_options) -> DLOForCausalLM:
     settings = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures", "transformers_version")}
     dlo_config = DLOConfig(**{**settings, **dlo_options})
     return DLOForCausalLM.from_pretrained(str(dense_dir), config=dlo_config, dtype=torch.float32)
+
+
+def inference_speed(model, dataset, batch_size: int, routed: bool, repeats: int = 3) -> dict:
+    """Tokens/s of forward passes over ``dataset`` (best of ``repeats``), and for a DLO model the same with
+    every MLP executed, plus the per-layer execution rates over the real (unpadded) tokens."""
+    import time
+
+    def batches():
+        for i in range(0, len(dataset), batch_size):
+            items = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
+            yield {k: torch.stack([it[k] for it in items]) for k in ("input_ids", "attention_mask")}
+
+    def timed() -> tuple[float, list[float]]:
+        best, rates = float("inf"), []
+        for _ in range(repeats):
+            t, executed, tokens = time.perf_counter(), None, 0
+            with torch.no_grad():
+                for b in batches():
+                    model(**b)
+                    if routed:
+                        real = int(b["attention_mask"].sum())
+                        per_layer = [layer.executed_real(b["attention_mask"]) for layer in model.model.layers]
+                        executed = per_layer if executed is None else [a + c for a, c in zip(executed, per_layer)]
+                        tokens += real
+            best = min(best, time.perf_counter() - t)
+            rates = [e / tokens for e in executed] if routed else []
+        return best, rates
+
+    n_tokens = sum(int(dataset[i]["attention_mask"].sum()) for i in range(len(dataset)))
+    seconds, rates = timed()
+    out = {"tokens_per_second": n_tokens / seconds, "execution_rates": rates,
+           "skipped_fraction": 1 - sum(rates) / len(rates) if rates else 0.0}
+    if routed:
+        model.set_routing("all")
+        dense_seconds, _ = timed()
+        model.set_routing("learned")
+        out["dense_tokens_per_second"] = n_tokens / dense_seconds
+        out["speed_ratio"] = dense_seconds / seconds
+    return out

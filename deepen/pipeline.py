@@ -110,6 +110,42 @@ def growth_report_stage(scratch: list[dict], grown: list[dict], png_path, md_pat
     write_growth_report(scratch, grown, png_path, md_path, csv_path)
 
 
+def sft_data_stage(train_txt, test_txt, out_dir, cfg: dict) -> None:
+    from .sft import build_sft_data
+
+    counts = build_sft_data(train_txt, test_txt, out_dir, cfg)
+    write_json(counts, Path(out_dir) / "counts.json")
+
+
+def sft_stage(row: str, model_dir, data_dir, cfg: dict, dlo_cfg: dict | None, seed: int, work_dir, final_dir,
+              info_path, threads=1) -> None:
+    """SFT of one row: a dense model, or (``dlo_cfg`` given) the DLO model over the dense one. Afterwards,
+    on the held-out examples: each layer's MLP execution rate and inference tokens/s, routed and with
+    every MLP executed (the dense compute of the same weights)."""
+    from . import dlo
+    from .sft import SFTSamples, read_examples
+
+    tokenizer = load_tokenizer(model_dir)
+    model = dlo.from_dense(model_dir, **dlo_cfg) if dlo_cfg else load_causal_lm(model_dir)
+    steps, batch, seq_len = cfg["steps"], cfg["batch_size"], cfg["seq_len"]
+    train_set = SFTSamples(read_examples(Path(data_dir) / "train.jsonl"), tokenizer, seq_len, steps * batch, seed)
+    heldout = SFTSamples(read_examples(Path(data_dir) / "heldout.jsonl"), tokenizer, seq_len)
+    result = train(model, tokenizer, train_set, heldout, {**cfg, "seed": seed, "freeze": "all", "plateau": None},
+                   work_dir, final_dir, threads=threads)
+    final_loss = read_metrics(Path(work_dir) / "metrics.jsonl")[-1]["val_loss"]
+    model.eval()
+    speed = dlo.inference_speed(model, heldout, batch, routed=bool(dlo_cfg))
+    write_json({"row": row, "seed": seed, "params": count_parameters(model), "heldout_loss": final_loss,
+                **result, **speed}, info_path)
+
+
+def sft_report_stage(runs: list[dict], md_path, csv_path, png_path) -> None:
+    """``runs``: {row, seed, info, metrics, eval} per SFT run."""
+    from .sft_report import write_sft_report
+
+    write_sft_report(runs, md_path, csv_path, png_path)
+
+
 def extract_stage(base_dir, matrix: str, out_path) -> None:
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
@@ -200,11 +236,12 @@ def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
 
 
 def report_stage(runs: list[dict], target, reference: str, settings: dict, out: dict,
-                 continuity_json=None, predictor_curves: dict | None = None, base_info=None, growth_md=None) -> None:
+                 continuity_json=None, predictor_curves: dict | None = None, base_info=None, growth_md=None,
+                 sft_md=None) -> None:
     """``runs``: {method, freeze, seed, metrics, info, eval} per CPT run (the base's own CPT is method
     'base'); ``out``: paths of csv, runs_csv, md, curves. With LESA methods: the continuity ratios and
     the predictors' curves {space: {matrix: json path}}; with a base trained here, its info.json; with the
-    growth branch, its markdown section."""
+    growth branch and SFT, their markdown sections."""
     from .report import load_runs, plot_loss_curves, predictor_table, summarise, write_csv, write_markdown, write_runs_csv
 
     rows = load_runs(runs)
@@ -235,8 +272,9 @@ def report_stage(runs: list[dict], target, reference: str, settings: dict, out: 
                      "best per row in bold). `svd`: rows of V blocks (LESA); `nosvd`: raw weight rows (the ablation); "
                      "the two spaces have different scales, compare within a row.", "",
                      *predictor_table(predictor_curves), ""]
-    if growth_md:
-        sections += Path(growth_md).read_text().splitlines()
+    for extra in (growth_md, sft_md):
+        if extra:
+            sections += Path(extra).read_text().splitlines()
     write_csv(table, out["csv"])
     write_runs_csv(rows, out["runs_csv"])
     plot_loss_curves(rows, target_loss, out["curves"])

@@ -199,6 +199,7 @@ def _last_checkpoint(ckpt_dir: Path) -> Path | None:
 def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final_dir,
           trainable_layers: list[int] | None = None, threads: int = 1) -> dict:
     """Train ``model`` for ``cfg['steps']`` optimizer steps; resume from ``work_dir`` checkpoints if any.
+    ``train_tokens``/``val_tokens``: token streams cut into windows, or Datasets of encoded examples.
 
     cfg keys: steps, batch_size, seq_len, lr, warmup_steps, weight_decay, eval_interval,
     eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule.
@@ -218,8 +219,11 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     steps, batch, seq_len = cfg["steps"], cfg["batch_size"], cfg["seq_len"]
     if batch % world:
         raise ValueError(f"batch_size {batch} is not divisible by the {world} training processes")
-    train_set = RandomWindows(train_tokens, seq_len, steps * batch, cfg["seed"])
-    val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
+    if isinstance(train_tokens, Dataset):  # examples already encoded (SFT), not a token stream
+        train_set, val_set = train_tokens, val_tokens
+    else:
+        train_set = RandomWindows(train_tokens, seq_len, steps * batch, cfg["seed"])
+        val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
 
     args = TrainingArguments(
         output_dir=str(ckpt_dir),

@@ -47,6 +47,7 @@ wildcard_constraints:
     model="(?:{})(?:/seed\\d+)?".format("|".join(METHODS)),
     matrix="|".join(ARCH.matrices),
     operator="stack|zero_init|random",
+    row="|".join(["base", "dlo", config["sft"]["expansion"]]),
     g=r"\d+",
     d=r"[0-9.e+]+",
 
@@ -74,6 +75,23 @@ GROWTH_RUNS = growth_runs(config) if GROWTH else []
 def growth_paths(pattern: str) -> list[str]:
     """``pattern`` (with {operator}, {g}, {d}, {seed}) for every grown run, in GROWTH_RUNS order."""
     return [pattern.format(operator=o, g=g, d=d, seed=s) for o, g, d, s in GROWTH_RUNS]
+
+
+SFT = config["sft"]["enabled"]
+# SFT rows: the base, the dense expansion, and DLO over that expansion.
+SFT_ROWS = ["base", config["sft"]["expansion"], "dlo"] if SFT else []
+SFT_RUNS = [(row, seed) for row in SFT_ROWS for seed in range(config["sft"]["seeds"])]
+
+
+def sft_paths(pattern: str) -> list[str]:
+    return [pattern.format(row=row, seed=seed) for row, seed in SFT_RUNS]
+
+
+def sft_model(wildcards) -> str:
+    """The model an SFT row starts from: the base, or the expansion (dense, or under DLO's routers)."""
+    if wildcards.row == "base":
+        return BASE_DIR
+    return f"results/models/{model_of(config['sft']['expansion'], wildcards.seed)}"
 
 
 RES = config["resources"]
@@ -173,6 +191,8 @@ def report_extras(wildcards) -> dict:
     extras = {}
     if GROWTH:
         extras["growth"] = "results/report/growth.md"
+    if SFT:
+        extras["sft"] = "results/report/sft.md"
     if PRETRAIN_BASE:
         extras["base_curve"] = "results/report/base_training.png"
         extras["base_info"] = "results/base_training/info.json"

@@ -17,4 +17,4 @@ with to_log(s.log[0]):
     report_stage(runs, s.params.target, s.params.reference, {"base_desc": s.params.base_desc, "cpt": dict(s.params.cpt)},
                  {k: s.output[k] for k in ("csv", "runs_csv", "md", "curves")},
                  continuity_json=s.input.get("continuity"), predictor_curves=curves, base_info=s.input.get("base_info"),
-                 growth_md=s.input.get("growth"))
+                 growth_md=s.input.get("growth"), sft_md=s.input.get("sft"))

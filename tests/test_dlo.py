@@ -1,6 +1,7 @@
 """DLO's model: forced routing reduces to the dense model or to attention only, router labels, the
 training loss, and a saved directory that reloads and that lm-eval evaluates."""
 
+import csv
 import json
 import math
 
@@ -138,3 +139,37 @@ def test_lm_eval_evaluates_a_dlo_directory(quick_run, tmp_path):
                       ["deepen_ppl"], batch_size=8)
     metrics = result["results"]["deepen_ppl"]
     assert any(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
+
+
+def test_sft_examples_have_both_kinds_and_train_on_response_tokens_only(quick_run):
+    from deepen.sft import build_examples, encode
+    from deepen.tokenizer import load_tokenizer
+
+    text = (quick_run / "results/data/test.txt").read_text()
+    examples = build_examples(text, 200, 2, seed=0)
+    kinds = {e["kind"] for e in examples}
+    assert kinds == {"continue", "speaker"} and len(examples) == 200
+    speaker = next(e for e in examples if e["kind"] == "speaker")
+    assert speaker["prompt"].startswith("Who speaks these lines?\n") and speaker["response"].strip().isupper()
+    tokenizer = load_tokenizer(quick_run / "results/tokenizer")
+    enc = encode(speaker, tokenizer, 256)
+    trained = enc["labels"] != -100
+    response = tokenizer(speaker["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert enc["input_ids"][trained].tolist() == response  # exactly the response (and its end) is trained on
+    assert enc["attention_mask"].sum() == trained.sum() + len(tokenizer(speaker["prompt"], add_special_tokens=False)
+                                                               ["input_ids"]) + 1
+
+
+def test_quick_run_reports_the_sft_rows_and_dlo(quick_run):
+    md = (quick_run / "results/report/summary.md").read_text()
+    assert "## After SFT: dense rows and DLO" in md and "![DLO execution rates](dlo_execution.png)" in md
+    with open(quick_run / "results/report/sft.csv") as f:
+        rows = {r["row"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"base", "llama_pro", "dlo"}
+    assert float(rows["llama_pro"]["skipped_fraction"]) == 0.0 and rows["llama_pro"]["speed_ratio"] == ""
+    assert 0.0 <= float(rows["dlo"]["skipped_fraction"]) <= 1.0 and float(rows["dlo"]["speed_ratio"]) > 0
+    assert len(rows["dlo"]["execution_rates"].split()) == 6  # the 4-layer base expanded by LLaMA Pro
+    assert all(math.isfinite(float(r["heldout_loss"])) for r in rows.values())
+    assert (quick_run / "results/report/dlo_execution.png").read_bytes()[:4] == b"\x89PNG"
+    saved = AutoModelForCausalLM.from_pretrained(quick_run / "results/sft/dlo/seed0/final")
+    assert type(saved) is dlo.DLOForCausalLM

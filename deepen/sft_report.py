@@ -1,0 +1,92 @@
+"""The SFT rows of the report: held-out SFT loss, lm-eval metrics, the fraction of MLP evaluations DLO
+skips and its measured speed against the dense compute of the same weights; DLO's per-layer
+execution rates as a plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from .tasks import flat_metrics
+from .tensorio import atomic_path
+
+
+def _mean(values):
+    return statistics.fmean(values) if values else None
+
+
+def sft_rows(runs: list[dict]) -> list[dict]:
+    by_row = defaultdict(list)
+    for run in runs:
+        by_row[run["row"]].append({**json.loads(Path(run["info"]).read_text()),
+                                   "metrics": flat_metrics(json.loads(Path(run["eval"]).read_text()))})
+    rows = []
+    for row, infos in by_row.items():
+        metric_names = sorted(m for m in infos[0]["metrics"] if not m.endswith("sample_len"))
+        rows.append({
+            "row": row, "seeds": len(infos), "params": infos[0]["params"],
+            "heldout_loss": _mean([i["heldout_loss"] for i in infos]),
+            "heldout_losses": [i["heldout_loss"] for i in infos],
+            "skipped_fraction": _mean([i["skipped_fraction"] for i in infos]),
+            "tokens_per_second": _mean([i["tokens_per_second"] for i in infos]),
+            "speed_ratio": _mean([i["speed_ratio"] for i in infos]) if "speed_ratio" in infos[0] else None,
+            "execution_rates": [_mean(list(r)) for r in zip(*[i["execution_rates"] for i in infos])],
+            **{m: _mean([i["metrics"][m] for i in infos]) for m in metric_names},
+        })
+    return rows
+
+
+def plot_execution_rates(rows: list[dict], png_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for r in rows:
+        if r["execution_rates"]:
+            ax.bar(range(len(r["execution_rates"])), r["execution_rates"], color="tab:blue")
+            ax.set_title(f"DLO: share of held-out tokens that run each layer's MLP (mean over {r['seeds']} seed(s))")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("MLP execution rate")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def sft_markdown(rows: list[dict]) -> list[str]:
+    metric_names = sorted(k for k in rows[0] if "/" in k)
+    lines = ["## After SFT: dense rows and DLO", "",
+             "Each row fine-tuned for the same steps on instructions built from the training plays (continue a "
+             "speech; name its speaker), loss on response tokens only; held-out loss on the test plays' "
+             "instructions. `skipped` is the share of MLP evaluations DLO's routers skip on the held-out set; "
+             "`speed` is DLO's tokens/s against the same weights with every MLP run (CPU, forward passes).", "",
+             "| row | seeds | held-out SFT loss | " + " | ".join(metric_names) + " | skipped | tokens/s | speed |",
+             "|---|---|---|" + "---|" * len(metric_names) + "---|---|---|"]
+    for r in rows:
+        speed = f"{r['speed_ratio']:.2f}×" if r["speed_ratio"] is not None else "—"
+        lines.append(f"| {r['row']} | {r['seeds']} | {r['heldout_loss']:.4f} | "
+                     + " | ".join(f"{r[m]:.4g}" for m in metric_names)
+                     + f" | {r['skipped_fraction']:.1%} | {r['tokens_per_second']:.0f} | {speed} |")
+    lines += ["", "![DLO execution rates](dlo_execution.png)", ""]
+    return lines
+
+
+def write_sft_report(runs: list[dict], md_path, csv_path, png_path) -> None:
+    rows = sft_rows(runs)
+    plot_execution_rates(rows, png_path)
+    with atomic_path(md_path) as tmp:
+        Path(tmp).write_text("\n".join(sft_markdown(rows)) + "\n")
+    fields = [k for k in rows[0] if k not in ("heldout_losses", "execution_rates")]
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields + ["execution_rates"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**{k: r.get(k) for k in fields},
+                             "execution_rates": " ".join(f"{x:.3f}" for x in r["execution_rates"])})
