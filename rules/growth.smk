@@ -16,7 +16,7 @@ rule growth_scratch:
         model=GROWTH_MODEL,
         train=GROWTH_TRAIN,
         steps=config["growth"]["steps"],
-    threads: config["resources"]["base_threads"]
+    threads: config["resources"]["train_threads"]
     resources:
         mem_mb=mem_mb(16, 4096),
         runtime=training_runtime({**GROWTH_TRAIN, "steps": config["growth"]["steps"]}),
@@ -43,7 +43,7 @@ rule growth_small:
         model=GROWTH_MODEL,
         train=GROWTH_TRAIN,
         steps=config["growth"]["steps"],
-    threads: config["resources"]["base_threads"]
+    threads: config["resources"]["train_threads"]
     resources:
         mem_mb=mem_mb(16, 4096),
         runtime=training_runtime({**GROWTH_TRAIN, "steps": config["growth"]["steps"]}),
@@ -71,7 +71,7 @@ rule growth_grown:
         model=GROWTH_MODEL,
         train=GROWTH_TRAIN,
         steps=config["growth"]["steps"],
-    threads: config["resources"]["base_threads"]
+    threads: config["resources"]["train_threads"]
     resources:
         mem_mb=mem_mb(16, 4096),
         runtime=training_runtime({**GROWTH_TRAIN, "steps": config["growth"]["steps"]}),

@@ -56,6 +56,12 @@ BAD_CONFIGS = {
                             "report.continuity_matrices: 'qkv_proj' is not a weight matrix of 'llama'"),
     "batch not divisible by processes": (lambda c: c["cpt"].update(nproc=3), "cpt.nproc: batch_size 16 is the global batch"),
     "seq_len beyond positions": (lambda c: c["cpt"].update(seq_len=1024), "cpt.seq_len: 1024 exceeds"),
+    "growth factor not dividing the layers": (lambda c: c["growth"].update(g=[3]), "growth.g: 3 does not divide"),
+    "growth operators at no setting": (lambda c: c["growth"].update(operators_at={"g": 2, "d": 0.3}),
+                                       "growth.operators_at: (g 2, d 0.3) is not one of the settings"),
+    "fractional token count": (lambda c: c["growth"].update(d=[0.1, 2.5]), "growth.d: a value of 1 or more"),
+    "sft expansion not a method": (lambda c: c["sft"].update(expansion="llama_prp"),
+                                   "sft.expansion: 'llama_prp' is not a method"),
 }
 
 
