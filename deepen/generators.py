@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
 from tqdm import tqdm
 
 from . import plan as plans
 from .arch import Architecture
-from .extract import WeightStacks
-from .tensorio import StreamingWriter
 
-Layer = dict[str, torch.Tensor]
+# torch is imported where tensors are made, not here: the workflow imports this module (through the
+# config check) every time it parses the Snakefile, once more per cluster job, and plans need no torch.
+if TYPE_CHECKING:
+    import torch
+
+    from .extract import WeightStacks
+
+    Layer = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -92,6 +96,8 @@ def random_init(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts:
     std = opts.get("init_std", 0.02)
 
     def make(entry):
+        import torch
+
         g = torch.Generator().manual_seed(opts.get("seed", 0) * 100_003 + entry["id"])
         out = {}
         for m in stacks.matrices:
@@ -138,8 +144,6 @@ def lesa(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) 
     Norms (and biases) come from layer 0 (``norm_source: layer0``, as the reference code) or the
     neighbours' mean.
     """
-    from .predictor import BlockSource
-
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
     use_svd = opts.get("svd", True)
     norm_source = opts.get("norm_source", "mean")
@@ -148,6 +152,8 @@ def lesa(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) 
     scaled_u: dict[str, torch.Tensor] = {}  # U diag(S) per matrix type, read once
 
     def make(entry):
+        import torch
+
         lower, upper = entry["between"]
         out = {}
         with torch.no_grad():
@@ -170,6 +176,8 @@ def lesa(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: dict) 
     # Artifacts come as directories from the workflow, or as objects from a caller (tests); a plan-only
     # call (config checking) has none.
     if use_svd and "svd_dir" in artifacts and "svd" not in artifacts:
+        from .predictor import BlockSource
+
         artifacts["svd"] = {m: BlockSource(Path(artifacts["svd_dir"]) / f"{m}.safetensors", "V") for m in linear}
     if "predictor_dir" in artifacts and "predictors" not in artifacts:
         from .predictor import load_predictor
@@ -197,6 +205,10 @@ def build_expansion(opts: dict, stacks: WeightStacks, arch: Architecture, artifa
 def run_generator(opts: dict, stacks: WeightStacks, arch: Architecture, out_dir: str | Path, method: str,
                   artifacts: dict | None = None) -> dict:
     """Build the plan, then stream every new layer's tensors into ``new_layers.safetensors``."""
+    import torch
+
+    from .tensorio import StreamingWriter
+
     out_dir = Path(out_dir)
     expansion = build_expansion(opts, stacks, arch, artifacts)
     new = plans.new_layers(expansion.plan)
@@ -229,20 +241,20 @@ def opt_deus(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: di
     Options: ``solver`` (emd | sinkhorn), ``reg``, ``attention`` (heads | rows), ``mlp`` (joint | separate),
     ``as_released`` (unscaled plans, as the reference code). Use with ``zero_init: true``.
     """
-    from .ot_align import OTSettings, fuse_layers
-
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
-    settings = OTSettings(solver=opts.get("solver", "emd"), reg=opts.get("reg", 0.06),
-                          as_released=opts.get("as_released", False))
+    as_released = opts.get("as_released", False)
     heads = artifacts.get("num_attention_heads")
     kv = artifacts.get("num_key_value_heads") or heads
 
     def make(entry):
+        from .ot_align import OTSettings, fuse_layers
+
+        settings = OTSettings(solver=opts.get("solver", "emd"), reg=opts.get("reg", 0.06), as_released=as_released)
         lower, upper = entry["between"]
         # as_released also means the reference's per-row attention and separate MLP plans
         return fuse_layers(_layer(stacks, lower), _layer(stacks, upper), heads, kv, settings,
                            arch.mlp_input_norm, arch.output_norms,
-                           attention=opts.get("attention", "rows" if settings.as_released else "heads"),
-                           mlp=opts.get("mlp", "separate" if settings.as_released else "joint"))
+                           attention=opts.get("attention", "rows" if as_released else "heads"),
+                           mlp=opts.get("mlp", "separate" if as_released else "joint"))
 
     return Expansion(plan, make, needs_upper=True)

@@ -25,8 +25,6 @@ import argparse
 import math
 import sys
 
-import torch
-
 from .flops import training_flops_per_token
 
 OPERATORS = ("stack", "zero_init", "random")

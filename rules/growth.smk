@@ -1,6 +1,11 @@
 # Gstack model growth: the target (the base's shape) from scratch, small models, grown runs, report.
 
 
+# A table and a plot of small files: not worth a cluster job.
+localrules:
+    growth_report,
+
+
 rule growth_scratch:
     input:
         tokenizer=TOKENIZER_DIR,

@@ -1,6 +1,12 @@
 # Supervised fine-tuning after expansion: the base, the dense expansion and DLO over it (README, DLO).
 
 
+# Text to a few thousand examples, and a table and a plot of small files: not worth a cluster job.
+localrules:
+    sft_data,
+    sft_report,
+
+
 rule sft_data:
     input:
         train="results/data/train.txt",

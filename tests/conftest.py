@@ -57,7 +57,7 @@ def quick_rerun(tmp_path_factory, quick_run) -> SimpleNamespace:
         with slurm_cluster.cluster(tmp_path_factory.mktemp("slurm")) as cluster_dir:
             # squeue, not sacct, answers job states: the test cluster keeps no accounting database.
             proc = snakemake(workdir, "--profile", "profiles/slurm", "--configfile", "config/quick.yaml",
-                             "--jobs", "4", "--slurm-status-command", "squeue",
+                             "--jobs", "8", "--slurm-status-command", "squeue",
                              "--slurm-init-seconds-before-status-checks", "2", timeout=1800)
         return SimpleNamespace(workdir=workdir, proc=proc, cluster=cluster_dir, why_local=None)
     if os.environ.get("DEEPEN_REQUIRE_SLURM") == "1":

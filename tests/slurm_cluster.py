@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+# The node offers two CPUs per core: the quick config's jobs are short, and much of each is Python
+# starting up and the executor's wait between status checks, so twice the jobs keep the cores busy.
+CPUS_PER_CORE = 2
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun")
 
 
@@ -68,7 +71,8 @@ SelectTypeParameters=CR_CPU_Memory
 MinJobAge=3600
 ReturnToService=2
 MpiDefault=none
-NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={mem_mb} State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName={host} NodeAddr=127.0.0.1 CPUs={CPUS_PER_CORE * os.cpu_count()} RealMemory={mem_mb} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 

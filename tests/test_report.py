@@ -68,7 +68,8 @@ def test_plateau_stops_training_at_the_right_step(tmp_path):
     args, control = SimpleNamespace(max_steps=1000), SimpleNamespace(should_training_stop=False)
     stopped = None
     for i, loss in enumerate(CURVE):
-        callback.on_evaluate(args, SimpleNamespace(global_step=10 * i), control, metrics={"eval_loss": loss})
+        state = SimpleNamespace(global_step=10 * i, is_world_process_zero=True)
+        callback.on_evaluate(args, state, control, metrics={"eval_loss": loss})
         if control.should_training_stop:
             stopped = 10 * i
             break

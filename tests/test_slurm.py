@@ -16,7 +16,8 @@ def test_quick_config_through_the_slurm_profile_equals_a_local_run(quick_rerun, 
     completed = set(re.findall(r"JobId=(\d+) .*?JobState=COMPLETED", (quick_rerun.cluster / "jobcomp.log").read_text()))
     jobs = int(re.search(r"^total\s+(\d+)", log, re.M).group(1))
     local = re.findall(r"^localrule (\w+):", log, re.M)
-    assert set(local) <= {"all", "report", "base_training_curve", "task_data"}, local
+    assert set(local) <= {"all", "report", "base_training_curve", "task_data", "sft_data", "sft_report",
+                          "growth_report"}, local
     assert len(submitted) == jobs - len(local) >= 40, (len(submitted), jobs, local)
     assert submitted <= completed  # each ran on the cluster and finished there
 

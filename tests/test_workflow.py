@@ -130,14 +130,17 @@ def test_changing_the_cpt_lr_reruns_only_training_evaluation_and_report(quick_ru
 def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
     cfg = variant(quick_run, "interval.yaml", lambda c: c["methods"]["llama_pro"].update(placement={"interval": 1}))
     jobs = planned_jobs(quick_run, cfg)
-    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "manifest", "all")}
+    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "sft_report", "manifest", "all")}
     assert per_method == {
         ("generate_layers", "model=llama_pro"),
         ("reconstruct", "model=llama_pro"),
         *((rule, f"method=llama_pro, freeze={f}, seed=0") for rule in ("continual_pretrain", "evaluate")
           for f in ("new_only", "all")),
+        # quick.yaml's SFT branch expands with llama_pro: its dense and DLO rows start from that model, the
+        # base row does not
+        *((rule, f"row={row}, seed=0") for rule in ("sft", "evaluate_sft") for row in ("llama_pro", "dlo")),
     }
-    assert {rule for rule, _ in jobs} >= {"report", "all"}
+    assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all"}
 
 
 def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
