@@ -20,17 +20,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from common import add_shape_arguments, machine, run_stage  # noqa: E402
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--layers", type=int, default=16)
-    ap.add_argument("--hidden", type=int, default=2048)
-    ap.add_argument("--intermediate", type=int, default=8192)
-    ap.add_argument("--heads", type=int, default=32)
-    ap.add_argument("--kv-heads", type=int, default=8)
-    ap.add_argument("--vocab", type=int, default=128256)
+    add_shape_arguments(ap)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--naive-matrices", default="q_proj,k_proj,gate_proj,down_proj",
                     help="comma-separated; o_proj, v_proj and up_proj share the shapes of q, k and gate")
     ap.add_argument("--skip-naive", action="store_true")
@@ -39,7 +35,6 @@ def main():
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
     base = root / "base"
-    from common import machine, run_stage
 
     print(f"machine: {machine()}")
     results: dict = {}

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from common import machine, run_stage  # noqa: E402
+from common import add_shape_arguments, machine, run_stage  # noqa: E402
 from deepen.arch import LLAMA  # noqa: E402
 
 COPY_CODE = """
@@ -58,17 +58,10 @@ print(j.dumps({{"shards": len(shards), "largest_shard_mb": max(sizes) / 2**20}})
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--layers", type=int, default=16)
-    ap.add_argument("--hidden", type=int, default=2048)
-    ap.add_argument("--intermediate", type=int, default=8192)
-    ap.add_argument("--heads", type=int, default=32)
-    ap.add_argument("--kv-heads", type=int, default=8)
-    ap.add_argument("--vocab", type=int, default=128256)
+    add_shape_arguments(ap)
     ap.add_argument("--epochs", type=int, default=1, help="predictor epochs (10 in the default config; time scales with it)")
     ap.add_argument("--predictor-hidden", type=int, default=256)
     ap.add_argument("--shard-mb", type=int, default=1024)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
