@@ -8,6 +8,8 @@ priority, so the estimates are multiplied by ``runtime_safety`` (config ``resour
 
 import math
 
+from .flops import layer_matmul_params
+
 # Starting Python and importing torch and transformers, loading and saving: measured 2-8 s per job on
 # 2 CPU cores (README); a shared filesystem on a cluster is slower.
 STARTUP_MINUTES = 5
@@ -17,10 +19,8 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 def parameter_count(model_config: dict) -> int:
     """Approximate parameters of a decoder-only transformer: attention and MLP weights of every layer,
     the embedding and the output head."""
-    h, i, layers = model_config["hidden_size"], model_config["intermediate_size"], model_config["num_hidden_layers"]
-    heads = model_config.get("num_attention_heads", 1)
-    kv = h * model_config.get("num_key_value_heads", heads) // heads  # grouped-query attention: smaller k, v
-    return layers * (2 * h * h + 2 * h * kv + 3 * h * i) + 2 * model_config.get("vocab_size", 32000) * h
+    layers, h = model_config["num_hidden_layers"], model_config["hidden_size"]
+    return layers * layer_matmul_params(model_config) + 2 * model_config.get("vocab_size", 32000) * h
 
 
 def memory_mb(params: int, bytes_per_param: float, floor: int = 1024) -> int:
