@@ -129,6 +129,7 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
     except UnsupportedArchitecture as e:
         return [f"base_model: {e}"]
     L = model["num_hidden_layers"]
+    depths = {}  # each method's expanded depth
     for name, opts in config["methods"].items():
         if opts["generator"] not in generators.GENERATORS:
             close = difflib.get_close_matches(opts["generator"], list(generators.GENERATORS), n=1)
@@ -141,6 +142,7 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
         except PlanError as e:
             problems.append(f"methods.{name}: {e}")
             continue
+        depths[name] = len(expansion.plan)
         if "new_only" in freeze_policies(opts) and not plans.added_layers(expansion.plan):
             problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
                             "adds no layers; use 'all'")
@@ -184,6 +186,10 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
             problems.append("sft.train: required when sft.enabled (steps, batch_size, seq_len, lr, eval_interval)")
         if model.get("model_type") != "llama":
             problems.append(f"sft.enabled: DLO wraps Llama models; the base is {model.get('model_type')!r}")
+        edge, depth = sft["dlo"]["unrouted_edge_layers"], depths.get(sft["expansion"])
+        if depth is not None and 2 * edge >= depth:
+            problems.append(f"sft.dlo.unrouted_edge_layers: {edge} first and {edge} last layers unrouted leave "
+                            f"no routed layer of {sft['expansion']!r}'s {depth}")
     return problems
 
 

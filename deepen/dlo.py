@@ -36,8 +36,13 @@ class DLOConfig(LlamaConfig):
     model_type = "deepen_dlo"
 
     def __init__(self, capacity: float = 0.9, anneal_steps: int = 100, bce_weight: float = 1.0,
-                 layer_capacities: list[float] | None = None, routing: str = "learned", **kwargs):
+                 layer_capacities: list[float] | None = None, routing: str = "learned", unrouted_edge_layers: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
+        if 2 * unrouted_edge_layers >= self.num_hidden_layers:
+            raise ValueError(f"unrouted_edge_layers={unrouted_edge_layers} leaves no routed layer of "
+                             f"{self.num_hidden_layers}")
+        self.unrouted_edge_layers = unrouted_edge_layers
         self.capacity = capacity
         self.anneal_steps = anneal_steps
         self.bce_weight = bce_weight
@@ -45,10 +50,16 @@ class DLOConfig(LlamaConfig):
         self.routing = routing
 
 
-def router_labels(similarities: torch.Tensor, capacity: float) -> torch.Tensor:
-    """Label 1 for the lowest ⌈capacity·N·L⌉ of the (L, N) similarities, pooled over layers."""
+def router_labels(similarities: torch.Tensor, capacity: float, real: torch.Tensor | None = None) -> torch.Tensor:
+    """Label 1 for the lowest ⌈capacity·N·L⌉ of the (L, N) similarities, pooled over layers; with ``real``
+    (N,) given, N counts real tokens only and padding is never labelled."""
+    if real is not None:
+        similarities = similarities.masked_fill(~real.bool()[None, :], math.inf)
+        n = int(real.sum()) * similarities.shape[0]
+    else:
+        n = similarities.numel()
     flat = similarities.flatten()
-    k = min(flat.numel(), math.ceil(capacity * flat.numel()))
+    k = min(n, math.ceil(capacity * n))
     labels = torch.zeros_like(flat, dtype=torch.bool)
     labels[torch.topk(flat, k, largest=False).indices] = True
     return labels.view_as(similarities)
@@ -64,13 +75,18 @@ def annealed_capacity(step: int, final: float, anneal_steps: int) -> float:
 class DLODecoderLayer(LlamaDecoderLayer):
     def __init__(self, config: DLOConfig, layer_idx: int):
         super().__init__(config, layer_idx)
-        self.router = nn.Linear(config.hidden_size, 1, bias=False)
-        self.router.is_dlo_router = True
+        edge = config.unrouted_edge_layers
+        # The first and last ``edge`` layers run their MLP for every token and have no router.
+        self.routed = edge <= layer_idx < config.num_hidden_layers - edge
+        if self.routed:
+            self.router = nn.Linear(config.hidden_size, 1, bias=False)
+            self.router.is_dlo_router = True
         self.routing = config.routing
         self.capacity = 1.0
         self.record = None  # (scores, similarities) of the last training forward, for the loss
-        self.executed = None  # fraction of tokens that ran the MLP in the last forward
+        self.executed = None  # fraction of the real tokens that ran the MLP in the last forward
         self.selected = None  # which tokens did, (B, T), when routed
+        self.token_mask = None  # (B, T): 1 for real tokens, 0 for padding; set by the model's forward
 
     def executed_real(self, attention_mask: torch.Tensor) -> int:
         """How many of the tokens ``attention_mask`` marks as real ran the MLP in the last forward."""
@@ -85,7 +101,7 @@ class DLODecoderLayer(LlamaDecoderLayer):
                                  position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache,
                                  position_embeddings=position_embeddings, **kwargs)
         h = residual + attn
-        if self.routing == "all":
+        if self.routing == "all" or (self.routing == "learned" and not self.routed):
             self.executed, self.selected = 1.0, None
             return h + self.mlp(self.post_attention_layernorm(h))
         if self.routing == "none":
@@ -93,24 +109,36 @@ class DLODecoderLayer(LlamaDecoderLayer):
             return h
         scores = torch.sigmoid(self.router(h)).squeeze(-1)  # (B, T)
         flat_h, flat_s = h.reshape(-1, h.shape[-1]), scores.reshape(-1)
-        if self.training:
-            k = max(1, math.ceil(self.capacity * flat_s.numel()))
-            selected = torch.zeros_like(flat_s, dtype=torch.bool)
-            selected[torch.topk(flat_s, k).indices] = True
+        # Padding neither runs the MLP nor takes a share of the capacity or the labels: with short
+        # instructions it can be most of a batch, and it would teach the routers about pad tokens.
+        if self.token_mask is None:
+            real = torch.ones_like(flat_s, dtype=torch.bool)
         else:
-            selected = flat_s > 0.5
-        self.executed = selected.float().mean().item()
+            real = self.token_mask[:, -scores.shape[1]:].reshape(-1).bool()
+        n_real = max(1, int(real.sum()))
+        if self.training:
+            k = max(1, math.ceil(self.capacity * n_real))
+            selected = torch.zeros_like(flat_s, dtype=torch.bool)
+            selected[torch.topk(flat_s.masked_fill(~real, -1.0), k).indices] = True
+            selected &= real
+        else:
+            selected = (flat_s > 0.5) & real
+        self.executed = selected.sum().item() / n_real
         self.selected = selected.view(scores.shape)
-        out = flat_h.clone()
-        if selected.any():
-            x = flat_h[selected]
-            update = self.mlp(self.post_attention_layernorm(x))
-            out[selected] = x + (1 + (flat_s[selected] - 0.5) * LAMBDA_SLOPE).unsqueeze(-1) * update
+        if selected.all():  # no gather and scatter where every token runs the MLP
+            scale = 1 + (flat_s - 0.5) * LAMBDA_SLOPE
+            out = flat_h + scale.unsqueeze(-1) * self.mlp(self.post_attention_layernorm(flat_h))
+        else:
+            out = flat_h.clone()
+            if selected.any():
+                x = flat_h[selected]
+                update = self.mlp(self.post_attention_layernorm(x))
+                out[selected] = x + (1 + (flat_s[selected] - 0.5) * LAMBDA_SLOPE).unsqueeze(-1) * update
         if self.training:
             with torch.no_grad():  # labels: how much the MLP would change each token
                 full = flat_h + self.mlp(self.post_attention_layernorm(flat_h))
                 similarity = F.cosine_similarity(flat_h, full, dim=-1)
-            self.record = (flat_s, similarity)
+            self.record = (flat_s, similarity, real)
         return out.view_as(h)
 
 
@@ -141,10 +169,13 @@ class DLOForCausalLM(LlamaForCausalLM):
         self.set_routing(config.routing)
         self.post_init()
         if config.layer_capacities:
-            for layer, c in zip(self.model.layers, config.layer_capacities):
+            for layer, c in zip(self.routed_layers(), config.layer_capacities):
                 layer.capacity = c
 
     _init_weights = _init_weights
+
+    def routed_layers(self) -> list[DLODecoderLayer]:
+        return [layer for layer in self.model.layers if layer.routed]
 
     def set_routing(self, mode: str) -> None:
         if mode not in ROUTING_MODES:
@@ -158,17 +189,20 @@ class DLOForCausalLM(LlamaForCausalLM):
         return [layer.executed for layer in self.model.layers]
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        for layer in self.model.layers:
+            layer.token_mask = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
         out = super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
-        layers = self.model.layers
-        if self.training and self.config.routing == "learned" and labels is not None:
+        layers = self.routed_layers()
+        if self.training and self.config.routing == "learned" and labels is not None and layers:
             scores = torch.stack([layer.record[0] for layer in layers])
             similarities = torch.stack([layer.record[1] for layer in layers])
+            real = layers[0].record[2]
             capacity = annealed_capacity(self.train_step, self.config.capacity, self.config.anneal_steps)
-            targets = router_labels(similarities, capacity)
-            self.router_loss = F.binary_cross_entropy(scores, targets.float())
+            targets = router_labels(similarities, capacity, real)
+            self.router_loss = F.binary_cross_entropy(scores[:, real], targets[:, real].float())
             out.loss = out.loss + self.config.bce_weight * self.router_loss
             with torch.no_grad():  # each layer's capacity follows its share of label-1 tokens
-                fractions = targets.float().mean(dim=1).tolist()
+                fractions = (targets[:, real].float().mean(dim=1)).tolist()
             for layer, c in zip(layers, fractions):
                 layer.capacity = c
             self.config.layer_capacities = fractions
@@ -192,40 +226,50 @@ def from_dense(dense_dir, **dlo_options) -> DLOForCausalLM:
     return DLOForCausalLM.from_pretrained(str(dense_dir), config=dlo_config, dtype=torch.float32)
 
 
-def inference_speed(model, dataset, batch_size: int, routed: bool, repeats: int = 3) -> dict:
-    """Tokens/s of forward passes over ``dataset`` (best of ``repeats``), and for a DLO model the same with
-    every MLP executed, plus the per-layer execution rates over the real (unpadded) tokens."""
+def inference_speed(model, dataset, batch_size: int, routed: bool, repeats: int = 5) -> dict:
+    """Per-layer MLP execution rates over the real tokens of ``dataset``'s padded examples, and tokens/s of
+    forward passes (best of ``repeats``) over the same real tokens packed into full rows, so that padding
+    costs neither the routed nor the dense pass anything; for a DLO model also the dense tokens/s of the
+    same weights with every MLP executed."""
     import time
 
-    def batches():
-        for i in range(0, len(dataset), batch_size):
-            items = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
-            yield {k: torch.stack([it[k] for it in items]) for k in ("input_ids", "attention_mask")}
+    items = [dataset[i] for i in range(len(dataset))]
+    seq_len = items[0]["input_ids"].shape[0]
+    rates = []
+    if routed:
+        executed, tokens = None, 0
+        with torch.no_grad():
+            for i in range(0, len(items), batch_size):
+                b = {k: torch.stack([it[k] for it in items[i:i + batch_size]]) for k in ("input_ids", "attention_mask")}
+                model(**b)
+                per_layer = [layer.executed_real(b["attention_mask"]) for layer in model.model.layers]
+                executed = per_layer if executed is None else [a + c for a, c in zip(executed, per_layer)]
+                tokens += int(b["attention_mask"].sum())
+        rates = [e / tokens for e in executed]
 
-    def timed() -> tuple[float, list[float]]:
-        best, rates = float("inf"), []
-        for _ in range(repeats):
-            t, executed, tokens = time.perf_counter(), None, 0
-            with torch.no_grad():
-                for b in batches():
-                    model(**b)
-                    if routed:
-                        real = int(b["attention_mask"].sum())
-                        per_layer = [layer.executed_real(b["attention_mask"]) for layer in model.model.layers]
-                        executed = per_layer if executed is None else [a + c for a, c in zip(executed, per_layer)]
-                        tokens += real
-            best = min(best, time.perf_counter() - t)
-            rates = [e / tokens for e in executed] if routed else []
-        return best, rates
+    real = torch.cat([it["input_ids"][it["attention_mask"].bool()] for it in items])
+    rows = real[: len(real) // seq_len * seq_len].view(-1, seq_len)
+    n_tokens = rows.numel()
 
-    n_tokens = sum(int(dataset[i]["attention_mask"].sum()) for i in range(len(dataset)))
-    seconds, rates = timed()
+    def timed() -> float:
+        t = time.perf_counter()
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                chunk = rows[i:i + batch_size]
+                model(input_ids=chunk, attention_mask=torch.ones_like(chunk))
+        return time.perf_counter() - t
+
+    # Routed and dense passes alternate, so that a slow spell of the machine falls on both; best of each.
+    seconds = dense_seconds = float("inf")
+    for _ in range(repeats):
+        seconds = min(seconds, timed())
+        if routed:
+            model.set_routing("all")
+            dense_seconds = min(dense_seconds, timed())
+            model.set_routing("learned")
     out = {"tokens_per_second": n_tokens / seconds, "execution_rates": rates,
            "skipped_fraction": 1 - sum(rates) / len(rates) if rates else 0.0}
     if routed:
-        model.set_routing("all")
-        dense_seconds, _ = timed()
-        model.set_routing("learned")
         out["dense_tokens_per_second"] = n_tokens / dense_seconds
         out["speed_ratio"] = dense_seconds / seconds
     return out

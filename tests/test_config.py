@@ -62,6 +62,8 @@ BAD_CONFIGS = {
     "fractional token count": (lambda c: c["growth"].update(d=[0.1, 2.5]), "growth.d: a value of 1 or more"),
     "sft expansion not a method": (lambda c: c["sft"].update(expansion="llama_prp"),
                                    "sft.expansion: 'llama_prp' is not a method"),
+    "no DLO layer left to route": (lambda c: c["sft"]["dlo"].update(unrouted_edge_layers=6),
+                                   "sft.dlo.unrouted_edge_layers: 6 first and 6 last layers unrouted leave no routed layer"),
 }
 
 

@@ -90,6 +90,53 @@ def test_router_labels_are_exactly_the_lowest_similarities_pooled_over_layers():
     assert dlo.router_labels(skewed, 0.25).sum(dim=1).tolist() == [10, 0, 0, 0]
 
 
+def test_padding_is_never_labelled_and_does_not_count_towards_the_capacity():
+    torch.manual_seed(0)
+    similarities = torch.rand(3, 40)
+    real = torch.arange(40) < 25  # the last 15 tokens are padding, with the lowest similarities of all
+    similarities[:, 25:] = -1.0
+    labels = dlo.router_labels(similarities, 0.5, real)
+    assert not labels[:, ~real].any()
+    k = math.ceil(0.5 * 3 * 25)
+    assert labels.sum() == k
+    threshold = similarities[:, real].flatten().sort().values[k - 1]
+    assert torch.equal(labels[:, real], similarities[:, real] <= threshold)
+
+
+def test_padded_tokens_never_run_a_routed_mlp(dense_dir):
+    model = dlo.from_dense(dense_dir, capacity=0.5, anneal_steps=0)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.router.weight.normal_(0, 0.5)
+    mask = torch.ones_like(IDS)
+    mask[:, 8:] = 0
+    for training in (True, False):
+        model.train(training)
+        model(IDS, attention_mask=mask, labels=IDS if training else None)
+        for layer in model.model.layers:
+            assert not (layer.selected & ~mask.bool()).any()
+            assert layer.executed == (layer.selected & mask.bool()).sum().item() / mask.sum().item()
+
+
+def test_unrouted_edge_layers_run_every_token_and_have_no_router(dense_dir):
+    model = dlo.from_dense(dense_dir, capacity=0.5, anneal_steps=0, unrouted_edge_layers=1)
+    assert [layer.routed for layer in model.model.layers] == [False, True, False]
+    assert not any("router" in name for name in model.model.layers[0].state_dict())
+    model.train()(IDS, labels=IDS)  # the labels and the BCE cover the routed layer only: half its tokens
+    assert model.model.layers[1].capacity == 0.5
+    out = model(IDS, labels=IDS)
+    assert model.execution_rates() == [1.0, 0.5, 1.0]
+    out.loss.backward()
+    assert model.model.layers[1].router.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        dense = LlamaForCausalLM.from_pretrained(dense_dir).eval()(IDS).logits
+        model.set_routing("all")
+        assert (model(IDS).logits - dense).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="no routed layer"):
+        dlo.from_dense(dense_dir, unrouted_edge_layers=2)
+
+
 def test_capacity_anneals_from_one_to_its_final_value():
     assert dlo.annealed_capacity(0, 0.9, 100) == 1.0
     assert math.isclose(dlo.annealed_capacity(50, 0.9, 100), 0.95)
