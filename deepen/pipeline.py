@@ -139,11 +139,11 @@ def sft_stage(row: str, model_dir, data_dir, cfg: dict, dlo_cfg: dict | None, se
                 **result, **speed}, info_path)
 
 
-def sft_report_stage(runs: list[dict], md_path, csv_path, png_path) -> None:
-    """``runs``: {row, seed, info, metrics, eval} per SFT run."""
+def sft_report_stage(runs: list[dict], dense_row: str, md_path, csv_path, png_path) -> None:
+    """``runs``: {row, seed, info, metrics, eval} per SFT run; ``dense_row``: the expansion DLO wraps."""
     from .sft_report import write_sft_report
 
-    write_sft_report(runs, md_path, csv_path, png_path)
+    write_sft_report(runs, dense_row, md_path, csv_path, png_path)
 
 
 def extract_stage(base_dir, matrix: str, out_path) -> None:

@@ -10,6 +10,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from .stats import paired_difference, t_interval
 from .tasks import flat_metrics
 from .tensorio import atomic_path
 
@@ -18,18 +19,25 @@ def _mean(values):
     return statistics.fmean(values) if values else None
 
 
-def sft_rows(runs: list[dict]) -> list[dict]:
+def sft_rows(runs: list[dict], dense_row: str) -> list[dict]:
+    """One row per SFT row, means over seeds; the held-out loss with its t-interval over seeds and its
+    paired (by seed) difference to ``dense_row``, the dense expansion DLO wraps."""
     by_row = defaultdict(list)
     for run in runs:
-        by_row[run["row"]].append({**json.loads(Path(run["info"]).read_text()),
+        by_row[run["row"]].append({**json.loads(Path(run["info"]).read_text()), "seed": run["seed"],
                                    "metrics": flat_metrics(json.loads(Path(run["eval"]).read_text()))})
+    by_seed = {row: {i["seed"]: i["heldout_loss"] for i in infos} for row, infos in by_row.items()}
     rows = []
     for row, infos in by_row.items():
         metric_names = sorted(m for m in infos[0]["metrics"] if not m.endswith("sample_len"))
+        heldout = t_interval(by_seed[row].values())
+        versus_dense = paired_difference(by_seed[row], by_seed[dense_row]) if row != dense_row else None
         rows.append({
             "row": row, "seeds": len(infos), "params": infos[0]["params"],
-            "heldout_loss": _mean([i["heldout_loss"] for i in infos]),
-            "heldout_losses": [i["heldout_loss"] for i in infos],
+            "heldout_loss": heldout.mean, "heldout_loss_half_width": heldout.half_width,
+            "heldout_minus_dense": versus_dense.mean if versus_dense else None,
+            "heldout_minus_dense_half_width": versus_dense.half_width if versus_dense else None,
+            "heldout": heldout, "versus_dense": versus_dense,
             "skipped_fraction": _mean([i["skipped_fraction"] for i in infos]),
             "tokens_per_second": _mean([i["tokens_per_second"] for i in infos]),
             "speed_ratio": _mean([i["speed_ratio"] for i in infos]) if "speed_ratio" in infos[0] else None,
@@ -60,30 +68,36 @@ def plot_execution_rates(rows: list[dict], png_path) -> None:
     plt.close(fig)
 
 
-def sft_markdown(rows: list[dict]) -> list[str]:
+def sft_markdown(rows: list[dict], dense_row: str) -> list[str]:
     metric_names = sorted(k for k in rows[0] if "/" in k)
     lines = ["## After SFT: dense rows and DLO", "",
              "Each row fine-tuned for the same steps on instructions built from the training plays (continue a "
              "speech; name its speaker), loss on response tokens only; held-out loss on the test plays' "
-             "instructions. `skipped` is the share of MLP evaluations DLO's routers skip on the held-out set; "
-             "`speed` is DLO's tokens/s against the same weights with every MLP run (CPU, forward passes).", "",
-             "| row | seeds | held-out SFT loss | " + " | ".join(metric_names) + " | skipped | tokens/s | speed |",
-             "|---|---|---|" + "---|" * len(metric_names) + "---|---|---|"]
+             "instructions, mean ± 95% t-interval over seeds, and its paired (by seed) difference to the dense "
+             f"expansion `{dense_row}` (bold when the interval excludes zero). `skipped` is the share of MLP "
+             "evaluations DLO's routers skip on the held-out set; `tokens/s` counts forward passes over the "
+             "held-out tokens packed into full rows (no padding); `speed` is DLO's tokens/s against the same "
+             "weights with every MLP run, the two timed alternately (CPU).", "",
+             f"| row | seeds | held-out SFT loss | − {dense_row} (paired) | " + " | ".join(metric_names)
+             + " | skipped | tokens/s | speed |",
+             "|---|---|---|---|" + "---|" * len(metric_names) + "---|---|---|"]
     for r in rows:
         speed = f"{r['speed_ratio']:.2f}×" if r["speed_ratio"] is not None else "—"
-        lines.append(f"| {r['row']} | {r['seeds']} | {r['heldout_loss']:.4f} | "
+        diff = r["versus_dense"]
+        diff_text = "—" if diff is None else (f"**{diff.format(4)}**" if diff.excludes_zero() else diff.format(4))
+        lines.append(f"| {r['row']} | {r['seeds']} | {r['heldout'].format(4)} | {diff_text} | "
                      + " | ".join(f"{r[m]:.4g}" for m in metric_names)
                      + f" | {r['skipped_fraction']:.1%} | {r['tokens_per_second']:.0f} | {speed} |")
     lines += ["", "![DLO execution rates](dlo_execution.png)", ""]
     return lines
 
 
-def write_sft_report(runs: list[dict], md_path, csv_path, png_path) -> None:
-    rows = sft_rows(runs)
+def write_sft_report(runs: list[dict], dense_row: str, md_path, csv_path, png_path) -> None:
+    rows = sft_rows(runs, dense_row)
     plot_execution_rates(rows, png_path)
     with atomic_path(md_path) as tmp:
-        Path(tmp).write_text("\n".join(sft_markdown(rows)) + "\n")
-    fields = [k for k in rows[0] if k not in ("heldout_losses", "execution_rates")]
+        Path(tmp).write_text("\n".join(sft_markdown(rows, dense_row)) + "\n")
+    fields = [k for k in rows[0] if k not in ("heldout", "versus_dense", "execution_rates")]
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields + ["execution_rates"])
         writer.writeheader()

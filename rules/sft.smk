@@ -92,6 +92,7 @@ rule sft_report:
         "logs/sft/report.log",
     params:
         runs=SFT_RUNS,
+        expansion=config["sft"]["expansion"],
     threads: 1
     resources:
         mem_mb=2048,

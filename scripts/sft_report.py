@@ -13,4 +13,4 @@ s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     runs = [{"row": row, "seed": seed, "info": i, "metrics": m, "eval": e}
             for (row, seed), i, m, e in zip(s.params.runs, s.input.info, s.input.metrics, s.input.evals)]
-    sft_report_stage(runs, s.output.md, s.output.csv, s.output.png)
+    sft_report_stage(runs, s.params.expansion, s.output.md, s.output.csv, s.output.png)
