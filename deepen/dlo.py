@@ -229,8 +229,8 @@ def from_dense(dense_dir, **dlo_options) -> DLOForCausalLM:
 def inference_speed(model, dataset, batch_size: int, routed: bool, repeats: int = 5) -> dict:
     """Per-layer MLP execution rates over the real tokens of ``dataset``'s padded examples, and tokens/s of
     forward passes (best of ``repeats``) over the same real tokens packed into full rows, so that padding
-    costs neither the routed nor the dense pass anything; for a DLO model also the dense tokens/s of the
-    same weights with every MLP executed."""
+    costs no pass anything; for a DLO model also the tokens/s of the same weights with every MLP executed
+    (dense) and with none (attention only), and the MLPs' share of the dense pass's time."""
     import time
 
     items = [dataset[i] for i in range(len(dataset))]
@@ -259,17 +259,23 @@ def inference_speed(model, dataset, batch_size: int, routed: bool, repeats: int 
                 model(input_ids=chunk, attention_mask=torch.ones_like(chunk))
         return time.perf_counter() - t
 
-    # Routed and dense passes alternate, so that a slow spell of the machine falls on both; best of each.
-    seconds = dense_seconds = float("inf")
+    # Routed, dense and attention-only passes alternate, so that a slow spell of the machine falls on
+    # all three; best of each. Attention only bounds what skipping MLPs could ever save.
+    modes = ["learned", "all", "none"] if routed else ["learned"]
+    best = dict.fromkeys(modes, float("inf"))
     for _ in range(repeats):
-        seconds = min(seconds, timed())
-        if routed:
-            model.set_routing("all")
-            dense_seconds = min(dense_seconds, timed())
-            model.set_routing("learned")
-    out = {"tokens_per_second": n_tokens / seconds, "execution_rates": rates,
+        for mode in modes:
+            if routed:
+                model.set_routing(mode)
+            best[mode] = min(best[mode], timed())
+    if routed:
+        model.set_routing("learned")
+    out = {"tokens_per_second": n_tokens / best["learned"], "execution_rates": rates,
            "skipped_fraction": 1 - sum(rates) / len(rates) if rates else 0.0}
     if routed:
-        out["dense_tokens_per_second"] = n_tokens / dense_seconds
-        out["speed_ratio"] = dense_seconds / seconds
+        out["dense_tokens_per_second"] = n_tokens / best["all"]
+        out["attention_only_tokens_per_second"] = n_tokens / best["none"]
+        out["speed_ratio"] = best["all"] / best["learned"]
+        # the share of a dense forward pass spent in the MLPs
+        out["mlp_time_share"] = 1 - best["none"] / best["all"]
     return out

@@ -41,6 +41,7 @@ def sft_rows(runs: list[dict], dense_row: str) -> list[dict]:
             "skipped_fraction": _mean([i["skipped_fraction"] for i in infos]),
             "tokens_per_second": _mean([i["tokens_per_second"] for i in infos]),
             "speed_ratio": _mean([i["speed_ratio"] for i in infos]) if "speed_ratio" in infos[0] else None,
+            "mlp_time_share": _mean([i["mlp_time_share"] for i in infos]) if "mlp_time_share" in infos[0] else None,
             "execution_rates": [_mean(list(r)) for r in zip(*[i["execution_rates"] for i in infos])],
             **{m: _mean([i["metrics"][m] for i in infos]) for m in metric_names},
         })
@@ -88,6 +89,12 @@ def sft_markdown(rows: list[dict], dense_row: str) -> list[str]:
         lines.append(f"| {r['row']} | {r['seeds']} | {r['heldout'].format(4)} | {diff_text} | "
                      + " | ".join(f"{r[m]:.4g}" for m in metric_names)
                      + f" | {r['skipped_fraction']:.1%} | {r['tokens_per_second']:.0f} | {speed} |")
+    for r in rows:
+        if r["mlp_time_share"] is not None:
+            lines += ["", f"The MLPs take {r['mlp_time_share']:.0%} of a dense forward pass of {r['row']}'s weights "
+                          f"(measured against attention only), so skipping {r['skipped_fraction']:.1%} of MLP "
+                          f"evaluations could save at most ~{r['mlp_time_share'] * r['skipped_fraction']:.1%} of the "
+                          "time, before the routers' own cost."]
     lines += ["", "![DLO execution rates](dlo_execution.png)", ""]
     return lines
 

@@ -215,6 +215,8 @@ def test_quick_run_reports_the_sft_rows_and_dlo(quick_run):
     assert set(rows) == {"base", "llama_pro", "dlo"}
     assert float(rows["llama_pro"]["skipped_fraction"]) == 0.0 and rows["llama_pro"]["speed_ratio"] == ""
     assert 0.0 <= float(rows["dlo"]["skipped_fraction"]) <= 1.0 and float(rows["dlo"]["speed_ratio"]) > 0
+    assert math.isfinite(float(rows["dlo"]["mlp_time_share"])) and rows["llama_pro"]["mlp_time_share"] == ""
+    assert "− llama_pro (paired)" in md
     assert len(rows["dlo"]["execution_rates"].split()) == 6  # the 4-layer base expanded by LLaMA Pro
     assert all(math.isfinite(float(r["heldout_loss"])) for r in rows.values())
     assert (quick_run / "results/report/dlo_execution.png").read_bytes()[:4] == b"\x89PNG"
