@@ -1,13 +1,15 @@
 """DLO: an expanded Llama whose layers can skip their MLP per token, by learned routers.
 
-Every decoder layer gets a router r_l = Linear(d, 1, no bias), initialised to zero, and s = σ(r_l · h)
-for the hidden state h entering the layer's MLP block. Attention runs for every token. The MLP runs for
-the selected tokens only, which get h + λ(s)·MLP(norm(h)) with λ(s) = 1 + (s − 0.5)·0.05, so that the
-language-model loss reaches the router; the others keep h.
+Every routed decoder layer gets a router r_l = Linear(d, 1, no bias), initialised to zero, and
+s = σ(r_l · h) for the hidden state h entering the layer's MLP block; the first and last
+``unrouted_edge_layers`` layers have none and run their MLP for every token. Attention runs for every
+token. A routed MLP runs for the selected tokens only, which get h + λ(s)·MLP(norm(h)) with
+λ(s) = 1 + (s − 0.5)·0.05, so that the language-model loss reaches the router; the others keep h.
 
-* training: layer l selects its top ⌈c_l·N⌉ tokens by s (N tokens in the batch). Router labels come
-  without gradient from the cosine similarity of each token's h before and after the MLP, pooled over
-  all layers: the lowest ⌈c̄·N·L⌉ similarities (the tokens whose MLP changes them most) are label 1.
+* training: layer l selects its top ⌈c_l·N⌉ tokens by s (N real tokens in the batch: padding never
+  runs a routed MLP and is never labelled). Router labels come without gradient from the cosine
+  similarity of each token's h before and after the MLP, pooled over the routed layers: the lowest
+  ⌈c̄·N·L⌉ similarities (the tokens whose MLP changes them most) are label 1.
   loss = CE + bce_weight · BCE(s, label). The capacity c̄ anneals from 1 to ``capacity`` over the first
   ``anneal_steps`` steps, and each layer's c_l follows the fraction of its tokens labelled 1.
 * inference: a token runs the MLP where s > 0.5.
