@@ -127,15 +127,14 @@ class DLODecoderLayer(LlamaDecoderLayer):
             selected = (flat_s > 0.5) & real
         self.executed = selected.sum().item() / n_real
         self.selected = selected.view(scores.shape)
+        scale = (1 + (flat_s - 0.5) * LAMBDA_SLOPE).unsqueeze(-1)  # λ(s)
         if selected.all():  # no gather and scatter where every token runs the MLP
-            scale = 1 + (flat_s - 0.5) * LAMBDA_SLOPE
-            out = flat_h + scale.unsqueeze(-1) * self.mlp(self.post_attention_layernorm(flat_h))
+            out = flat_h + scale * self.mlp(self.post_attention_layernorm(flat_h))
         else:
             out = flat_h.clone()
             if selected.any():
                 x = flat_h[selected]
-                update = self.mlp(self.post_attention_layernorm(x))
-                out[selected] = x + (1 + (flat_s[selected] - 0.5) * LAMBDA_SLOPE).unsqueeze(-1) * update
+                out[selected] = x + scale[selected] * self.mlp(self.post_attention_layernorm(x))
         if self.training:
             with torch.no_grad():  # labels: how much the MLP would change each token
                 full = flat_h + self.mlp(self.post_attention_layernorm(flat_h))
