@@ -52,24 +52,31 @@ def random_llama(path, hidden, intermediate, layers, heads, kv_heads, vocab, dty
 
 HERE = Path(__file__).resolve().parent
 
-# Each stage runs in a fresh interpreter so that its peak RSS is its own; the time excludes start-up.
+# Each stage runs in a fresh interpreter so that its peak RSS is its own. The clock covers ``code`` only:
+# interpreter start-up, torch's import and ``setup`` (imports, loading inputs) are outside it, and
+# ``setup``'s own time is reported as setup_seconds.
 STAGE_CODE = r"""
 import json, resource, sys, time
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {here!r})
 import torch
 torch.set_num_threads({threads})
-args = json.loads({args!r})
-t = time.perf_counter()
-exec(args["code"])
-print(json.dumps({{"seconds": time.perf_counter() - t,
+_bench_args = json.loads({args!r})
+_bench_start = time.perf_counter()
+exec(_bench_args["setup"])
+_bench_setup = time.perf_counter() - _bench_start
+_bench_start = time.perf_counter()
+exec(_bench_args["code"])
+_bench_seconds = time.perf_counter() - _bench_start
+print(json.dumps({{"seconds": _bench_seconds, "setup_seconds": _bench_setup,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def run_stage(name: str, code: str, threads: int, results: dict) -> dict:
-    """Run ``code`` in its own process; record and print its wall time, peak RSS and any other numbers
-    it prints as JSON lines."""
-    src = STAGE_CODE.format(repo=str(HERE.parent), here=str(HERE), threads=threads, args=json.dumps({"code": code}))
+def run_stage(name: str, code: str, threads: int, results: dict, setup: str = "") -> dict:
+    """Run ``setup`` then ``code`` in their own process; record and print the wall time of ``code``, its
+    peak RSS, and any other numbers it prints as JSON lines."""
+    src = STAGE_CODE.format(repo=str(HERE.parent), here=str(HERE), threads=threads,
+                            args=json.dumps({"setup": setup, "code": code}))
     proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"stage {name} failed:\n{proc.stderr[-3000:]}")
@@ -77,7 +84,9 @@ def run_stage(name: str, code: str, threads: int, results: dict) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
             out.update(json.loads(line))
+    if not setup:
+        del out["setup_seconds"]
     results[name] = out
-    extra = "".join(f"   {k} {v:.1f}" for k, v in out.items() if k not in ("seconds", "peak_rss_mb"))
-    print(f"{name:40s} {out['seconds']:8.1f} s   peak RSS {out['peak_rss_mb'] / 1024:6.2f} GiB{extra}", flush=True)
+    extra = "".join(f"   {k} {v:.2f}" for k, v in out.items() if k not in ("seconds", "peak_rss_mb"))
+    print(f"{name:40s} {out['seconds']:8.2f} s   peak RSS {out['peak_rss_mb'] / 1024:6.2f} GiB{extra}", flush=True)
     return out

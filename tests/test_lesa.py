@@ -9,7 +9,7 @@ from deepen.extract import WeightStacks
 from deepen.generators import run_generator
 from deepen.pipeline import extract_stage, reconstruct_stage
 from deepen.predictor import BlockSource, LayerPredictor, lesa_loss, train_predictor
-from deepen.svd import svd_stage
+from deepen.svd import float32_array, svd_stage
 from deepen.tensorio import CheckpointReader, write_tensors
 
 
@@ -30,6 +30,16 @@ def test_streaming_svd_matches_the_explicit_svd(tmp_path, layers, d_out, d_in):
         rel = torch.linalg.norm(us @ out["V"][layer] - stack[layer]) / torch.linalg.norm(stack[layer])
         assert rel < 1e-5
     assert report["max_relative_reconstruction_error"] < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_float32_array_converts_exactly_as_torch_does(dtype):
+    block = (torch.randn(7, 5, generator=torch.Generator().manual_seed(0)) * 1e3).to(dtype)
+    block[0, :3] = torch.tensor([float("inf"), -0.0, 1e-40]).to(dtype)
+    converted = float32_array(block)
+    assert converted.dtype.name == "float32" and converted.shape == (7, 5)
+    assert torch.equal(torch.from_numpy(converted), block.to(torch.float32))
+    assert torch.signbit(torch.from_numpy(converted)[0, 1])  # torch.equal does not tell -0.0 from 0.0
 
 
 def test_tiny_singular_values_are_guarded(tmp_path):
