@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -54,6 +55,8 @@ random_llama({str(base)!r}, {args.hidden}, {args.intermediate}, {args.layers}, {
 for m in LLAMA.matrices:
     extract_stage({str(base)!r}, m, {str(root / 'weights')!r} + f"/{{m}}.safetensors")
 """, args.threads, results, setup="from deepen.pipeline import extract_stage\nfrom deepen.arch import LLAMA")
+    # A stage's output must not exist beforehand: replacing a 1 GiB file costs the kernel time too.
+    shutil.rmtree(root / "svd", ignore_errors=True)
     for m in linear:
         run_stage(f"svd {m}", f"""
 svd_stage({str(root / 'weights' / (m + '.safetensors'))!r}, {str(root / 'svd' / (m + '.safetensors'))!r},

@@ -28,10 +28,12 @@ sys.path.insert(0, str(HERE))
 from common import add_shape_arguments, machine, run_stage  # noqa: E402
 from deepen.arch import LLAMA  # noqa: E402
 
-COPY_CODE = """
-import glob, shutil, subprocess
+COPY_SETUP = """
+import glob, os, shutil, subprocess
 sources = sorted(glob.glob({out!r} + "/*.safetensors"))
-shutil.rmtree({dest!r}, ignore_errors=True); import os; os.makedirs({dest!r})
+shutil.rmtree({dest!r}, ignore_errors=True); os.makedirs({dest!r})
+"""
+COPY_CODE = """
 t = time.perf_counter()
 subprocess.run(["cp", *sources, {dest!r}], check=True)
 print(json.dumps({{"cp_seconds": time.perf_counter() - t}}))
@@ -112,7 +114,8 @@ from deepen.pipeline import reconstruct_stage
 reconstruct_stage({method!r}, {str(base)!r}, {str(base)!r}, {str(layers / 'plan.json')!r},
                   {str(layers / 'new_layers.safetensors')!r}, {str(out)!r}, {args.shard_mb})
 """, args.threads, results)
-        run_stage(f"cp same bytes {method}", COPY_CODE.format(out=str(out), dest=str(root / "copy" / method)), args.threads, results)
+        run_stage(f"cp same bytes {method}", COPY_CODE.format(dest=str(root / "copy" / method)), args.threads, results,
+                  setup=COPY_SETUP.format(out=str(out), dest=str(root / "copy" / method)))
         run_stage(f"check {method} output", CHECK_CODE.format(out=str(out), shard_mb=args.shard_mb), 1, results)
     (root / "results.json").write_text(json.dumps({"shape": shape, "stages": results}, indent=2))
     for method in methods:
