@@ -203,7 +203,7 @@ class DLOForCausalLM(LlamaForCausalLM):
             self.router_loss = F.binary_cross_entropy(scores[:, real], targets[:, real].float())
             out.loss = out.loss + self.config.bce_weight * self.router_loss
             with torch.no_grad():  # each layer's capacity follows its share of label-1 tokens
-                fractions = (targets[:, real].float().mean(dim=1)).tolist()
+                fractions = targets[:, real].float().mean(dim=1).tolist()
             for layer, c in zip(layers, fractions):
                 layer.capacity = c
             self.config.layer_capacities = fractions
