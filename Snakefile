@@ -48,6 +48,7 @@ rule all:
         "results/report/summary.md",
         "results/report/loss_curves.png",
         "results/manifest.json",
+        ["results/base_import/info.json"] if IMPORT_BASE else [],
         ["results/report/svd_continuity.png"] if "svd" in lesa_spaces() else [],
         ["results/report/growth_curves.png"] if GROWTH else [],
         ["results/report/dlo_execution.png"] if SFT else [],

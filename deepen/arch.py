@@ -97,7 +97,18 @@ GEMMA2 = Architecture(
     output_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
 )
 
-ARCHITECTURES = {t: a for a in (LLAMA, QWEN2, QWEN3, GEMMA2) for t in a.model_types}
+# Gemma 3 (text): Gemma 2's four norms, plus Qwen3-style RMSNorms of each query and key head, which like
+# every Gemma norm scale by 1 + weight.
+GEMMA3 = Architecture(
+    model_types=("gemma3_text",), layer_prefix="model.layers",
+    layer_tensors={**GEMMA2.layer_tensors, "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight"},
+    norms=GEMMA2.norms + ("q_norm", "k_norm"),
+    norm_identity=0.0,
+    mlp_input_norm="pre_feedforward_layernorm",
+    output_norms=GEMMA2.output_norms,
+)
+
+ARCHITECTURES = {t: a for a in (LLAMA, QWEN2, QWEN3, GEMMA2, GEMMA3) for t in a.model_types}
 
 
 class UnsupportedArchitecture(ValueError):

@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator, validators
 
 from . import generators
 from . import plan as plans
@@ -21,8 +20,12 @@ class ConfigError(ValueError):
     pass
 
 
-def _with_defaults(cls):
-    base_properties = cls.VALIDATORS["properties"]
+def _default_filling_validator():
+    """A JSON-schema validator that fills in defaults as it goes. jsonschema is imported here, not at the top:
+    the library's modules that read configs run on machines without it (benchmarks/smollm2_gpu.py)."""
+    from jsonschema import Draft202012Validator, validators
+
+    base_properties = Draft202012Validator.VALIDATORS["properties"]
 
     def properties(validator, props, instance, schema):
         if isinstance(instance, dict):
@@ -31,10 +34,7 @@ def _with_defaults(cls):
                     instance[key] = json.loads(json.dumps(sub["default"]))
         yield from base_properties(validator, props, instance, schema)
 
-    return validators.extend(cls, {"properties": properties})
-
-
-DefaultFillingValidator = _with_defaults(Draft202012Validator)
+    return validators.extend(Draft202012Validator, {"properties": properties})
 
 
 def _key(path) -> str:
@@ -43,7 +43,7 @@ def _key(path) -> str:
 
 def _schema_problems(config: dict, schema: dict) -> list[str]:
     problems = []
-    for err in sorted(DefaultFillingValidator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
+    for err in sorted(_default_filling_validator()(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
         where = _key(err.absolute_path)
         if err.validator == "additionalProperties":
             known = list(err.schema.get("properties", {}))
@@ -68,18 +68,42 @@ def freeze_policies(opts: dict) -> list[str]:
     return [freeze] if isinstance(freeze, str) else list(freeze)
 
 
+def trained_methods(config: dict) -> list[str]:
+    """Methods whose models continue pretraining; the others (``cpt: false``) get only a step-0 val loss."""
+    return [m for m, opts in config["methods"].items() if opts.get("cpt", True)]
+
+
 def rows(config: dict) -> list[tuple[str, str]]:
     """(method, freeze policy) of every row of the comparison; the base's own CPT comes first."""
-    return [BASE_ROW] + [(m, f) for m, opts in config["methods"].items() for f in freeze_policies(opts)]
+    return [BASE_ROW] + [(m, f) for m in trained_methods(config) for f in freeze_policies(config["methods"][m])]
+
+
+def method_seeds(config: dict, method: str) -> int:
+    return config["methods"][method].get("seeds", config["cpt"]["seeds"])
+
+
+def model_name(config: dict, method: str, seed) -> str:
+    """The expanded model a method's seed uses: one per method, or one per seed for generators that draw
+    random numbers (``{method}/seed{n}``)."""
+    return f"{method}/seed{seed}" if generators.is_stochastic(config["methods"][method]) else method
+
+
+def init_models(config: dict) -> list[str]:
+    """'base' and every expanded model, trained or not, in config order: each gets its step-0 val loss."""
+    names = ["base"]
+    for method in config["methods"]:
+        for seed in range(method_seeds(config, method)):
+            if (name := model_name(config, method, seed)) not in names:
+                names.append(name)
+    return names
 
 
 def runs(config: dict) -> list[tuple[str, str, int]]:
     """(method, freeze policy, seed) of every CPT run: ``cpt.seeds`` per row, unless the method sets its
     own ``seeds`` (an ablation may run fewer)."""
-    default = config["cpt"]["seeds"]
     out = []
     for method, freeze in rows(config):
-        n = default if method == BASE_ROW[0] else config["methods"][method].get("seeds", default)
+        n = config["cpt"]["seeds"] if method == BASE_ROW[0] else method_seeds(config, method)
         out += [(method, freeze, seed) for seed in range(n)]
     return out
 
@@ -105,24 +129,56 @@ class _PlanOnlyStacks:
         self.matrices = matrices
 
 
+def base_model_kind(config: dict) -> str:
+    """'pretrain' (the tiny Llama trained here), 'directory' (an HF model directory) or 'gguf' (a GGUF file,
+    imported into results/base)."""
+    base = config.get("base_model")
+    if not base:
+        return "pretrain"
+    return "gguf" if isinstance(base, dict) else "directory"
+
+
 def base_model_config(config: dict) -> dict:
-    """The base model's HF config: read from ``base_model``, or what the tiny Llama will have."""
-    if config.get("base_model"):
+    """The base model's HF config: read from ``base_model`` (a GGUF file's from its metadata alone), or what
+    the tiny Llama will have."""
+    kind = base_model_kind(config)
+    if kind == "directory":
         return json.loads((Path(config["base_model"]) / "config.json").read_text())
+    if kind == "gguf":
+        from .base_import import gguf_source, hf_config
+        from .gguf_file import read_header
+
+        return {**hf_config(read_header(gguf_source(config["base_model"]))),
+                "torch_dtype": config["base_model"].get("dtype", "float32")}
     return {"model_type": "llama", "vocab_size": config.get("tokenizer", {}).get("vocab_size", 4096),
             **config["base"]["model"]}
 
 
-def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
-    problems = []
+def _base_model_problems(config: dict) -> list[str]:
     base = config.get("base_model")
-    if base:
+    kind = base_model_kind(config)
+    if kind == "directory":
         if not Path(base).is_dir():
             return [f"base_model: directory {base!r} does not exist"]
         if not (Path(base) / "config.json").exists():
             return [f"base_model: {base!r} has no config.json; it must be an HF model directory"]
+    elif kind == "gguf":
+        from .gguf_file import GGUFError
+
+        try:
+            base_model_config(config)
+        except GGUFError as e:
+            return [f"base_model: {e}"]
     elif "model" not in config.get("base", {}) or "train" not in config.get("base", {}):
         return ["base: base.model and base.train are required when base_model is null"]
+    return []
+
+
+def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
+    problems = _base_model_problems(config)
+    if problems:
+        return problems
+    base = config.get("base_model")
     model = base_model_config(config)
     try:
         arch = architecture_for(model.get("model_type", ""))
@@ -143,7 +199,7 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
             problems.append(f"methods.{name}: {e}")
             continue
         depths[name] = len(expansion.plan)
-        if "new_only" in freeze_policies(opts) and not plans.added_layers(expansion.plan):
+        if opts.get("cpt", True) and "new_only" in freeze_policies(opts) and not plans.added_layers(expansion.plan):
             problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
                             "adds no layers; use 'all'")
     target = config["report"]["target_loss"]

@@ -239,7 +239,8 @@ def opt_deus(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: di
     """OpT-DeUS: align the lower neighbour to the upper with optimal transport, then average.
 
     Options: ``solver`` (emd | sinkhorn), ``reg``, ``attention`` (heads | rows), ``mlp`` (joint | separate),
-    ``as_released`` (unscaled plans, as the reference code). Use with ``zero_init: true``.
+    ``as_released`` (the released fusion: unscaled sinkhorn plans, per-row attention with o_proj's columns left
+    in place, separate MLP plans). Use with ``zero_init: true``.
     """
     plan = plans.interleave(stacks.num_layers, plans.insertion_points(opts["placement"], stacks.num_layers))
     as_released = opts.get("as_released", False)
@@ -249,7 +250,9 @@ def opt_deus(opts: dict, stacks: WeightStacks, arch: Architecture, artifacts: di
     def make(entry):
         from .ot_align import OTSettings, fuse_layers
 
-        settings = OTSettings(solver=opts.get("solver", "emd"), reg=opts.get("reg", 0.06), as_released=as_released)
+        # The released code solves every plan with sinkhorn; the corrected variant defaults to exact plans.
+        solver = opts.get("solver", "sinkhorn" if as_released else "emd")
+        settings = OTSettings(solver=solver, reg=opts.get("reg", 0.06), as_released=as_released)
         lower, upper = entry["between"]
         # as_released also means the reference's per-row attention and separate MLP plans
         return fuse_layers(_layer(stacks, lower), _layer(stacks, upper), heads, kv, settings,

@@ -1,14 +1,13 @@
 """OpT-DeUS: align layer A's neurons to layer B's with optimal transport (POT), then fuse.
 
 Alignment is done on weight rows: cost = Euclidean distance between rows, uniform marginals, solved
-exactly (``ot.emd``) or entropically (``ot.sinkhorn``). A POT plan P has row sums 1/n; the aligned
+exactly (an assignment) or entropically (POT's ``ot.sinkhorn``). A POT plan P has row sums 1/n; the aligned
 rows are ``n · Pᵀ A`` (for an exact plan, a permutation of A's rows). ``as_released`` applies
 ``Pᵀ A`` unscaled, as the reference implementation does, which shrinks the aligned weights by 1/n.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,29 +22,33 @@ class AlignmentError(RuntimeError):
 class OTSettings:
     solver: str = "emd"  # or "sinkhorn"
     reg: float = 0.06  # sinkhorn's entropic regularisation, on the raw Euclidean cost as in the reference
-    num_iter_max: int = 10_000_000
     as_released: bool = False
 
 
 def transport_plan(a_feats: torch.Tensor, b_feats: torch.Tensor, settings: OTSettings) -> torch.Tensor:
-    """The (n × n) plan between A's and B's feature rows, with POT's 1/n row sums."""
-    import ot
+    """The (n × n) plan between A's and B's feature rows, with POT's 1/n row sums.
+
+    Exact OT between uniform marginals of the same size is an assignment problem: its optimal plan is a
+    permutation scaled by 1/n, which scipy's linear_sum_assignment finds (the optimum ``ot.emd`` finds, about
+    twice as fast, and without POT). The entropic plan comes from POT's log-domain sinkhorn."""
+    from scipy.spatial.distance import cdist
 
     a = a_feats.detach().double().numpy()
     b = b_feats.detach().double().numpy()
     n = a.shape[0]
     if b.shape[0] != n:
         raise AlignmentError(f"cannot align {n} rows to {b.shape[0]} rows")
-    cost = ot.dist(a, b, metric="euclidean")
-    marg = np.full(n, 1.0 / n)
+    cost = cdist(a, b, metric="euclidean")
     if settings.solver == "emd":
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            plan = ot.emd(marg, marg, cost, numItermax=settings.num_iter_max)
-        for w in caught:
-            if "numItermax" in str(w.message):
-                raise AlignmentError(f"ot.emd stopped before optimality on {n} rows: {w.message}")
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(cost)
+        plan = np.zeros((n, n))
+        plan[rows, cols] = 1.0 / n
     elif settings.solver == "sinkhorn":
+        import ot
+
+        marg = np.full(n, 1.0 / n)
         # The reference applies reg to the raw cost; the log-domain solver keeps small reg stable.
         plan = ot.sinkhorn(marg, marg, cost, reg=settings.reg, method="sinkhorn_log", numItermax=100_000)
     else:
@@ -113,7 +116,9 @@ def align_attention_heads(A: dict, B: dict, n_heads: int, n_kv: int, settings: O
 
 
 def align_attention_rows(A: dict, B: dict, settings: OTSettings) -> dict:
-    """The reference's variant: q, k and v rows aligned each on its own (o's columns follow q)."""
+    """The reference's variant: q, k and v rows aligned each on its own. o_proj's columns follow q's plan,
+    except ``as_released``: the released code leaves them where they were, so the residual map is then
+    solved on o_proj's own rows."""
     out = dict(A)
     for m in ("q_proj", "k_proj", "v_proj"):
         T = mapping(transport_plan(A[m], B[m], settings), settings)
@@ -121,7 +126,7 @@ def align_attention_rows(A: dict, B: dict, settings: OTSettings) -> dict:
         bias = m[0] + "_bias"
         if bias in A:
             out[bias] = T @ A[bias]
-        if m == "q_proj":
+        if m == "q_proj" and not settings.as_released:
             out["o_proj"] = A["o_proj"] @ T.T
     return out
 

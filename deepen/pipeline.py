@@ -146,6 +146,43 @@ def sft_report_stage(runs: list[dict], dense_row: str, md_path, csv_path, png_pa
     write_sft_report(runs, dense_row, md_path, csv_path, png_path)
 
 
+def import_base_stage(gguf_path, out_dir, dtype: str, max_shard_mb: int) -> None:
+    from .base_import import import_gguf
+
+    import_gguf(gguf_path, out_dir, dtype=dtype, max_shard_bytes=max_shard_mb * 1024**2)
+
+
+def init_loss_stage(name: str, model_dir, val_txt, cfg: dict, out_path, threads: int = 1) -> None:
+    """A model's val loss on the fixed slice before any training: every expanded model's, trained or not,
+    and the base's."""
+    import time
+
+    import torch
+
+    from .train import fixed_slice_loss
+
+    torch.set_num_threads(max(1, threads))
+    config = read_model_config(model_dir)
+    check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
+    model = load_causal_lm(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    t0 = time.time()
+    result = fixed_slice_loss(model, tokenize_documents(val_txt, tokenizer), cfg["seq_len"], cfg["eval_tokens"],
+                              cfg["batch_size"])
+    write_json({"model": name, "layers": model.config.num_hidden_layers, "params": count_parameters(model),
+                **result, "seconds": round(time.time() - t0, 3)}, out_path)
+
+
+def base_info_stage(base_dir, init_json, out_path) -> None:
+    """info.json of an imported base: what was imported (deepen_import.json) and its perplexity on the val slice."""
+    import math
+
+    imported = json.loads((Path(base_dir) / "deepen_import.json").read_text())
+    init = json.loads(Path(init_json).read_text())
+    write_json({**imported, "val_loss": init["val_loss"], "val_perplexity": math.exp(init["val_loss"]),
+                "val_tokens": init["val_tokens"]}, out_path)
+
+
 def extract_stage(base_dir, matrix: str, out_path) -> None:
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
@@ -178,6 +215,16 @@ def predictor_stage(source_path, key: str, cfg: dict, pt_path, json_path, thread
     save_predictor(model, report, pt_path, json_path)
 
 
+def predictor_heldout_stage(source_path, key: str, cfg: dict, layers: list[int] | None, json_path, threads=1) -> None:
+    """Leave-one-out fits of LESA's predictor on one matrix type: how well each held-out layer is predicted."""
+    import torch
+
+    from .predictor import BlockSource, heldout_fit
+
+    torch.set_num_threads(max(1, threads))
+    write_json(heldout_fit(BlockSource(source_path, key), cfg, layers), json_path)
+
+
 def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb) -> None:
     reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, method,
                 max_shard_bytes=max_shard_mb * 1024**2)
@@ -201,16 +248,24 @@ def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, f
         subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         "-m", "deepen.distributed", json.dumps(args)], check=True)
         return
+    tokenizer = load_tokenizer(model_dir)
+    continue_pretraining(method, model_dir, tokenize_documents(train_txt, tokenizer),
+                         tokenize_documents(val_txt, tokenizer), cfg, work_dir, final_dir, info_path, tokenizer,
+                         threads=threads)
+
+
+def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: dict, work_dir, final_dir, info_path,
+                         tokenizer=None, threads=1) -> None:
+    """CPT of one model on token streams: the layers the plan added train under ``new_only``."""
     config = read_model_config(model_dir)
     check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
     model = load_causal_lm(model_dir)
-    tokenizer = load_tokenizer(model_dir)
     plan_path = Path(model_dir) / "deepen_plan.json"
     plan_info = plans.load(plan_path) if plan_path.exists() else {"plan": [], "generator": ""}
     added = plans.added_layers(plan_info["plan"])
     flops = training_flops_per_token(model.config.to_dict(), cfg["seq_len"], added, cfg["freeze"])
-    result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
-                   cfg, work_dir, final_dir, trainable_layers=added, threads=threads)
+    result = train(model, tokenizer, train_tokens, val_tokens, cfg, work_dir, final_dir, trainable_layers=added,
+                   threads=threads)
     if not is_main_process():
         return
     write_json({"method": method, "generator": plan_info.get("generator", ""), "freeze": cfg["freeze"],
@@ -235,14 +290,19 @@ def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
     write_json(plot_continuity(svd_paths, png_path), json_path)
 
 
-def report_stage(runs: list[dict], target, reference: str, settings: dict, out: dict,
-                 continuity_json=None, predictor_curves: dict | None = None, base_info=None, growth_md=None,
-                 sft_md=None) -> None:
+def report_stage(runs: list[dict], target, reference: str, settings: dict, out: dict, init: dict,
+                 claims: list[dict] | None = None, continuity_json=None, heldout: dict | None = None,
+                 base_info=None, base_import=None, growth_md=None, sft_md=None) -> None:
     """``runs``: {method, freeze, seed, metrics, info, eval} per CPT run (the base's own CPT is method
-    'base'); ``out``: paths of csv, runs_csv, md, curves. With LESA methods: the continuity ratios and
-    the predictors' curves {space: {matrix: json path}}; with a base trained here, its info.json; with the
-    growth branch and SFT, their markdown sections."""
-    from .report import load_runs, plot_loss_curves, predictor_table, summarise, write_csv, write_markdown, write_runs_csv
+    'base'); ``out``: paths of csv, runs_csv, md, curves, init_csv; ``init``: {paths: {model: results/init
+    json}, method_models: {method: [model, …]}, trained: [method, …]}; ``claims``: report.claims of the
+    config. With LESA methods: the continuity ratios and the leave-one-out fits {space: {matrix: json}}; with
+    a base trained here, its info.json; imported, its import info; with the growth branch and SFT, their
+    markdown sections."""
+    from .claims import check_claims
+    from .init_losses import init_section, init_table, load_init_losses, losses_by_method, write_init_csv
+    from .report import (continuity_section, finals, load_runs, plot_loss_curves, predictor_table, summarise,
+                         write_csv, write_markdown, write_runs_csv)
 
     rows = load_runs(runs)
     table, target_loss = summarise(rows, target, reference)
@@ -251,7 +311,23 @@ def report_stage(runs: list[dict], target, reference: str, settings: dict, out: 
     settings = {**settings, "val_tokens": first["val_tokens"], "seeds": max(len(r["seeds"]) for r in rows.values()),
                 "min_seeds": min(len(r["seeds"]) for r in rows.values()),
                 "model_size": f"{expanded['params'] / 1e6:.1f} M-parameter"}
-    sections = []
+    models = load_init_losses(init["paths"])
+    step0 = init_table(models, init["method_models"], init["trained"])
+    best = next(r for r in step0 if r["method"] != "base")
+    says = [f"At step 0 (no training; {len(step0) - 1} methods), the lowest loss is `{best['method']}`'s "
+            f"({best['init_val_loss'].format()}, {best['minus_base']:+.4f} against the base's "
+            f"{models['base']['val_loss']:.4f}); the highest is `{step0[-1]['method']}`'s "
+            f"({step0[-1]['minus_base']:+.4f}).", ""]
+    verdicts = check_claims(claims or [], losses_by_method(models, init["method_models"]),
+                            {(r["method"], r["freeze"]): finals(r) for r in rows.values()},
+                            {(r["method"], r["freeze"]): {s: x["metrics"] for s, x in r["seeds"].items()}
+                             for r in rows.values()},
+                            settings["cpt"]["steps"], target_loss,
+                            f"the mean final loss of `{target}`" if isinstance(target, str) else "the target")
+    if verdicts:
+        says += ["The papers' claims, checked on this run (deepen/claims.py says how):", "",
+                 *(f"- {v.sentence()}" for v in verdicts), ""]
+    sections = init_section(step0)
     if base_info:
         info = json.loads(Path(base_info).read_text())
         how = (f"stopped on a plateau at step {info['steps']} of at most {info['max_steps']}"
@@ -259,23 +335,31 @@ def report_stage(runs: list[dict], target, reference: str, settings: dict, out: 
         sections += ["## The base model", "",
                      f"Pretrained here; {how} (val loss {info.get('final_val_loss', float('nan')):.4f}).", "",
                      "![base training](base_training.png)", ""]
+    if base_import:
+        info = json.loads(Path(base_import).read_text())
+        kinds = ", ".join(f"{n} {t}" for t, n in sorted(info["tensor_types"].items(), key=lambda kv: -kv[1]))
+        sections += ["## The base model", "",
+                     f"Imported from `{Path(info['source']).name}` ({info['gguf_architecture']}, tensors {kinds}; "
+                     f"sha256 {info['source_sha256'][:12]}…), dequantised to {info['dtype']}: {info['layers']} layers, "
+                     f"{info['parameters'] / 1e6:.1f} M parameters, embeddings "
+                     f"{'tied to the output head' if info['tied_embeddings'] else 'untied'}. Perplexity on the fixed val "
+                     f"slice: {info['val_perplexity']:.2f} (loss {info['val_loss']:.4f} over {info['val_tokens']:,} "
+                     "tokens).", ""]
     if continuity_json:
-        ratios = json.loads(Path(continuity_json).read_text())
-        sections += ["## Continuity of layers in SVD space", "",
-                     "Mean distance between consecutive layers' V blocks relative to the mean distance over all "
-                     "layer pairs (below 1: neighbours lie closer than random pairs, the premise of LESA): "
-                     + ", ".join(f"{m} {r:.3f}" for m, r in ratios.items()) + ".", "",
-                     "![svd continuity](svd_continuity.png)", ""]
-    if predictor_curves:
-        sections += ["## LESA predictor on the held-out layer", "",
-                     "MSE of the prediction of the held-out layer's rows from its two neighbours (lower is better; "
-                     "best per row in bold). `svd`: rows of V blocks (LESA); `nosvd`: raw weight rows (the ablation); "
-                     "the two spaces have different scales, compare within a row.", "",
-                     *predictor_table(predictor_curves), ""]
+        sections += continuity_section(json.loads(Path(continuity_json).read_text()))
+    if heldout:
+        sections += ["## LESA predictor on held-out layers", "",
+                     "Each held-out layer is predicted from its two neighbours by a predictor fitted without that "
+                     "layer's triplet (leave-one-out); the predictor that makes the new layers trains on every "
+                     "triplet. MSE, lower is better, best per row in bold. `svd`: rows of V blocks (LESA); `nosvd`: "
+                     "raw weight rows (the ablation); the spaces have different scales, compare within a row. A "
+                     "predictor above `zeros` predicts worse than nothing.", "",
+                     *predictor_table(heldout), ""]
     for extra in (growth_md, sft_md):
         if extra:
             sections += Path(extra).read_text().splitlines()
     write_csv(table, out["csv"])
     write_runs_csv(rows, out["runs_csv"])
+    write_init_csv(step0, out["init_csv"])
     plot_loss_curves(rows, target_loss, out["curves"])
-    write_markdown(table, rows, target_loss, target, reference, settings, out["md"], sections)
+    write_markdown(table, rows, target_loss, target, reference, settings, out["md"], sections, says)

@@ -1,8 +1,14 @@
 """LESA's layer predictor: an MLP that maps the rows of two neighbouring layers' blocks to the rows of
-the layer between them, trained on every interior triplet (l-1, l, l+1), one triplet held out.
+the layer between them.
+
+The predictor that generates layers trains on every interior triplet (l-1, l, l+1), and each minibatch
+draws its rows from all triplets at once, as the released code does (it shuffles the rows of every
+triplet together). How well a layer can be predicted is measured apart, by leave-one-out fits that
+withhold one triplet each (:func:`heldout_fit`); the generating predictor never misses a layer.
 
 The row source is either the SVD blocks V_l (LESA) or the raw weight rows W_l (the ``nosvd``
-ablation). Rows are streamed one triplet at a time, never gathered into one sample matrix.
+ablation). Rows are gathered from the memory-mapped file minibatch by minibatch, never collected into
+one sample matrix (gate_proj of an 8B model would be ~14 GB of samples).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -40,26 +47,52 @@ def lesa_loss(pred: torch.Tensor, target: torch.Tensor, norm_weight: float) -> t
 
 
 class BlockSource:
-    """Per-layer row blocks of one matrix type: ``V`` of an SVD file or ``stack`` of extracted weights."""
+    """Per-layer row blocks of one matrix type, memory-mapped: ``V`` of an SVD file or ``stack`` of extracted
+    weights."""
 
     def __init__(self, path, key: str):
         self.reader = CheckpointReader(path)
         self.key = key
         shape = self.reader.shape(key)
         self.num_layers, self.rows, self.d_in = shape
+        file, offset, _ = self.reader.byte_range(key)
+        self._bfloat16 = self.reader.dtype(key) == torch.bfloat16
+        np_dtype = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16}[self.reader.dtype(key)]
+        self._map = np.memmap(file, dtype=np_dtype, mode="r", offset=offset, shape=tuple(shape))
 
     def get(self, layer: int) -> torch.Tensor:
         return self.reader.get_block(self.key, layer).to(torch.float32)
 
+    def gather(self, layers: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        """Row ``rows[i]`` of layer ``layers[i]`` for every i: [n, d_in] float32."""
+        picked = self._map[layers, rows]
+        if self._bfloat16:  # a bfloat16 is the upper half of a float32's bits
+            picked = (picked.astype(np.uint32) << 16).view(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(picked, dtype=np.float32))
 
-def interior_layers(num_layers: int, val_layer: int | None) -> tuple[list[int], int]:
+
+def interior_layers(num_layers: int) -> list[int]:
+    """Layers with a neighbour on each side: the targets of the triplets."""
     interior = list(range(1, num_layers - 1))
     if len(interior) < 2:
-        raise ValueError(f"LESA needs at least 4 layers to hold out a triplet; the model has {num_layers}")
-    val = val_layer if val_layer is not None else interior[len(interior) // 2]
-    if val not in interior:
-        raise ValueError(f"predictor.val_layer {val} is not an interior layer 1..{num_layers - 2}")
-    return [l for l in interior if l != val], val
+        raise ValueError(f"LESA needs at least 4 layers (two interior triplets); the model has {num_layers}")
+    return interior
+
+
+def heldout_layers(num_layers: int, layers: list[int] | None) -> list[int]:
+    """The layers the leave-one-out fits withhold: ``layers``, or the middle interior layer."""
+    interior = interior_layers(num_layers)
+    chosen = list(layers) if layers else [interior[len(interior) // 2]]
+    bad = [l for l in chosen if l not in interior]
+    if bad:
+        raise ValueError(f"predictor.heldout_layers: {bad} are not interior layers 1..{num_layers - 2}")
+    return chosen
+
+
+def trivial_predictions(lower: torch.Tensor, upper: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"mean_of_neighbours": 0.5 * (lower + upper), "copy_lower": lower, "copy_upper": upper,
+            # predicting zeros: the floor any useful predictor must beat
+            "zero": torch.zeros_like(lower)}
 
 
 def _eval(model, source: BlockSource, layer: int) -> dict:
@@ -67,53 +100,62 @@ def _eval(model, source: BlockSource, layer: int) -> dict:
     with torch.no_grad():
         pred = model(lower, upper)
     mse = lambda a: torch.mean((a - mid) ** 2).item()  # noqa: E731
-    return {
-        "predictor": mse(pred),
-        "mean_of_neighbours": mse(0.5 * (lower + upper)),
-        "copy_lower": mse(lower),
-        "copy_upper": mse(upper),
-        # predicting zeros: the floor any useful predictor must beat
-        "zero": mse(torch.zeros_like(mid)),
-    }
+    return {"predictor": mse(pred), **{k: mse(v) for k, v in trivial_predictions(lower, upper).items()}}
 
 
-def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] = print) -> tuple[LayerPredictor, dict]:
-    """cfg: hidden, lr, batch_size, epochs, norm_weight, val_layer, seed, weight_decay."""
+def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] = print,
+                    withhold: int | None = None) -> tuple[LayerPredictor, dict]:
+    """Train on the rows of every interior triplet (but the one whose middle layer is ``withhold``), all
+    triplets' rows shuffled together each epoch. cfg: hidden, lr, batch_size, epochs, norm_weight, seed,
+    weight_decay. With ``withhold``, the report has that layer's MSE after every epoch."""
     torch.manual_seed(cfg["seed"])
     model = LayerPredictor(source.d_in, cfg["hidden"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.01))
-    train_layers, val_layer = interior_layers(source.num_layers, cfg.get("val_layer"))
+    targets = np.array([l for l in interior_layers(source.num_layers) if l != withhold])
     gen = torch.Generator().manual_seed(cfg["seed"])
-    history = {"epoch": [], "train_loss": [], "val_loss": [], "val_mse": []}
-    val_rows = (source.get(val_layer - 1), source.get(val_layer), source.get(val_layer + 1))
+    samples = len(targets) * source.rows
+    history = {"epoch": [], "train_loss": [], "heldout_mse": []}
+    held = (source.get(withhold - 1), source.get(withhold), source.get(withhold + 1)) if withhold else None
     for epoch in tqdm(range(cfg["epochs"]), desc="predictor epochs", leave=False):
         model.train()
-        total, count = 0.0, 0
-        for t in torch.randperm(len(train_layers), generator=gen).tolist():
-            layer = train_layers[t]
-            lower, mid, upper = source.get(layer - 1), source.get(layer), source.get(layer + 1)
-            order = torch.randperm(source.rows, generator=gen)
-            for start in range(0, source.rows, cfg["batch_size"]):
-                idx = order[start : start + cfg["batch_size"]]
-                loss = lesa_loss(model(lower[idx], upper[idx]), mid[idx], cfg["norm_weight"])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                count += len(idx)
-        model.eval()
-        with torch.no_grad():
-            pred = model(val_rows[0], val_rows[2])
-            val_loss = lesa_loss(pred, val_rows[1], cfg["norm_weight"]).item()
-            val_mse = torch.mean((pred - val_rows[1]) ** 2).item()
+        total = 0.0
+        order = torch.randperm(samples, generator=gen).numpy()
+        for start in range(0, samples, cfg["batch_size"]):
+            idx = order[start : start + cfg["batch_size"]]
+            layers, rows = targets[idx // source.rows], idx % source.rows
+            lower, mid, upper = (source.gather(layers + d, rows) for d in (-1, 0, 1))
+            loss = lesa_loss(model(lower, upper), mid, cfg["norm_weight"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
         history["epoch"].append(epoch + 1)
-        history["train_loss"].append(total / count)
-        history["val_loss"].append(val_loss)
-        history["val_mse"].append(val_mse)
-        log(f"epoch {epoch + 1}: train {total / count:.4e} val {val_loss:.4e} (mse {val_mse:.4e})")
-    report = {"val_layer": val_layer, "train_layers": train_layers, **history,
-              "val_mse_against_baselines": _eval(model, source, val_layer), "config": cfg}
+        history["train_loss"].append(total / samples)
+        line = f"epoch {epoch + 1}: train {total / samples:.4e}"
+        if held:
+            model.eval()
+            with torch.no_grad():
+                history["heldout_mse"].append(torch.mean((model(held[0], held[2]) - held[1]) ** 2).item())
+            line += f" held-out layer {withhold} mse {history['heldout_mse'][-1]:.4e}"
+        log(line)
+    model.eval()
+    report = {"train_layers": targets.tolist(), **history, "config": cfg}
+    if withhold:
+        report.update(heldout_layer=withhold, heldout_against_baselines=_eval(model, source, withhold))
+    else:
+        del report["heldout_mse"]
     return model, report
+
+
+def heldout_fit(source: BlockSource, cfg: dict, layers: list[int] | None, log: Callable[[str], None] = print) -> dict:
+    """Leave-one-out fits: for each held-out layer a predictor trained without its triplet, scored on it against
+    the trivial predictors."""
+    fits = []
+    for layer in heldout_layers(source.num_layers, layers):
+        _, report = train_predictor(source, cfg, log, withhold=layer)
+        fits.append({"layer": layer, "heldout_mse": report["heldout_mse"], "train_loss": report["train_loss"],
+                     "against_baselines": report["heldout_against_baselines"]})
+    return {"fits": fits, "config": cfg}
 
 
 def save_predictor(model: LayerPredictor, report: dict, pt_path, json_path) -> None:

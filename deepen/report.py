@@ -18,9 +18,6 @@ from .train import read_metrics, steps_to_reach
 BASE_METHOD = "base"
 # lm-eval metrics shown in the markdown table (all of them go to the csv)
 HEADLINE_METRICS = ["deepen_ppl/bits_per_byte", "deepen_cloze/acc", "deepen_next_line/acc"]
-# Claims of the papers about final loss after CPT, as (lower, higher, source): LESA below LLaMA Pro
-# below SOLAR (LESA, Yang et al. 2025), OpT-DeUS at or below LESA (OpT-DeUS, Cao et al. 2025).
-PAPER_CLAIMS = [("lesa", "llama_pro", "LESA"), ("llama_pro", "solar", "LESA"), ("opt_deus", "lesa", "OpT-DeUS")]
 
 
 def row_name(method: str, freeze: str) -> str:
@@ -256,12 +253,6 @@ def _diff_cell(rec: dict) -> str:
     return f"**{cell}**" if d.excludes_zero() else cell
 
 
-def _pair(rows: dict[str, dict], a: str, b: str) -> Interval | None:
-    if a not in rows or b not in rows:
-        return None
-    return paired_difference(finals(rows[a]), finals(rows[b]))
-
-
 def _seeds_text(settings: dict) -> str:
     """'3 seeds', or '3 seeds (1 for some rows)' when rows ran different numbers of seeds."""
     most, fewest = settings["seeds"], settings.get("min_seeds", settings["seeds"])
@@ -269,15 +260,9 @@ def _seeds_text(settings: dict) -> str:
     return text if fewest == most else f"{text} ({fewest} for some rows)"
 
 
-def _verdict(d: Interval) -> str:
-    if math.isnan(d.half_width):
-        return "one seed, no interval"
-    return "significant" if d.excludes_zero() else "not significant"
-
-
 def what_this_run_says(table: list[dict], rows: dict[str, dict], reference: str, settings: dict) -> str:
-    """A paragraph generated from the numbers: best row per freeze policy, significant differences
-    against the reference, and the papers' orderings checked one by one."""
+    """A paragraph generated from the numbers: best row per freeze policy and significant differences
+    against the reference (the papers' claims follow it, one verdict each: deepen/claims.py)."""
     out = []
     policies = list(dict.fromkeys(r["freeze"] for r in table if r["method"] != BASE_METHOD))
     for policy in policies:
@@ -304,19 +289,6 @@ def what_this_run_says(table: list[dict], rows: dict[str, dict], reference: str,
             out.append(f"One shared seed, so no interval and no verdict: {names(unpaired)}.")
     else:
         out.append("With one seed there are no intervals: no difference can be called significant.")
-    claims = []
-    for low, high, paper in PAPER_CLAIMS:
-        for policy in policies:
-            d = _pair(rows, row_name(low, policy), row_name(high, policy))
-            if d is None:
-                continue
-            agrees = "agrees" if d.mean <= 0 else "disagrees"
-            claims.append(f"`{low}` − `{high}` under `{policy}` = {d.mean:+.4f}"
-                          + ("" if math.isnan(d.half_width) else f" ± {d.half_width:.4f}")
-                          + f" ({_verdict(d)}; {agrees} with {paper}'s `{low}` ≤ `{high}`)")
-    if claims:
-        out.append("The papers report, after CPT, LESA below LLaMA Pro below SOLAR in perplexity and OpT-DeUS at "
-                   "or below LESA. Here: " + "; ".join(claims) + ".")
     out.append(f"All of this is {_seeds_text(settings)} of a {settings['model_size']} model continued for "
                f"{settings['cpt']['steps']} steps: it can rank initialisations at this scale, but cannot decide "
                "what the papers measure at 1-8 B parameters and billions of tokens.")
@@ -324,7 +296,9 @@ def what_this_run_says(table: list[dict], rows: dict[str, dict], reference: str,
 
 
 def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float, target, reference: str,
-                   settings: dict, path, sections: list[str] | None = None) -> None:
+                   settings: dict, path, sections: list[str] | None = None, says: list[str] | None = None) -> None:
+    """summary.md: the generated paragraph (with ``says``, more of it: the step-0 ranking, the claims'
+    verdicts), the table of rows, the loss curves, then ``sections``."""
     metrics = [m for m in HEADLINE_METRICS if any(m in r["eval"] for r in table)]
     cpt = settings["cpt"]
     cols = ["row", "n", "trainable", "CPT TFLOPs", "init val loss", "final val loss", f"final − {reference} (paired)",
@@ -341,6 +315,7 @@ def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float,
         "",
         what_this_run_says(table, rows, reference, settings),
         "",
+        *(says or []),
         "## Rows",
         "",
         f"Values are mean ± half-width of the 95% t-interval over seeds. Losses are nats per token on a fixed "
@@ -366,9 +341,11 @@ def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float,
         Path(tmp).write_text("\n".join(lines))
 
 
-def continuity(svd_path, top_rows: int = 32):
-    """Each layer's block V_l (its ``top_rows`` leading singular directions) as one point; return the
-    2-D PCA of the points and mean consecutive distance / mean distance over all layer pairs."""
+def continuity(svd_path, top_rows: int = 32) -> dict:
+    """Each layer's block V_l (its ``top_rows`` leading singular directions) as one point: the 2-D PCA of the
+    points, the mean consecutive distance over the mean distance of all layer pairs (``ratio``; 1 means
+    neighbours are no closer than any two layers), and how many layers have an adjacent layer as their
+    nearest (``adjacent_nearest``, against ``adjacent_by_chance`` for points in random order)."""
     import torch
 
     from .tensorio import CheckpointReader
@@ -380,49 +357,74 @@ def continuity(svd_path, top_rows: int = 32):
     dist = torch.cdist(x, x)
     consecutive = torch.diagonal(dist, 1).mean().item()
     pairs = dist[torch.triu(torch.ones(layers, layers, dtype=torch.bool), 1)].mean().item()
+    nearest = (dist + torch.diag(torch.full((layers,), math.inf, dtype=dist.dtype))).argmin(dim=1)
+    adjacent = sum(abs(int(nearest[l]) - l) == 1 for l in range(layers)) / layers
+    # a layer's nearest other layer, drawn at random: 1 of L-1 for the two ends, 2 of L-1 elsewhere
+    chance = (2 * (layers - 2) + 2) / layers / (layers - 1)
     centred = x - x.mean(0)
     _, _, vt = torch.linalg.svd(centred, full_matrices=False)
     points = (centred @ vt[:2].T).numpy()
-    return points, consecutive / pairs
+    return {"points": points, "ratio": consecutive / pairs, "adjacent_nearest": adjacent, "adjacent_by_chance": chance}
 
 
-def plot_continuity(svd_paths: dict[str, str], path) -> dict[str, float]:
+def plot_continuity(svd_paths: dict[str, str], path) -> dict[str, dict]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ratios = {}
-    fig, axes = plt.subplots(1, len(svd_paths), figsize=(max(7, 5.5 * len(svd_paths)), 5), squeeze=False)
-    for ax, (matrix, svd_path) in zip(axes[0], svd_paths.items()):
-        points, ratios[matrix] = continuity(svd_path)
+    out = {}
+    n = len(svd_paths)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(7, 5.2 * cols), 4.6 * rows), squeeze=False)
+    for ax, (matrix, svd_path) in zip(axes.flat, svd_paths.items()):
+        c = continuity(svd_path)
+        points = c.pop("points")
+        out[matrix] = c
         ax.plot(points[:, 0], points[:, 1], "-", color="lightgray", zorder=1)
         sc = ax.scatter(points[:, 0], points[:, 1], c=range(len(points)), cmap="viridis", zorder=2)
         for i, (px, py) in enumerate(points):
             ax.annotate(str(i), (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_title(f"{matrix}: consecutive / all-pairs distance {ratios[matrix]:.2f}", fontsize=10)
+        ax.set_title(f"{matrix}: consecutive / all-pairs distance {c['ratio']:.2f}\nnearest layer adjacent: "
+                     f"{c['adjacent_nearest']:.0%} (chance {c['adjacent_by_chance']:.0%})", fontsize=9)
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         fig.colorbar(sc, ax=ax, label="layer")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
     fig.suptitle("Each layer's SVD block V_l (top 32 singular directions) in 2-D PCA,\njoined in layer order",
                  fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip("."))
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip("."))
     plt.close(fig)
-    return ratios
+    return out
 
 
-def predictor_table(curves: dict[str, dict[str, str]]) -> list[str]:
-    """Markdown rows: held-out MSE of each predictor against the trivial predictors, per matrix type."""
+def continuity_section(ratios: dict[str, dict]) -> list[str]:
+    lines = ["## Continuity of layers in SVD space", "",
+             "LESA's premise: consecutive layers' SVD blocks V_l lie closer together than arbitrary pairs. "
+             "`ratio`: mean distance between consecutive layers' blocks (top 32 singular directions) over the mean "
+             "distance of all layer pairs; below 1 means neighbours are closer. `nearest adjacent`: the share of "
+             "layers whose nearest layer is one of their neighbours, against the share random order would give.", "",
+             "| matrix | ratio | nearest adjacent | by chance |", "|---|---|---|---|"]
+    for matrix, c in ratios.items():
+        lines.append(f"| {matrix} | {c['ratio']:.3f} | {c['adjacent_nearest']:.0%} | {c['adjacent_by_chance']:.0%} |")
+    return lines + ["", "![svd continuity](svd_continuity.png)", ""]
+
+
+def predictor_table(heldout: dict[str, dict[str, str]]) -> list[str]:
+    """Markdown rows: for every leave-one-out fit, the held-out layer's MSE of the predictor against the trivial
+    predictors, per space and matrix type. ``heldout``: space -> matrix -> results/predictor_heldout json."""
     keys = ("predictor", "mean_of_neighbours", "copy_lower", "copy_upper", "zero")
-    lines = ["| predictor | matrix | held-out layer | predictor MSE | mean of neighbours | copy lower | copy upper | zeros |",
+    lines = ["| space | matrix | held-out layer | predictor MSE | mean of neighbours | copy lower | copy upper | zeros |",
              "|---|---|---|---|---|---|---|---|"]
-    for space, per_matrix in curves.items():
+    for space, per_matrix in heldout.items():
         for matrix, path in per_matrix.items():
-            r = json.loads(Path(path).read_text())
-            b = r["val_mse_against_baselines"]
-            best = min(b, key=b.get)
-            cells = [f"**{b[k]:.3e}**" if k == best else f"{b[k]:.3e}" for k in keys]
-            lines.append(f"| {space} | {matrix} | {r['val_layer']} | " + " | ".join(cells) + " |")
+            for fit in json.loads(Path(path).read_text())["fits"]:
+                b = fit["against_baselines"]
+                best = min(b, key=b.get)
+                cells = [f"**{b[k]:.3e}**" if k == best else f"{b[k]:.3e}" for k in keys]
+                lines.append(f"| {space} | {matrix} | {fit['layer']} | " + " | ".join(cells) + " |")
     return lines

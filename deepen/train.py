@@ -59,6 +59,21 @@ class FixedWindows(Dataset):
         return {"input_ids": self.tokens[i], "labels": self.tokens[i]}
 
 
+def fixed_slice_loss(model, val_tokens: np.ndarray, seq_len: int, max_tokens: int, batch_size: int) -> dict:
+    """Mean val loss on the fixed slice training evaluates on (the same windows; what the Trainer reports as
+    eval_loss before the first step), and the tokens it covers."""
+    windows = FixedWindows(val_tokens, seq_len, max_tokens)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            batch = windows.tokens[start : start + batch_size]
+            total += model(input_ids=batch, labels=batch).loss.item() * len(batch)
+    model.train(was_training)
+    return {"val_loss": total / len(windows), "val_tokens": len(windows) * seq_len}
+
+
 def freeze(model, policy: str, trainable_layers: list[int] | None) -> int:
     """Set ``requires_grad`` by policy; return the number of trainable parameters."""
     if policy not in FREEZE_POLICIES:
@@ -202,7 +217,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     ``train_tokens``/``val_tokens``: token streams cut into windows, or Datasets of encoded examples.
 
     cfg keys: steps, batch_size, seq_len, lr, warmup_steps, weight_decay, eval_interval,
-    eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule.
+    eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule, precision.
     """
     from transformers import Trainer, TrainingArguments
 
@@ -250,6 +265,8 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         dataloader_pin_memory=False,
         seed=cfg["seed"],
         data_seed=cfg["seed"],
+        # mixed precision: float32 master weights, bf16 matrix products (on a GPU, or a CPU that has them)
+        bf16=cfg.get("precision", "fp32") == "bf16",
         disable_tqdm=False,
         save_only_model=False,
     )
@@ -273,7 +290,8 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
         with atomic_dir(final_dir) as tmp:
             model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
+            if tokenizer is not None:  # None where the data came as token ids (benchmarks/smollm2_gpu.py)
+                tokenizer.save_pretrained(str(tmp))
         os.replace(partial_path, metrics_path)
         if not cfg.get("keep_checkpoints", False):
             shutil.rmtree(ckpt_dir)

@@ -25,3 +25,47 @@ if PRETRAIN_BASE:
             "../envs/deepen.yaml"
         script:
             "../scripts/pretrain_base.py"
+
+
+if IMPORT_BASE:
+
+    localrules:
+        base_info,
+
+    rule import_base:
+        input:
+            gguf=GGUF_FILE,
+        output:
+            directory("results/base"),
+        log:
+            "logs/import_base.log",
+        params:
+            dtype=config["base_model"]["dtype"],
+            max_shard_mb=config["reconstruct"]["max_shard_mb"],
+        threads: 1
+        resources:
+            mem_mb=mem_mb(0.2),
+            runtime=streaming_runtime(3),
+            cpus_per_task=lambda wildcards, threads: threads,
+        conda:
+            "../envs/deepen.yaml"
+        script:
+            "../scripts/import_base.py"
+
+    rule base_info:
+        input:
+            base="results/base",
+            init="results/init/base.json",
+        output:
+            "results/base_import/info.json",
+        log:
+            "logs/base_info.log",
+        threads: 1
+        resources:
+            mem_mb=1024,
+            runtime=10,
+            cpus_per_task=lambda wildcards, threads: threads,
+        conda:
+            "../envs/deepen.yaml"
+        script:
+            "../scripts/base_info.py"

@@ -7,8 +7,11 @@ from snakemake.exceptions import WorkflowError
 # The library lives beside the workflow; importable even when the package is not installed.
 sys.path.insert(0, workflow.basedir)
 
-from deepen.config import ConfigError, base_model_config, growth_runs, growth_train, runs, validate_config  # noqa: E402
+from deepen.config import (  # noqa: E402
+    ConfigError, base_model_config, base_model_kind, growth_runs, growth_train, init_models, method_seeds, model_name,
+    runs, trained_methods, validate_config)
 from deepen.arch import architecture_for  # noqa: E402
+from deepen.base_import import gguf_source  # noqa: E402
 from deepen.resources import (  # noqa: E402
     DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
 
@@ -26,9 +29,12 @@ except ConfigError as e:
 
 BASE_MODEL_CONFIG = base_model_config(config)
 ARCH = architecture_for(BASE_MODEL_CONFIG["model_type"])
-PRETRAIN_BASE = not config["base_model"]
-BASE_DIR = "results/base" if PRETRAIN_BASE else config["base_model"]
-TOKENIZER_DIR = "results/tokenizer" if PRETRAIN_BASE else config["base_model"]
+PRETRAIN_BASE = base_model_kind(config) == "pretrain"
+# A GGUF base is imported into results/base once; every later stage sees an HF directory.
+IMPORT_BASE = base_model_kind(config) == "gguf"
+BASE_DIR = config["base_model"] if base_model_kind(config) == "directory" else "results/base"
+TOKENIZER_DIR = "results/tokenizer" if PRETRAIN_BASE else BASE_DIR
+GGUF_FILE = str(gguf_source(config["base_model"])) if IMPORT_BASE else None
 METHODS = list(config["methods"])
 # One CPT run per (method, freeze policy, seed); the base's own CPT is the row ("base", "all").
 RUNS = runs(config)
@@ -39,15 +45,19 @@ def run_paths(pattern: str) -> list[str]:
     return [pattern.format(method=m, freeze=f, seed=s) for m, f, s in RUNS]
 
 
+# an expanded model: results/models/{method}, or .../{method}/seed{n} for generators drawing random numbers
+MODEL_PATTERN = "(?:{})(?:/seed\\d+)?".format("|".join(METHODS))
+
+
 wildcard_constraints:
     method="|".join(["base"] + METHODS),
     freeze="new_only|all",
     seed=r"\d+",
-    # an expanded model: results/models/{method}, or .../{method}/seed{n} for generators drawing random numbers
-    model="(?:{})(?:/seed\\d+)?".format("|".join(METHODS)),
+    model=MODEL_PATTERN,
     matrix="|".join(ARCH.matrices),
     operator="stack|zero_init|random",
     row="|".join(["base", "dlo", config["sft"]["expansion"]]),
+    space="svd|nosvd",
     g=r"\d+",
     d=r"[0-9.e+]+",
 
@@ -99,6 +109,9 @@ BASE_PARAMS = parameter_count(BASE_MODEL_CONFIG)
 # Bytes of the base's weights as stored: float32 when trained here, else the checkpoint's dtype.
 BASE_BYTES = BASE_PARAMS * (
     4 if PRETRAIN_BASE else DTYPE_BYTES.get(BASE_MODEL_CONFIG.get("dtype") or BASE_MODEL_CONFIG.get("torch_dtype"), 4))
+# Every expanded model (one per seed for a generator that draws random numbers) and the base: each gets its
+# step-0 val loss on the fixed slice, trained or not.
+INIT_MODELS = init_models(config)
 
 
 def deepest_expansion() -> float:
@@ -133,22 +146,30 @@ def evaluation_runtime() -> int:
                               RES["runtime_safety"])
 
 
-def predictor_runtime() -> int:
-    """Minutes for the layer predictor of the widest matrix: an MLP of 3 × width × hidden weights,
-    trained on one row per output dimension of every layer, ``epochs`` times."""
+def predictor_runtime(fits: int = 1) -> int:
+    """Minutes for ``fits`` fits of the layer predictor of the widest matrix: an MLP of 3 × width × hidden
+    weights, trained on one row per output dimension of every layer, ``epochs`` times."""
     width = max(BASE_MODEL_CONFIG["hidden_size"], BASE_MODEL_CONFIG["intermediate_size"])
     pred = config["predictor"]
     params = 3 * width * pred["hidden"]
-    rows = BASE_MODEL_CONFIG["num_hidden_layers"] * width * pred["epochs"]
+    rows = BASE_MODEL_CONFIG["num_hidden_layers"] * width * pred["epochs"] * fits
     return training_minutes(params, rows, RES["train_flops_per_second"], RES["runtime_safety"], eval_fraction=0)
+
+
+# What the predictors train with; the held-out layers only choose which leave-one-out fits run.
+PREDICTOR_TRAIN = canonical({**{k: v for k, v in config["predictor"].items() if k != "heldout_layers"},
+                             "seed": config["seed"]})
+
+
+def heldout_blocks(wildcards) -> list[str]:
+    pattern = "results/svd/{matrix}.safetensors" if wildcards.space == "svd" else "results/weights/{matrix}.safetensors"
+    return expand(pattern, matrix=LESA_MATRICES)
 
 
 def model_of(method: str, seed) -> str:
     """The expanded model a run starts from: one per method, or one per seed for generators that
     draw random numbers."""
-    from deepen.generators import is_stochastic
-
-    return f"{method}/seed{seed}" if is_stochastic(config["methods"][method]) else method
+    return model_name(config, method, seed)
 
 
 def generation_params(wildcards) -> dict:
@@ -156,7 +177,7 @@ def generation_params(wildcards) -> dict:
     and the seed for generators that draw random numbers."""
     method, _, seed_dir = wildcards.model.partition("/")
     seed = seed_dir.removeprefix("seed")
-    opts = {k: v for k, v in config["methods"][method].items() if k not in ("freeze", "seeds")}
+    opts = {k: v for k, v in config["methods"][method].items() if k not in ("freeze", "seeds", "cpt")}
     if wildcards.model != model_of(method, seed or 0):
         raise WorkflowError(f"results/models/{wildcards.model}: method {method!r} makes "
                             f"{'one model per seed' if seed == '' else 'one model, not one per seed'}")
@@ -174,6 +195,10 @@ def cpt_model(wildcards) -> str:
     if wildcards.method == "base":
         return BASE_DIR
     return f"results/models/{model_of(wildcards.method, wildcards.seed)}"
+
+
+def init_model(wildcards) -> str:
+    return BASE_DIR if wildcards.model == "base" else f"results/models/{wildcards.model}"
 
 
 LESA_MATRICES = ARCH.linear
@@ -196,12 +221,32 @@ def report_extras(wildcards) -> dict:
     if PRETRAIN_BASE:
         extras["base_curve"] = "results/report/base_training.png"
         extras["base_info"] = "results/base_training/info.json"
+    if IMPORT_BASE:
+        extras["base_import"] = "results/base_import/info.json"
     if "svd" in lesa_spaces():
         extras["continuity"] = "results/report/svd_continuity.json"
     for space in lesa_spaces():
-        folder = "predictor" if space == "svd" else "predictor_nosvd"
-        extras[f"curves_{space}"] = expand(f"results/{folder}/{{matrix}}.json", matrix=LESA_MATRICES)
+        extras[f"heldout_{space}"] = expand(f"results/predictor_heldout/{space}/{{matrix}}.json", matrix=LESA_MATRICES)
     return extras
+
+
+def method_models() -> dict[str, list[str]]:
+    """Every method's expanded models: one, or one per seed for a generator drawing random numbers."""
+    out = {}
+    for method in METHODS:
+        out[method] = list(dict.fromkeys(model_of(method, s) for s in range(method_seeds(config, method))))
+    return out
+
+
+def base_description() -> str:
+    if PRETRAIN_BASE:
+        return "tiny Llama pretrained here ({} layers, hidden {})".format(
+            BASE_MODEL_CONFIG["num_hidden_layers"], BASE_MODEL_CONFIG["hidden_size"])
+    if IMPORT_BASE:
+        return "{} imported from {} ({} layers, hidden {})".format(
+            BASE_MODEL_CONFIG["model_type"], os.path.basename(GGUF_FILE), BASE_MODEL_CONFIG["num_hidden_layers"],
+            BASE_MODEL_CONFIG["hidden_size"])
+    return config["base_model"]
 
 
 def generation_inputs(wildcards) -> dict:
@@ -240,7 +285,9 @@ def artifact_settings() -> dict:
         folder = "predictor" if space == "svd" else "predictor_nosvd"
         for matrix in LESA_MATRICES:
             for ext in ("pt", "json"):
-                out[f"results/{folder}/{matrix}.{ext}"] = {"predictor": canonical(config["predictor"]), "space": space}
+                out[f"results/{folder}/{matrix}.{ext}"] = {"predictor": PREDICTOR_TRAIN, "space": space}
+            out[f"results/predictor_heldout/{space}/{matrix}.json"] = {
+                "predictor": PREDICTOR_TRAIN, "space": space, "heldout_layers": config["predictor"]["heldout_layers"]}
     for model in sorted({model_of(m, s) for m, _, s in RUNS if m != "base"}):
         generation = {"method": generation_params(SimpleNamespace(model=model))}
         for path in (f"results/layers/{model}/new_layers.safetensors", f"results/layers/{model}/plan.json",
@@ -253,8 +300,14 @@ def artifact_settings() -> dict:
         for path in (f"{run}/metrics.jsonl", f"{run}/info.json", f"{run}/final"):
             out[path] = {"cpt": cpt_params(wc), "model": cpt_model(wc)}
         out[f"results/eval/{method}/{freeze}/seed{seed}.json"] = {"eval": canonical(config["eval"]), "model": f"{run}/final"}
-    for name in ("summary.csv", "runs.csv", "summary.md", "loss_curves.png"):
+    for name in ("summary.csv", "runs.csv", "summary.md", "loss_curves.png", "init.csv"):
         out[f"results/report/{name}"] = {"report": canonical(config["report"])}
+    init_settings = {k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")}
+    for model in INIT_MODELS:
+        out[f"results/init/{model}.json"] = {"eval": init_settings, "model": init_model(SimpleNamespace(model=model))}
+    if IMPORT_BASE:
+        out["results/base"] = {"base_model": canonical(config["base_model"]), "source": GGUF_FILE}
+        out["results/base_import/info.json"] = {"base_model": canonical(config["base_model"]), "eval": init_settings}
     if PRETRAIN_BASE:
         out["results/report/base_training.png"] = {"plateau": canonical(config["base"]["train"]["plateau"])}
     if "svd" in lesa_spaces():

@@ -40,3 +40,27 @@ rule evaluate:
         "../envs/deepen.yaml"
     script:
         "../scripts/evaluate.py"
+
+
+rule init_loss:
+    input:
+        model=init_model,
+        val="results/data/val.txt",
+    output:
+        "results/init/{model}.json",
+    log:
+        "logs/init_loss/{model}.log",
+    params:
+        eval=canonical({k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")}),
+    wildcard_constraints:
+        model=f"base|{MODEL_PATTERN}",
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=mem_mb(4 * deepest_expansion(), 2048),
+        runtime=evaluation_runtime(),
+        cpus_per_task=lambda wildcards, threads: threads,
+        gpu=RES["gpus"],
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/init_loss.py"

@@ -29,7 +29,7 @@ rule predictor:
         "logs/predictor.log",
     params:
         key="V",
-        train=canonical({**config["predictor"], "seed": config["seed"]}),
+        train=PREDICTOR_TRAIN,
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
@@ -51,7 +51,7 @@ rule predictor_nosvd:
         "logs/predictor_nosvd.log",
     params:
         key="stack",
-        train=canonical({**config["predictor"], "seed": config["seed"]}),
+        train=PREDICTOR_TRAIN,
     threads: 1
     resources:
         mem_mb=mem_mb(0.5),
@@ -61,3 +61,25 @@ rule predictor_nosvd:
         "../envs/deepen.yaml"
     script:
         "../scripts/predictor.py"
+
+
+rule predictor_heldout:
+    input:
+        blocks=heldout_blocks,
+    output:
+        fits=expand("results/predictor_heldout/{{space}}/{matrix}.json", matrix=LESA_MATRICES),
+    log:
+        "logs/predictor_heldout/{space}.log",
+    params:
+        key=lambda wildcards: "V" if wildcards.space == "svd" else "stack",
+        train=PREDICTOR_TRAIN,
+        layers=config["predictor"]["heldout_layers"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(0.5),
+        runtime=predictor_runtime(len(config["predictor"]["heldout_layers"] or [0])),
+        cpus_per_task=lambda wildcards, threads: threads,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/predictor_heldout.py"

@@ -4,9 +4,11 @@ rule report:
         metrics=run_paths("results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl"),
         info=run_paths("results/cpt/{method}/{freeze}/seed{seed}/info.json"),
         evals=run_paths("results/eval/{method}/{freeze}/seed{seed}.json"),
+        init=expand("results/init/{model}.json", model=INIT_MODELS),
     output:
         csv=report("results/report/summary.csv", category="Summary"),
         runs_csv=report("results/report/runs.csv", category="Summary"),
+        init_csv=report("results/report/init.csv", category="Summary"),
         md=report("results/report/summary.md", category="Summary"),
         curves=report("results/report/loss_curves.png", category="Loss curves"),
     log:
@@ -15,11 +17,13 @@ rule report:
         runs=RUNS,
         target=config["report"]["target_loss"],
         reference=config["report"]["reference"],
-        base_desc=config["base_model"] or "tiny Llama pretrained here ({} layers, hidden {})".format(
-            BASE_MODEL_CONFIG["num_hidden_layers"], BASE_MODEL_CONFIG["hidden_size"]
-        ),
+        base_desc=base_description(),
         cpt=canonical(config["cpt"]),
         lesa_matrices=LESA_MATRICES,
+        init_models=INIT_MODELS,
+        method_models=method_models(),
+        trained=trained_methods(config),
+        claims=canonical(config["report"]["claims"]),
     threads: 1
     resources:
         mem_mb=2048,

@@ -12,9 +12,12 @@ s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     runs = [{"method": m, "freeze": f, "seed": seed, "metrics": metrics, "info": info, "eval": ev}
             for (m, f, seed), metrics, info, ev in zip(s.params.runs, s.input.metrics, s.input.info, s.input.evals)]
-    curves = {space: dict(zip(s.params.lesa_matrices, s.input[f"curves_{space}"]))
-              for space in ("svd", "nosvd") if f"curves_{space}" in s.input.keys()}
+    heldout = {space: dict(zip(s.params.lesa_matrices, s.input[f"heldout_{space}"]))
+               for space in ("svd", "nosvd") if f"heldout_{space}" in s.input.keys()}
+    init = {"paths": dict(zip(s.params.init_models, s.input.init)), "method_models": dict(s.params.method_models),
+            "trained": list(s.params.trained)}
     report_stage(runs, s.params.target, s.params.reference, {"base_desc": s.params.base_desc, "cpt": dict(s.params.cpt)},
-                 {k: s.output[k] for k in ("csv", "runs_csv", "md", "curves")},
-                 continuity_json=s.input.get("continuity"), predictor_curves=curves, base_info=s.input.get("base_info"),
+                 {k: s.output[k] for k in ("csv", "runs_csv", "md", "curves", "init_csv")}, init,
+                 claims=[dict(c) for c in s.params.claims], continuity_json=s.input.get("continuity"),
+                 heldout=heldout, base_info=s.input.get("base_info"), base_import=s.input.get("base_import"),
                  growth_md=s.input.get("growth"), sft_md=s.input.get("sft"))

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from conftest import REPO
 from deepen.arch import UnsupportedArchitecture, architecture_for
 from deepen.pipeline import extract_stage, generate_stage, predictor_stage, reconstruct_stage, svd_stage
+from deepen.tensorio import CheckpointReader
 
 DEFAULT_METHODS = yaml.safe_load((REPO / "config/config.yaml").read_text())["methods"]
 SIZES = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=6, num_attention_heads=4,
@@ -22,6 +23,9 @@ def family_config(family: str):
 
     if family == "llama":
         return tf.LlamaConfig(**SIZES, tie_word_embeddings=False)
+    if family == "smollm2_shape":  # SmolLM2's layout, narrower: 9 heads, 3 KV heads, embeddings tied to the head
+        return tf.LlamaConfig(**{**SIZES, "hidden_size": 72, "num_attention_heads": 9, "num_key_value_heads": 3},
+                              tie_word_embeddings=True)
     if family == "mistral":
         return tf.MistralConfig(**SIZES, sliding_window=16, tie_word_embeddings=False)
     if family == "qwen2":
@@ -30,10 +34,12 @@ def family_config(family: str):
         return tf.Qwen3Config(**SIZES, head_dim=8, tie_word_embeddings=False)
     if family == "gemma2":
         return tf.Gemma2Config(**SIZES, head_dim=8, query_pre_attn_scalar=8, sliding_window=16)
+    if family == "gemma3":
+        return tf.Gemma3TextConfig(**SIZES, head_dim=8, query_pre_attn_scalar=8, sliding_window=16)
     raise ValueError(family)
 
 
-FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma2"]
+FAMILIES = ["llama", "smollm2_shape", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -45,12 +51,12 @@ def family_model(request, tmp_path_factory):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name or name.endswith("bias"):
-                p.uniform_(-0.5, 0.5) if request.param == "gemma2" or name.endswith("bias") else p.uniform_(0.5, 1.5)
+                p.uniform_(-0.5, 0.5) if request.param.startswith("gemma") or name.endswith("bias") else p.uniform_(0.5, 1.5)
     model.save_pretrained(root / "base")
     arch = architecture_for(model.config.model_type)
     for m in arch.matrices:
         extract_stage(root / "base", m, root / "weights" / f"{m}.safetensors")
-    cfg = dict(hidden=16, lr=1e-3, weight_decay=0.01, batch_size=16, epochs=1, norm_weight=5e-4, val_layer=None, seed=0)
+    cfg = dict(hidden=16, lr=1e-3, weight_decay=0.01, batch_size=16, epochs=1, norm_weight=5e-4, seed=0)
     for m in arch.linear:
         svd_stage(root / "weights" / f"{m}.safetensors", root / "svd" / f"{m}.safetensors", root / "svd" / f"{m}.json")
         predictor_stage(root / "svd" / f"{m}.safetensors", "V", cfg, root / "predictor" / f"{m}.pt",
@@ -93,6 +99,26 @@ def test_every_default_method_makes_a_loadable_model(family_model):
             assert (logits - base_logits).abs().max().item() <= 1e-5, family
 
 
+def test_tied_embeddings_stay_one_tensor_through_every_method_and_a_save(family_model, tmp_path):
+    family, root, arch = family_model
+    base = AutoModelForCausalLM.from_pretrained(root / "base")
+    if not base.config.tie_word_embeddings:
+        pytest.skip(f"{family} has untied embeddings")
+    for method, opts in DEFAULT_METHODS.items():
+        model_dir = root / "models" / method
+        if not model_dir.exists():
+            expand(root, method, opts)
+        names = CheckpointReader(model_dir).keys()
+        assert "lm_head.weight" not in names and "model.embed_tokens.weight" in names, method
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        assert model.config.tie_word_embeddings, method
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), method
+    model.save_pretrained(tmp_path / "saved")
+    assert "lm_head.weight" not in CheckpointReader(tmp_path / "saved").keys()
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert again.lm_head.weight.data_ptr() == again.model.embed_tokens.weight.data_ptr()
+
+
 def test_family_specific_tensors_are_carried(family_model):
     family, root, arch = family_model
     model_dir = expand(root, "avg_check", {"generator": "average"})
@@ -107,7 +133,7 @@ def test_family_specific_tensors_are_carried(family_model):
     for name in new:
         assert torch.allclose(new[name], 0.5 * (lower[name] + upper[name]), atol=1e-6), (family, name)
     extra = {"qwen2": "self_attn.q_proj.bias", "qwen3": "self_attn.q_norm.weight",
-             "gemma2": "pre_feedforward_layernorm.weight"}.get(family)
+             "gemma2": "pre_feedforward_layernorm.weight", "gemma3": "self_attn.k_norm.weight"}.get(family)
     if extra:
         assert extra in new
 
@@ -137,4 +163,31 @@ def test_unsupported_model_types_are_named(model_type, tmp_path):
     with pytest.raises(UnsupportedArchitecture) as err:
         architecture_for(model_type)
     message = str(err.value)
-    assert repr(model_type) in message and "gemma2, llama, mistral, qwen2, qwen3" in message
+    assert repr(model_type) in message and "gemma2, gemma3_text, llama, mistral, qwen2, qwen3" in message
+
+
+class NoTokenizer:
+    """train() saves a tokenizer beside the model; these tests have none to save."""
+
+    def save_pretrained(self, path):
+        pass
+
+
+def test_continued_pretraining_of_a_tied_model_keeps_one_tensor(family_model, tmp_path):
+    import numpy as np
+
+    from deepen.train import train
+
+    family, root, arch = family_model
+    if family != "smollm2_shape":
+        pytest.skip("one tied family is enough")
+    expand(root, "llama_pro", DEFAULT_METHODS["llama_pro"])
+    model = AutoModelForCausalLM.from_pretrained(root / "models" / "llama_pro", dtype=torch.float32)
+    before = model.model.embed_tokens.weight.detach().clone()
+    tokens = np.random.default_rng(0).integers(0, 128, 4000).astype(np.uint16)
+    cfg = dict(steps=3, batch_size=2, seq_len=16, lr=1e-2, eval_interval=3, eval_tokens=64, seed=0, freeze="all")
+    train(model, NoTokenizer(), tokens, tokens, cfg, tmp_path / "work", tmp_path / "final")
+    assert "lm_head.weight" not in CheckpointReader(tmp_path / "final").keys()
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "final", dtype=torch.float32)
+    assert trained.lm_head.weight.data_ptr() == trained.model.embed_tokens.weight.data_ptr()
+    assert not torch.equal(trained.model.embed_tokens.weight, before)  # it trained, as one tensor

@@ -115,13 +115,59 @@ def test_layer0_norm_source(lesa_inputs, tmp_path):
 
 
 def test_predictor_training_is_deterministic_and_learns(lesa_inputs):
-    cfg = dict(hidden=32, lr=1e-3, batch_size=16, epochs=3, norm_weight=5e-4, val_layer=None, seed=0)
+    cfg = dict(hidden=32, lr=1e-3, batch_size=16, epochs=3, norm_weight=5e-4, seed=0)
     source = BlockSource(lesa_inputs / "svd" / "gate_proj.safetensors", "V")
     m1, r1 = train_predictor(source, cfg, log=lambda s: None)
     m2, r2 = train_predictor(source, cfg, log=lambda s: None)
     assert r1["train_loss"] == r2["train_loss"]
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert r1["train_loss"][-1] < r1["train_loss"][0]
-    assert r1["val_layer"] == 3 and 3 not in r1["train_layers"]
-    assert set(r1["val_mse_against_baselines"]) == {"predictor", "mean_of_neighbours", "copy_lower", "copy_upper", "zero"}
     assert isinstance(m1, LayerPredictor)
+
+
+class RecordingSource(BlockSource):
+    """Remembers which target layers each minibatch drew its rows from."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.batches = []
+
+    def gather(self, layers, rows):
+        if not self.batches or len(self.batches[-1]) == 3:
+            self.batches.append([])
+        self.batches[-1].append(set(layers.tolist()))
+        return super().gather(layers, rows)
+
+
+def test_the_generating_predictor_trains_on_every_triplet_with_rows_mixed_across_triplets(lesa_inputs):
+    """As the released code: every interior triplet trains (none withheld), and a minibatch draws its rows from
+    all triplets together rather than one triplet at a time."""
+    cfg = dict(hidden=8, lr=1e-3, batch_size=16, epochs=1, norm_weight=5e-4, seed=0)
+    source = RecordingSource(lesa_inputs / "svd" / "gate_proj.safetensors", "V")
+    _, report = train_predictor(source, cfg, log=lambda s: None)
+    assert report["train_layers"] == [1, 2, 3, 4]  # the tiny Llama's 6 layers: every interior one
+    targets = [batch[1] for batch in source.batches]  # the middle gather of each batch: its target layers
+    assert set().union(*targets) == {1, 2, 3, 4}
+    assert sum(len(t) > 1 for t in targets) > len(targets) // 2
+    # the neighbours are gathered from the same rows, one layer below and above
+    assert all(low == {t - 1 for t in mid} and up == {t + 1 for t in mid} for low, mid, up in source.batches)
+    assert len(source.batches) == -(-4 * source.rows // 16)
+
+
+def test_leave_one_out_fits_withhold_their_layer_and_score_it_against_the_trivial_predictors(lesa_inputs):
+    from deepen.predictor import heldout_fit
+
+    cfg = dict(hidden=8, lr=1e-3, batch_size=16, epochs=2, norm_weight=5e-4, seed=0)
+    source = BlockSource(lesa_inputs / "svd" / "up_proj.safetensors", "V")
+    fits = heldout_fit(source, cfg, [2, 3], log=lambda s: None)["fits"]
+    assert [f["layer"] for f in fits] == [2, 3]
+    for f in fits:
+        assert len(f["heldout_mse"]) == 2
+        assert set(f["against_baselines"]) == {"predictor", "mean_of_neighbours", "copy_lower", "copy_upper", "zero"}
+        assert f["against_baselines"]["predictor"] == pytest.approx(f["heldout_mse"][-1])
+        mid = source.get(f["layer"])
+        assert f["against_baselines"]["zero"] == pytest.approx(torch.mean(mid**2).item())
+    _, withheld = train_predictor(source, cfg, log=lambda s: None, withhold=2)
+    assert withheld["train_layers"] == [1, 3, 4]
+    with pytest.raises(ValueError, match="not interior layers"):
+        heldout_fit(source, cfg, [0], log=lambda s: None)

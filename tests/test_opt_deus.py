@@ -135,3 +135,30 @@ def test_unknown_options_are_refused():
         transport_plan(A["q_proj"], B["q_proj"], OTSettings(solver="greedy"))
     with pytest.raises(Exception, match="unknown attention alignment"):
         fuse_layers(A, B, HEADS, KV, OTSettings(), attention="columns")
+
+
+def test_as_released_leaves_o_proj_columns_where_they_were_and_the_corrected_variant_moves_them():
+    """The released fusion aligns q's rows but does not move o_proj's columns with them; its residual map is
+    then solved on o_proj's own rows. The corrected per-row variant moves o's columns by q's plan."""
+    A, B = random_layer(3), random_layer(4)
+    released = align_attention_rows(A, B, OTSettings(solver="emd", as_released=True))
+    assert torch.equal(released["o_proj"], A["o_proj"])
+    corrected = align_attention_rows(A, B, OTSettings(solver="emd"))
+    T = mapping(transport_plan(A["q_proj"], B["q_proj"], OTSettings(solver="emd")), OTSettings(solver="emd"))
+    assert torch.allclose(corrected["o_proj"], A["o_proj"] @ T.T)
+    assert not torch.allclose(corrected["o_proj"], A["o_proj"])
+
+
+def test_as_released_defaults_to_sinkhorn(monkeypatch, weights_dir, tiny_llama_dir):
+    from deepen import ot_align
+    from deepen.extract import WeightStacks
+    from deepen.generators import build_expansion
+
+    seen = []
+    monkeypatch.setattr(ot_align, "fuse_layers", lambda A, B, h, kv, settings, *a, **k: seen.append(settings) or A)
+    stacks = WeightStacks(weights_dir, LLAMA.matrices)
+    artifacts = {"num_attention_heads": 4, "num_key_value_heads": 2}
+    for opts, solver in (({"as_released": True}, "sinkhorn"), ({}, "emd"), ({"as_released": True, "solver": "emd"}, "emd")):
+        expansion = build_expansion({"generator": "opt_deus", "placement": "top_half", **opts}, stacks, LLAMA, artifacts)
+        expansion.make_layer(next(e for e in expansion.plan if e["from"] == "new"))
+        assert seen[-1].solver == solver and seen[-1].as_released == opts.get("as_released", False)

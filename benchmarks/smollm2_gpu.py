@@ -1,0 +1,265 @@
+"""The real CPT comparison on one GPU: the workflow's stages for a GGUF base, without Snakemake.
+
+A GPU machine often has torch, transformers, safetensors, numpy and scipy but nothing else: no network, no
+Snakemake, no ``gguf``, POT or lm-eval. So the work is split in two:
+
+    # here, where deepen is installed: resolve the config, tokenize the corpus once, split the GGUF file
+    python benchmarks/smollm2_gpu.py prepare --config config/smollm2_gpu.yaml --out gpu_run
+
+    # there: import the GGUF (deepen's own reader), extract, SVD, predictors, generate, reconstruct, CPT of
+    # every row and seed (several at once on the one GPU), report
+    python benchmarks/smollm2_gpu.py run --dir gpu_run --work /tmp/deepen_gpu --out results_gpu
+
+``gpu_run/`` holds the resolved config (run.json), the token ids of the train and val splits (uint16 .npy)
+and the GGUF file in parts of at most 48 MiB (a machine that takes 64 MiB per transfer gets it in two);
+``run`` joins parts from ``--dir`` and any ``--parts`` folders. The report (summary.md, summary.csv,
+runs.csv, loss_curves.png, timings.json) is written to ``--out`` as each run finishes, so a run stopped
+early still leaves what it finished. Every figure it prints is measured, with the stage's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PART_BYTES = 48 * 1024**2
+
+
+def prepare(config_path: str, out: str, parts_bytes: int = PART_BYTES) -> None:
+    """Resolve and check the config (defaults filled), tokenize train and val with the GGUF's tokenizer, split
+    the GGUF file."""
+    import numpy as np
+    import yaml
+
+    from deepen.base_import import gguf_source, save_tokenizer
+    from deepen.config import validate_config
+    from deepen.corpus import build_corpus
+    from deepen.tokenizer import load_tokenizer, tokenize_documents
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load(Path(config_path).read_text())
+    validate_config(config, REPO / "config/schema.yaml", REPO / "config/tasks")
+    source = gguf_source(config["base_model"])
+    work = out / ".prepare"
+    build_corpus(config["corpus"], work / "data")
+    # Tokenizing here: converting the GGUF's tokenizer needs the gguf package, which the GPU machine need not have.
+    save_tokenizer(source, work / "tokenizer")
+    tokenizer = load_tokenizer(work / "tokenizer")
+    for split in ("train", "val"):
+        ids = tokenize_documents(work / "data" / f"{split}.txt", tokenizer)
+        np.save(out / f"{split}_tokens.npy", ids.astype(np.uint16 if len(tokenizer) < 2**16 else np.uint32))
+        print(f"{split}: {len(ids):,} tokens")
+    for old in out.glob("base.gguf.part*"):
+        old.unlink()
+    data = source.read_bytes()
+    for k, start in enumerate(range(0, len(data), parts_bytes)):
+        (out / f"base.gguf.part{k}").write_bytes(data[start : start + parts_bytes])
+    shutil.rmtree(work)
+    (out / "run.json").write_text(json.dumps({"config": config, "gguf_name": source.name,
+                                              "gguf_bytes": len(data)}, indent=1))
+    print(f"wrote {out}: run.json, token files, {k + 1} part(s) of {source.name}")
+
+
+def _join_parts(run_dir: Path, extra: list[str], dest: Path, size: int) -> Path:
+    parts = {}
+    for folder in [run_dir, *map(Path, extra)]:
+        for p in folder.glob("base.gguf.part*"):
+            parts.setdefault(int(p.name.rsplit("part", 1)[1]), p)
+    if not parts or sorted(parts) != list(range(len(parts))):
+        raise SystemExit(f"GGUF parts found: {sorted(parts)}; need 0..n without gaps (--parts names more folders)")
+    with open(dest, "wb") as f:
+        for k in sorted(parts):
+            f.write(parts[k].read_bytes())
+    if dest.stat().st_size != size:
+        raise SystemExit(f"joined GGUF has {dest.stat().st_size} bytes, run.json says {size}")
+    return dest
+
+
+def _predictor_job(args) -> str:
+    import torch
+
+    from deepen.predictor import BlockSource, save_predictor, train_predictor
+
+    source, key, cfg, pt, js = args
+    torch.set_num_threads(2)
+    model, report = train_predictor(BlockSource(source, key), cfg, log=lambda s: None)
+    save_predictor(model, report, pt, js)
+    return Path(pt).stem
+
+
+def _cpt_job(args) -> str:
+    import numpy as np
+
+    from deepen.pipeline import continue_pretraining
+
+    method, model_dir, tokens_dir, cfg, run_dir, threads = args
+    train = np.load(Path(tokens_dir) / "train_tokens.npy", mmap_mode="r")
+    val = np.load(Path(tokens_dir) / "val_tokens.npy", mmap_mode="r")
+    continue_pretraining(method, model_dir, np.asarray(train), np.asarray(val), cfg, run_dir, Path(run_dir) / "final",
+                         Path(run_dir) / "info.json", threads=threads)
+    shutil.rmtree(Path(run_dir) / "final")  # the comparison needs the curves, not 0.7 GB per run
+    return f"{method}/{cfg['freeze']}/seed{cfg['seed']}"
+
+
+def _map(fn, jobs: list, workers: int):
+    if workers <= 1:
+        return [fn(j) for j in jobs]
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, jobs))
+
+
+def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, device_threads: int) -> None:
+    import numpy as np
+
+    from deepen.arch import architecture_for
+    from deepen.base_import import import_gguf
+    from deepen.config import model_name, runs as config_runs
+    from deepen.generators import required_artifacts
+    from deepen.pipeline import extract_stage, generate_stage, reconstruct_stage, svd_stage
+
+    run_dir, work, out = Path(run_dir), Path(work), Path(out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = json.loads((run_dir / "run.json").read_text())
+    config = spec["config"]
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *a, **k):
+        t0 = time.time()
+        result = fn(*a, **k)
+        timings[name] = round(time.time() - t0, 2)
+        print(f"[{timings[name]:8.1f} s] {name}", flush=True)
+        (out / "timings.json").write_text(json.dumps(timings, indent=1))
+        return result
+
+    gguf = timed("join GGUF parts", _join_parts, run_dir, parts, work / spec["gguf_name"], spec["gguf_bytes"])
+    base = work / "base"
+    if not (base / "config.json").exists():
+        timed("import GGUF", import_gguf, gguf, base, max_shard_bytes=1 << 40, tokenizer=False)
+    hf = json.loads((base / "config.json").read_text())
+    arch = architecture_for(hf["model_type"])
+    for m in arch.matrices:
+        timed(f"extract {m}", extract_stage, base, m, work / "weights" / f"{m}.safetensors")
+    methods = config["methods"]
+    needs = {a for opts in methods.values() for a in required_artifacts(opts)}
+    if "svd" in needs:
+        for m in arch.linear:
+            timed(f"svd {m}", svd_stage, work / "weights" / f"{m}.safetensors", work / "svd" / f"{m}.safetensors",
+                  work / "svd" / f"{m}.json")
+    predictor_cfg = {**{k: v for k, v in config["predictor"].items() if k != "heldout_layers"}, "seed": config["seed"]}
+    for space in ("predictor", "predictor_nosvd"):
+        if space in needs:
+            source, key = ("svd", "V") if space == "predictor" else ("weights", "stack")
+            jobs = [(work / source / f"{m}.safetensors", key, predictor_cfg, work / space / f"{m}.pt",
+                     work / space / f"{m}.json") for m in arch.linear]
+            timed(f"{space} ({len(jobs)} matrices)", _map, _predictor_job, jobs, min(len(jobs), os.cpu_count() // 2 or 1))
+    runs = config_runs(config)
+    models = sorted({model_name(config, m, s) for m, _, s in runs if m != "base"})
+    for model in models:
+        method = model.partition("/")[0]
+        opts = {k: v for k, v in methods[method].items() if k not in ("freeze", "seeds", "cpt")}
+        if "/seed" in model:
+            opts["seed"] = int(model.rsplit("seed", 1)[1])
+        predictors = "predictor" if opts.get("svd", True) else "predictor_nosvd"
+        timed(f"generate {model}", generate_stage, method, opts, base, work / "weights", work / "layers" / model,
+              svd_dir=work / "svd", predictor_dir=work / predictors)
+        timed(f"reconstruct {model}", reconstruct_stage, model, base, base, work / "layers" / model / "plan.json",
+              work / "layers" / model / "new_layers.safetensors", work / "models" / model, 1 << 40)
+    cpt = {k: v for k, v in config["cpt"].items() if k != "seeds"}
+    jobs = []
+    for method, freeze, seed in runs:
+        model_dir = base if method == "base" else work / "models" / model_name(config, method, seed)
+        jobs.append((method, str(model_dir), str(run_dir), {**cpt, "seed": seed, "freeze": freeze},
+                     str(work / "cpt" / method / freeze / f"seed{seed}"), device_threads))
+    timed(f"CPT ({len(jobs)} runs, {parallel} at a time)", _map, _cpt_job, jobs, parallel)
+    timed("report", write_report, config, runs, work, out)
+    tokens = {s: int(np.load(run_dir / f"{s}_tokens.npy", mmap_mode="r").shape[0]) for s in ("train", "val")}
+    (out / "timings.json").write_text(json.dumps({**timings, "tokens": tokens}, indent=1))
+
+
+def write_report(config: dict, runs: list, work: Path, out: Path) -> None:
+    """summary.md / .csv, runs.csv and loss_curves.png from the runs' metrics (no lm-eval here: an empty
+    evaluation per run)."""
+    from deepen.pipeline import report_stage
+
+    entries = []
+    for method, freeze, seed in runs:
+        folder = work / "cpt" / method / freeze / f"seed{seed}"
+        if not (folder / "metrics.jsonl").exists():
+            continue
+        (folder / "eval.json").write_text(json.dumps({"results": {}}))
+        entries.append({"method": method, "freeze": freeze, "seed": seed, "metrics": folder / "metrics.jsonl",
+                        "info": folder / "info.json", "eval": folder / "eval.json"})
+    # Step 0 of each model is its first evaluation (the Trainer's, before any update) on the same slice.
+    from deepen.config import model_name
+
+    init, method_models = {}, {}
+    for e in entries:
+        name = "base" if e["method"] == "base" else model_name(config, e["method"], e["seed"])
+        if e["method"] != "base":
+            method_models.setdefault(e["method"], [])
+            if name not in method_models[e["method"]]:
+                method_models[e["method"]].append(name)
+        if name in init:
+            continue
+        first = json.loads(Path(e["metrics"]).read_text().splitlines()[0])
+        info = json.loads(Path(e["info"]).read_text())
+        path = work / "init" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"val_loss": first["val_loss"], "val_tokens": info["val_tokens"],
+                                    "layers": info["layers"], "params": info["params"]}))
+        init[name] = str(path)
+    trained = list(method_models)
+    report_stage(entries, config["report"]["target_loss"], config["report"]["reference"],
+                 {"base_desc": "SmolLM2 imported from its GGUF (run on the GPU by benchmarks/smollm2_gpu.py)",
+                  "cpt": config["cpt"]},
+                 {"csv": out / "summary.csv", "runs_csv": out / "runs.csv", "md": out / "summary.md",
+                  "curves": out / "loss_curves.png", "init_csv": out / "init.csv"},
+                 {"paths": init, "method_models": method_models, "trained": trained},
+                 claims=config["report"]["claims"])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="here: config, token files and GGUF parts into --out")
+    p.add_argument("--config", default=str(REPO / "config/smollm2_gpu.yaml"))
+    p.add_argument("--out", default="gpu_run")
+    p.add_argument("--part-mb", type=int, default=PART_BYTES // 1024**2)
+    r = sub.add_parser("run", help="there: every stage, then the report, into --out")
+    r.add_argument("--dir", default="gpu_run")
+    r.add_argument("--work", default="/tmp/deepen_gpu")
+    r.add_argument("--out", default="results_gpu")
+    r.add_argument("--parts", nargs="*", default=[], help="more folders holding base.gguf.part* files")
+    r.add_argument("--parallel", type=int, default=3, help="CPT runs at once (they share the one GPU)")
+    r.add_argument("--threads", type=int, default=4, help="CPU threads per CPT run")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    t0 = time.time()
+    if args.command == "prepare":
+        prepare(args.config, args.out, args.part_mb * 1024**2)
+    else:
+        import torch
+
+        print(f"device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}, torch "
+              f"{torch.__version__}", flush=True)
+        run(args.dir, args.work, args.out, args.parts, args.parallel, args.threads)
+    print(f"total {time.time() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
