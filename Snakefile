@@ -19,7 +19,6 @@ localrules:
     all,
     task_data,
     report,
-    base_training_curve,
 
 
 include: "rules/common.smk"

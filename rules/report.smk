@@ -58,6 +58,9 @@ rule svd_continuity:
 
 if PRETRAIN_BASE:
 
+    localrules:
+        base_training_curve,
+
     rule base_training_curve:
         input:
             metrics="results/base_training/metrics.jsonl",
