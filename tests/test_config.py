@@ -64,6 +64,12 @@ BAD_CONFIGS = {
                                    "sft.expansion: 'llama_prp' is not a method"),
     "no DLO layer left to route": (lambda c: c["sft"]["dlo"].update(unrouted_edge_layers=6),
                                    "sft.dlo.unrouted_edge_layers: 6 first and 6 last layers unrouted leave no routed layer"),
+    "missing GGUF file": (lambda c: c.update(base_model={"gguf": "/nonexistent/model.gguf"}),
+                          "base_model: GGUF file /nonexistent/model.gguf does not exist"),
+    "GGUF package not installed": (lambda c: c.update(base_model={"package": "no-such-model-wheel"}),
+                                   "base_model: base_model.package: 'no-such-model-wheel' is not installed"),
+    "target not trained": (lambda c: c["methods"]["avg_deus"].update(cpt=False) or c["report"].update(target_loss="avg_deus"),
+                           "report.target_loss: 'avg_deus' is not a row"),
 }
 
 

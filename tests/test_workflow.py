@@ -134,6 +134,7 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
     assert per_method == {
         ("generate_layers", "model=llama_pro"),
         ("reconstruct", "model=llama_pro"),
+        ("init_loss", "model=llama_pro"),
         *((rule, f"method=llama_pro, freeze={f}, seed=0") for rule in ("continual_pretrain", "evaluate")
           for f in ("new_only", "all")),
         # quick.yaml's SFT branch expands with llama_pro: its dense and DLO rows start from that model, the
@@ -157,6 +158,8 @@ def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
     # one model per seed for the random control, one per method otherwise
     extra = sum(o.get("seeds", seeds) - 1 for o in methods.values() if o["generator"] == "random")
     assert counts["generate_layers"] == counts["reconstruct"] == len(methods) + extra
+    assert counts["init_loss"] == len(methods) + extra + 1  # and the base
+    assert counts["predictor_heldout"] == 2  # the svd and nosvd spaces
     main_runs = len(expected_rows(default)) * seeds
     one_seed = sum(len(freeze_policies(o)) for o in methods.values() if o.get("seeds") == 1)
     assert one_seed > 0
@@ -175,7 +178,7 @@ def test_adding_a_seed_reruns_only_the_new_seeds_runs_and_the_report(quick_run):
     # the random control draws new layers for the new seed; every other model is reused
     others = {(rule, wc) for rule, wc in jobs
               if rule not in ("continual_pretrain", "evaluate", "report", "manifest", "all")}
-    assert others == {("generate_layers", "model=random/seed1"), ("reconstruct", "model=random/seed1")}
+    assert others == {(rule, "model=random/seed1") for rule in ("generate_layers", "reconstruct", "init_loss")}
     assert {rule for rule, _ in jobs} >= {"report", "all"}
 
 
@@ -189,15 +192,37 @@ def test_changing_a_predictor_setting_reruns_only_the_lesa_methods(quick_run):
     jobs = planned_jobs(quick_run, cfg)
     rules = {rule for rule, _ in jobs}
     assert {"svd", "extract_weights", "corpus", "tokenizer", "pretrain_base"}.isdisjoint(rules)
-    assert {"predictor", "predictor_nosvd"} <= rules
+    assert {"predictor", "predictor_nosvd", "predictor_heldout"} <= rules
     lesa = {m for m, o in QUICK["methods"].items() if o["generator"] == "lesa"}
-    rerun = {wc.split(",")[0].split("=")[1] for rule, wc in jobs if rule in ("generate_layers", "continual_pretrain")}
+    rerun = {wc.split(",")[0].split("=")[1] for rule, wc in jobs
+             if rule in ("generate_layers", "continual_pretrain", "init_loss")}
     assert rerun == lesa
+
+
+def test_changing_the_held_out_layers_reruns_only_the_leave_one_out_fits(quick_run):
+    """The predictor that makes layers trains on every triplet: which layers the measuring fits withhold
+    must not rebuild any model."""
+    cfg = variant(quick_run, "heldout.yaml", lambda c: c["predictor"].update(heldout_layers=[1, 2]))
+    assert {rule for rule, _ in planned_jobs(quick_run, cfg)} == {"predictor_heldout", "report", "manifest", "all"}
+
+
+def test_every_model_gets_its_step0_loss_on_the_fixed_slice(quick_run):
+    import json
+
+    rows = {r["method"]: r for r in csv.DictReader(open(quick_run / "results/report/init.csv"))}
+    assert set(rows) == {"base", *QUICK["methods"]}
+    base = json.loads((quick_run / "results/init/base.json").read_text())
+    cpt = [json.loads(l) for l in (quick_run / "results/cpt/base/all/seed0/metrics.jsonl").read_text().splitlines()]
+    # the stage's slice is the one CPT evaluates on: the same loss before any update
+    assert base["val_tokens"] == 2048 and abs(base["val_loss"] - cpt[0]["val_loss"]) < 1e-4
+    assert abs(float(rows["llama_pro"]["minus_base"])) < 1e-4  # function preserving
+    md = (quick_run / "results/report/summary.md").read_text()
+    assert "## Step 0: every model before training" in md and "The papers' claims, checked on this run" in md
 
 
 def test_lesa_report_parts(quick_run):
     md = (quick_run / "results/report/summary.md").read_text()
-    assert "## LESA predictor on the held-out layer" in md
+    assert "## LESA predictor on held-out layers" in md
     assert "| svd | gate_proj |" in md and "| nosvd | gate_proj |" in md
     assert "consecutive" in md
     assert (quick_run / "results/report/svd_continuity.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,67 @@
+"""benchmarks/smollm2_gpu.py at a tiny size on CPU: `prepare` here, then `run` in a process that cannot import
+POT, gguf, lm-eval, jsonschema or Snakemake (a GPU machine need not have them), with a report at the end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+import yaml
+from transformers import AutoTokenizer
+
+from conftest import REPO
+from deepen.tokenizer import train_tokenizer
+from gguf_writer import write_gguf
+from test_gguf_import import TEXT, family_model
+
+BLOCKER = '''
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"ot", "gguf", "lm_eval", "jsonschema", "snakemake"}:
+            raise ImportError(f"{name} is not installed on this machine")
+sys.meta_path.insert(0, Block())
+'''
+
+
+def test_gpu_runner_prepares_here_and_runs_without_the_workflow_packages(tmp_path):
+    (tmp_path / "tok_text.txt").write_text(TEXT)
+    train_tokenizer(tmp_path / "tok_text.txt", 300, tmp_path / "tok")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    gguf = write_gguf(family_model("llama", len(tok)), tmp_path / "tok", tmp_path / "tiny.gguf")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(4):
+        (docs / f"doc{i}.txt").write_text(TEXT[i * 500:] * 2)
+    config = {
+        "base_model": {"gguf": str(gguf)}, "corpus": {"source": "files", "path": str(docs), "val": 1, "test": 1},
+        "cpt": {"seeds": 2, "steps": 4, "batch_size": 4, "seq_len": 32, "lr": 1e-3, "eval_interval": 2,
+                "eval_tokens": 256, "checkpoint_interval": 4},
+        "methods": {"llama_pro": {"generator": "copy", "placement": {"interval": 2}, "zero_init": True},
+                    "lesa": {"generator": "lesa"}, "opt_deus": {"generator": "opt_deus", "zero_init": True}},
+        "predictor": {"hidden": 16, "epochs": 1}, "report": {"target_loss": "llama_pro", "reference": "llama_pro"},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    script = str(REPO / "benchmarks/smollm2_gpu.py")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    subprocess.run([sys.executable, script, "prepare", "--config", str(tmp_path / "tiny.yaml"), "--out",
+                    str(tmp_path / "run"), "--part-mb", "1"], check=True, capture_output=True, timeout=600)
+    assert len(list((tmp_path / "run").glob("base.gguf.part*"))) >= 1
+    # the parts travel separately: move one to another folder, as a second transfer would bring it
+    (tmp_path / "later").mkdir()
+    (tmp_path / "run" / "base.gguf.part0").rename(tmp_path / "later" / "base.gguf.part0")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
+    proc = subprocess.run([sys.executable, script, "run", "--dir", str(tmp_path / "run"), "--parts",
+                           str(tmp_path / "later"), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                           "--parallel", "1", "--threads", "1"], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    md = (tmp_path / "out/summary.md").read_text()
+    for row in ("base/all", "llama_pro/new_only", "lesa/new_only", "opt_deus/new_only"):
+        assert f"| `{row}` | 2 |" in md
+    assert "## Step 0: every model before training" in md and "The papers' claims" in md
+    timings = json.loads((tmp_path / "out/timings.json").read_text())
+    assert {"import GGUF", "svd gate_proj", "report"} <= set(timings) and timings["tokens"]["train"] > 0
+    assert (tmp_path / "out/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert torch.cuda.is_available() or "device: cpu" in proc.stdout

