@@ -157,13 +157,10 @@ def hf_config(header: GGUFHeader) -> dict:
     if rotary is not None and rotary != values["head_dim"]:
         raise GGUFError(f"{header.path}: partial rotary embeddings ({rotary} of {values['head_dim']} dimensions) "
                         "are not supported")
-    vocab = header.get(f"{arch}.vocab_size") or header.array_lengths.get("tokenizer.ggml.tokens")
-    if vocab is None:
-        raise GGUFError(f"{header.path}: neither {arch}.vocab_size nor a tokenizer vocabulary in the metadata")
     embed = header.tensors.get("token_embd.weight")
     if embed is None:
         raise GGUFError(f"{header.path}: no token_embd.weight tensor")
-    values["vocab_size"] = embed.shape[0]
+    values["vocab_size"] = embed.shape[0]  # the model's vocabulary is its embedding's rows (may exceed the tokenizer's)
     layers = values["num_hidden_layers"]
     config = {"model_type": family.model_type, "architectures": [ARCHITECTURES[family.model_type]], **values,
               "tie_word_embeddings": "output.weight" not in header.tensors, "rope_parameters": _rope(family, header),
