@@ -57,7 +57,7 @@ def quick_rerun(tmp_path_factory, quick_run) -> SimpleNamespace:
     # of polling through SLURM) leave the compared artifacts unchanged and run in quick_run.
     cfg = yaml.safe_load((workdir / "config/quick.yaml").read_text())
     cfg.update(growth={**cfg["growth"], "enabled": False}, sft={**cfg["sft"], "enabled": False})
-    (workdir / "config/quick_core.yaml").write_text(yaml.safe_dump(cfg))
+    (workdir / "config/quick_core.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))  # rows keep their order
     reason = slurm_cluster.unavailable()
     if reason is None:
         with slurm_cluster.cluster(tmp_path_factory.mktemp("slurm")) as cluster_dir:
