@@ -1,16 +1,19 @@
 # deepen: depth up-scaling of a pretrained language model, every method side by side.
 # Config: config/config.yaml (the embedded default); checked against config/schema.yaml at start-up.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 # `--configfile my.yaml` replaces the embedded default instead of extending it, so a config that lists
-# fewer methods runs only those; `--config key=value` still edits the default.
+# fewer methods runs only those; `--config key=value` still edits the default. The default is the
+# workflow's own, wherever the run's working directory (--directory) is.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 

@@ -174,7 +174,60 @@ def _base_model_problems(config: dict) -> list[str]:
     return []
 
 
-def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
+def corpus_problems(corpus: dict) -> list[str]:
+    """A corpus source's settings, and for a Hugging Face dataset whether it can be loaded (before any job)."""
+    source = corpus["source"]
+    if source in ("files", "jsonl", "parquet"):
+        if not corpus.get("path"):
+            return [f"corpus.path: required when corpus.source is {source!r}"]
+        if not Path(corpus["path"]).exists():
+            return [f"corpus.path: {corpus['path']!r} does not exist"]
+    if source == "hf":
+        if not corpus.get("dataset"):
+            return ["corpus.dataset: required when corpus.source is 'hf'"]
+        from .corpus import load_hf_dataset
+
+        try:
+            load_hf_dataset(corpus)
+        except ValueError as e:
+            return [str(e)]
+    return []
+
+
+def training_problems(section: str, train: dict, processes: int = 1) -> list[str]:
+    """Settings of one training section that the schema cannot check alone."""
+    problems = []
+    batch, micro = train["batch_size"], train.get("micro_batch_size")
+    if batch % processes:
+        problems.append(f"{section}.batch_size: {batch} is the global batch and must divide evenly over "
+                        f"{processes} processes")
+    elif micro is not None and (batch // processes) % micro:
+        problems.append(f"{section}.micro_batch_size: {micro} does not divide the {batch // processes} sequences "
+                        f"each of {processes} processes takes per step (batch_size {batch})")
+    if train.get("frozen_dtype", "float32") == "bfloat16" and train.get("precision", "fp32") != "bf16":
+        problems.append(f"{section}.frozen_dtype: bfloat16 frozen parameters need precision bf16 (autocast), "
+                        f"not {train.get('precision', 'fp32')}")
+    return problems
+
+
+def eval_problems(eval_cfg: dict, tasks_dir: Path, check_registered_tasks: bool) -> list[str]:
+    from .tasks import embedded_task_names
+
+    embedded = embedded_task_names(tasks_dir)
+    include = eval_cfg["include_path"]
+    if include and not Path(include).is_dir():
+        return [f"eval.include_path: {include!r} is not a directory"]
+    problems = [f"eval.num_fewshot: {task!r} is not one of eval.tasks" for task in eval_cfg["num_fewshot"]
+                if task not in eval_cfg["tasks"]]
+    registered = [t for t in eval_cfg["tasks"] if t not in embedded]
+    if registered and check_registered_tasks:
+        from .registered_tasks import registered_task_problems
+
+        problems += registered_task_problems(registered, include)
+    return problems
+
+
+def _semantic_problems(config: dict, tasks_dir: Path, check_registered_tasks: bool = True) -> list[str]:
     problems = _base_model_problems(config)
     if problems:
         return problems
@@ -218,20 +271,18 @@ def _semantic_problems(config: dict, tasks_dir: Path) -> list[str]:
         row_of(config, config["report"]["reference"])
     except ConfigError as e:
         problems.append(f"report.reference: {e}")
-    known_tasks = sorted(p.stem for p in tasks_dir.glob("*.yaml"))
-    for task in config["eval"]["tasks"]:
-        if task not in known_tasks:
-            problems.append(f"eval.tasks: unknown task {task!r} (tasks in {tasks_dir}: {', '.join(known_tasks)})")
+    problems += eval_problems(config["eval"], tasks_dir, check_registered_tasks)
     max_pos = model.get("max_position_embeddings")
     for section in ("cpt",) + (() if base else ("base.train",)):
         sub = config["cpt"] if section == "cpt" else config["base"]["train"]
         if max_pos and sub["seq_len"] > max_pos:
             problems.append(f"{section}.seq_len: {sub['seq_len']} exceeds the model's max_position_embeddings {max_pos}")
-    if config["cpt"]["batch_size"] % config["cpt"]["nproc"]:
-        problems.append(f"cpt.nproc: batch_size {config['cpt']['batch_size']} is the global batch and must divide "
-                        f"evenly over {config['cpt']['nproc']} processes")
-    if config["corpus"]["source"] == "files" and not config["corpus"].get("path"):
-        problems.append("corpus.path: required when corpus.source is 'files'")
+    problems += training_problems("cpt", config["cpt"], config["cpt"]["nproc"])
+    if not base:
+        problems += training_problems("base.train", config["base"]["train"])
+    if config["sft"]["enabled"] and "train" in config["sft"]:
+        problems += training_problems("sft.train", config["sft"]["train"])
+    problems += corpus_problems(config["corpus"])
     if config["growth"]["enabled"]:
         problems += _growth_problems(config, model)
     sft = config["sft"]
@@ -308,12 +359,14 @@ def _growth_problems(config: dict, model: dict) -> list[str]:
     return problems
 
 
-def validate_config(config: dict, schema_path, tasks_dir) -> dict:
-    """Fill defaults into ``config`` in place and raise ConfigError listing every problem."""
+def validate_config(config: dict, schema_path, tasks_dir, check_registered_tasks: bool = True) -> dict:
+    """Fill defaults into ``config`` in place and raise ConfigError listing every problem. With
+    ``check_registered_tasks``, eval.tasks that are not embedded are looked up in lm-eval and their datasets
+    loaded (tens of seconds)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     problems = _schema_problems(config, schema)
     if not problems:
-        problems = _semantic_problems(config, Path(tasks_dir))
+        problems = _semantic_problems(config, Path(tasks_dir), check_registered_tasks)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return config

@@ -18,7 +18,8 @@ from .modeling import count_parameters, init_tiny_llama, load_causal_lm, tiny_ll
 from .reconstruct import reconstruct
 from .tasks import build_task_data, evaluate
 from .tensorio import atomic_dir, atomic_path
-from .tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
+from .tokenizer import load_tokenizer, train_tokenizer
+from .tokens import open_tokens, write_token_file
 from .flops import training_flops_per_token
 from .train import is_main_process, prepare_run, read_metrics, train, world_size
 
@@ -32,17 +33,21 @@ def corpus_stage(corpus_cfg: dict, out_dir) -> None:
     build_corpus(corpus_cfg, out_dir)
 
 
+def tokens_stage(text_path, tokenizer_dir, bin_path, json_path, max_tokens=None, seed=0, workers: int = 1) -> None:
+    write_token_file(text_path, tokenizer_dir, bin_path, json_path, workers=workers, max_tokens=max_tokens, seed=seed)
+
+
 def tokenizer_stage(train_txt, vocab_size: int, out_dir) -> None:
     with atomic_dir(out_dir) as tmp:
         train_tokenizer(train_txt, vocab_size, tmp)
 
 
-def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_txt, val_txt, out_dir, work_dir,
+def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_bin, val_bin, out_dir, work_dir,
                         threads=1) -> None:
     tokenizer = load_tokenizer(tokenizer_dir)
     model = init_tiny_llama(model_cfg, tokenizer, seed)
     cfg = {**train_cfg, "seed": seed, "freeze": "all"}
-    result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
+    result = train(model, tokenizer, open_tokens(train_bin, tokenizer), open_tokens(val_bin, tokenizer),
                    cfg, work_dir, out_dir, threads=threads)
     final_val_loss = read_metrics(Path(work_dir) / "metrics.jsonl")[-1]["val_loss"]
     write_json({**result, "params": count_parameters(model), "final_val_loss": final_val_loss},
@@ -57,40 +62,40 @@ def _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer) -> dict
                          growth.small_tokens(d, scratch_steps, tokens_per_step))
 
 
-def _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, steps, seed, out_dir, work_dir, threads,
+def _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, steps, seed, out_dir, work_dir, threads,
                   info: dict) -> None:
     cfg = {**train_cfg, "steps": steps, "seed": seed, "freeze": "all", "plateau": None}
-    result = train(model, tokenizer, tokenize_documents(train_txt, tokenizer), tokenize_documents(val_txt, tokenizer),
+    result = train(model, tokenizer, open_tokens(train_bin, tokenizer), open_tokens(val_bin, tokenizer),
                    cfg, work_dir, out_dir, threads=threads)
     final_val_loss = read_metrics(Path(work_dir) / "metrics.jsonl")[-1]["val_loss"]
     write_json({**result, **info, "params": count_parameters(model), "final_val_loss": final_val_loss},
                Path(work_dir) / "info.json")
 
 
-def growth_scratch_stage(model_cfg, train_cfg, steps, seed, tokenizer_dir, train_txt, val_txt, out_dir, work_dir,
+def growth_scratch_stage(model_cfg, train_cfg, steps, seed, tokenizer_dir, train_bin, val_bin, out_dir, work_dir,
                          threads=1) -> None:
     """The growth target trained from scratch for ``steps``: the FLOPs budget of every grown run."""
     tokenizer = load_tokenizer(tokenizer_dir)
     model = init_tiny_llama(model_cfg, tokenizer, seed)
     f = training_flops_per_token(model.config.to_dict(), train_cfg["seq_len"], None, "all")
-    _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, steps, seed, out_dir, work_dir, threads,
+    _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, steps, seed, out_dir, work_dir, threads,
                   {"role": "scratch", "flops_offset": 0.0, "flops_per_token": f,
                    "tokens_per_step": train_cfg["batch_size"] * train_cfg["seq_len"]})
 
 
-def growth_small_stage(model_cfg, train_cfg, g, d, scratch_steps, seed, tokenizer_dir, train_txt, val_txt, out_dir,
+def growth_small_stage(model_cfg, train_cfg, g, d, scratch_steps, seed, tokenizer_dir, train_bin, val_bin, out_dir,
                        work_dir, threads=1) -> None:
     """The small model of L/g layers, trained for d tokens."""
     tokenizer = load_tokenizer(tokenizer_dir)
     plan = _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer)
     model = init_tiny_llama(growth.small_config(model_cfg, g), tokenizer, seed)
-    _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, plan["small_steps"], seed, out_dir, work_dir,
+    _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, plan["small_steps"], seed, out_dir, work_dir,
                   threads, {"role": "small", "g": g, "d": d, "flops_offset": 0.0,
                             "flops_per_token": plan["small_flops_per_token"], **plan})
 
 
 def growth_grown_stage(model_cfg, train_cfg, g, d, operator, scratch_steps, seed, small_dir, tokenizer_dir,
-                       train_txt, val_txt, out_dir, work_dir, threads=1) -> None:
+                       train_bin, val_bin, out_dir, work_dir, threads=1) -> None:
     """The small model grown by ``operator`` to the target's depth, trained on with a fresh optimizer and
     schedule for the steps the budget leaves."""
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -98,7 +103,7 @@ def growth_grown_stage(model_cfg, train_cfg, g, d, operator, scratch_steps, seed
     target = init_tiny_llama(model_cfg, tokenizer, seed)
     model = growth.grow(load_causal_lm(small_dir), target, g, operator)
     # Another data seed than the small model's: the grown run does not replay the windows it saw.
-    _growth_train(model, tokenizer, train_txt, val_txt, train_cfg, plan["grown_steps"], seed + 1000, out_dir,
+    _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, plan["grown_steps"], seed + 1000, out_dir,
                   work_dir, threads, {"role": "grown", "operator": operator, "g": g, "d": d, "seed": seed,
                                       "flops_offset": plan["small_flops"],
                                       "flops_per_token": plan["target_flops_per_token"], **plan})
@@ -152,7 +157,7 @@ def import_base_stage(gguf_path, out_dir, dtype: str, max_shard_mb: int) -> None
     import_gguf(gguf_path, out_dir, dtype=dtype, max_shard_bytes=max_shard_mb * 1024**2)
 
 
-def init_loss_stage(name: str, model_dir, val_txt, cfg: dict, out_path, threads: int = 1) -> None:
+def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads: int = 1) -> None:
     """A model's val loss on the fixed slice before any training: every expanded model's, trained or not,
     and the base's."""
     import time
@@ -167,7 +172,7 @@ def init_loss_stage(name: str, model_dir, val_txt, cfg: dict, out_path, threads:
     model = load_causal_lm(model_dir)
     tokenizer = load_tokenizer(model_dir)
     t0 = time.time()
-    result = fixed_slice_loss(model, tokenize_documents(val_txt, tokenizer), cfg["seq_len"], cfg["eval_tokens"],
+    result = fixed_slice_loss(model, open_tokens(val_bin, tokenizer), cfg["seq_len"], cfg["eval_tokens"],
                               cfg["batch_size"])
     write_json({"model": name, "layers": model.config.num_hidden_layers, "params": count_parameters(model),
                 **result, "seconds": round(time.time() - t0, 3)}, out_path)
@@ -230,7 +235,7 @@ def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_pat
                 max_shard_bytes=max_shard_mb * 1024**2)
 
 
-def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, final_dir, info_path,
+def cpt_stage(method: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, final_dir, info_path,
               threads=1) -> None:
     """Continual pretraining of one expanded model (or the base, for the 'no expansion' row).
 
@@ -242,16 +247,15 @@ def cpt_stage(method: str, model_dir, train_txt, val_txt, cfg: dict, work_dir, f
         import sys
 
         prepare_run(cfg, work_dir)
-        args = dict(method=method, model_dir=str(model_dir), train_txt=str(train_txt), val_txt=str(val_txt), cfg=cfg,
+        args = dict(method=method, model_dir=str(model_dir), train_bin=str(train_bin), val_bin=str(val_bin), cfg=cfg,
                     work_dir=str(work_dir), final_dir=str(final_dir), info_path=str(info_path),
                     threads=max(1, threads // nproc))
         subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         "-m", "deepen.distributed", json.dumps(args)], check=True)
         return
     tokenizer = load_tokenizer(model_dir)
-    continue_pretraining(method, model_dir, tokenize_documents(train_txt, tokenizer),
-                         tokenize_documents(val_txt, tokenizer), cfg, work_dir, final_dir, info_path, tokenizer,
-                         threads=threads)
+    continue_pretraining(method, model_dir, open_tokens(train_bin, tokenizer), open_tokens(val_bin, tokenizer), cfg,
+                         work_dir, final_dir, info_path, tokenizer, threads=threads)
 
 
 def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: dict, work_dir, final_dir, info_path,
@@ -259,7 +263,7 @@ def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: 
     """CPT of one model on token streams: the layers the plan added train under ``new_only``."""
     config = read_model_config(model_dir)
     check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
-    model = load_causal_lm(model_dir)
+    model = load_causal_lm(model_dir, cfg.get("attn_implementation", "sdpa"))
     plan_path = Path(model_dir) / "deepen_plan.json"
     plan_info = plans.load(plan_path) if plan_path.exists() else {"plan": [], "generator": ""}
     added = plans.added_layers(plan_info["plan"])
@@ -280,8 +284,8 @@ def tasks_stage(test_txt, out_dir, eval_cfg: dict) -> None:
         build_task_data(test_txt, tmp, eval_cfg)
 
 
-def evaluate_stage(model_dir, templates_dir, data_dir, tasks, batch_size, out_path, threads=1) -> None:
-    write_json(evaluate(model_dir, templates_dir, data_dir, tasks, batch_size, threads), out_path)
+def evaluate_stage(model_dir, templates_dir, data_dir, eval_cfg: dict, out_path, threads=1) -> None:
+    write_json(evaluate(model_dir, templates_dir, data_dir, eval_cfg, threads), out_path)
 
 
 def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
@@ -292,15 +296,18 @@ def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
 
 def report_stage(runs: list[dict], target, reference: str, settings: dict, out: dict, init: dict,
                  claims: list[dict] | None = None, continuity_json=None, heldout: dict | None = None,
-                 base_info=None, base_import=None, growth_md=None, sft_md=None) -> None:
+                 base_info=None, base_import=None, growth_md=None, sft_md=None,
+                 standard_tasks: list[str] | None = None) -> None:
     """``runs``: {method, freeze, seed, metrics, info, eval} per CPT run (the base's own CPT is method
     'base'); ``out``: paths of csv, runs_csv, md, curves, init_csv; ``init``: {paths: {model: results/init
     json}, method_models: {method: [model, …]}, trained: [method, …]}; ``claims``: report.claims of the
     config. With LESA methods: the continuity ratios and the leave-one-out fits {space: {matrix: json}}; with
     a base trained here, its info.json; imported, its import info; with the growth branch and SFT, their
-    markdown sections."""
+    markdown sections; ``standard_tasks``: the lm-eval tasks evaluated beside the embedded ones (a table with their
+    average)."""
     from .claims import check_claims
     from .init_losses import init_section, init_table, load_init_losses, losses_by_method, write_init_csv
+    from .registered_tasks import standard_task_section
     from .report import (continuity_section, finals, load_runs, plot_loss_curves, predictor_table, summarise,
                          write_csv, write_markdown, write_runs_csv)
 
@@ -355,6 +362,7 @@ def report_stage(runs: list[dict], target, reference: str, settings: dict, out: 
                      "raw weight rows (the ablation); the spaces have different scales, compare within a row. A "
                      "predictor above `zeros` predicts worse than nothing.", "",
                      *predictor_table(heldout), ""]
+    sections += standard_task_section(rows, standard_tasks or [])
     for extra in (growth_md, sft_md):
         if extra:
             sections += Path(extra).read_text().splitlines()

@@ -104,27 +104,49 @@ def render_tasks(templates_dir, data_dir, out_dir) -> list[str]:
     return names
 
 
-def evaluate(model_dir, templates_dir, data_dir, tasks: list[str], batch_size: int, threads: int = 1) -> dict:
-    """Run lm-eval on a local model directory and local tasks; return a json-serialisable dict."""
+EVAL_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def embedded_task_names(templates_dir) -> set[str]:
+    return {p.stem for p in Path(templates_dir).glob("*.yaml")}
+
+
+def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) -> dict:
+    """Run lm-eval on a local model directory; return a json-serialisable dict.
+
+    ``cfg``: the eval section: ``tasks`` (embedded ones from ``templates_dir``, lm-eval's registered ones, and
+    those of ``include_path``), ``num_fewshot`` (per task; a task not named there: 0 for embedded tasks, the
+    task's own default for the others), ``batch_size``, ``precision``."""
     import tempfile
 
     import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     from . import dlo  # noqa: F401  registers the DLO model type with transformers' Auto classes
+    from .registered_tasks import task_manager
 
     torch.set_num_threads(max(1, threads))
-    lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cuda" if torch.cuda.is_available() else "cpu",
-              dtype="float32")
+    embedded = embedded_task_names(templates_dir)
+    lm = HFLM(pretrained=str(model_dir), batch_size=cfg["batch_size"],
+              device="cuda" if torch.cuda.is_available() else "cpu", dtype=EVAL_DTYPES[cfg.get("precision", "fp32")])
+    shots = cfg.get("num_fewshot") or {}
+    # simple_evaluate takes one few-shot count for all its tasks: one call per count
+    by_shots: dict = {}
+    for task in cfg["tasks"]:
+        by_shots.setdefault(shots.get(task, 0 if task in embedded else None), []).append(task)
+    merged = {"results": {}, "n-samples": {}, "versions": {}, "n-shot": {}}
     with tempfile.TemporaryDirectory() as include:
         render_tasks(templates_dir, data_dir, include)
-        manager = TaskManager(include_path=include, include_defaults=False)
-        results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
-                                  log_samples=False, num_fewshot=0)
-    return json.loads(json.dumps({"results": results["results"], "n-samples": results.get("n-samples"),
-                                  "versions": results.get("versions")}, default=str))
+        paths = [include] + ([str(cfg["include_path"])] if cfg.get("include_path") else [])
+        # lm-eval's own index (thousands of YAMLs) only when a task is in neither folder
+        manager = task_manager(cfg["tasks"], paths)
+        for n, tasks in by_shots.items():
+            results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
+                                      log_samples=False, num_fewshot=n)
+            for key in merged:
+                merged[key].update(results.get(key) or {})
+    return json.loads(json.dumps(merged, default=str))
 
 
 def flat_metrics(eval_json: dict) -> dict[str, float]:

@@ -25,12 +25,13 @@ FREEZE_POLICIES = ("new_only", "all")
 
 
 class RandomWindows(Dataset):
-    """``num_samples`` windows of ``seq_len`` tokens at seeded random offsets of a token stream."""
+    """``num_samples`` windows of ``seq_len`` tokens at seeded random offsets of a token stream (an array or a
+    memmap of a token file: only the windows drawn are read, so memory does not grow with the corpus)."""
 
     def __init__(self, tokens: np.ndarray, seq_len: int, num_samples: int, seed: int):
         if len(tokens) <= seq_len:
             raise ValueError(f"training split has {len(tokens)} tokens, fewer than seq_len {seq_len}")
-        self.tokens = torch.from_numpy(tokens.astype(np.int64))
+        self.tokens = tokens
         rng = np.random.default_rng(seed)
         self.starts = rng.integers(0, len(tokens) - seq_len, size=num_samples)
         self.seq_len = seq_len
@@ -39,7 +40,7 @@ class RandomWindows(Dataset):
         return len(self.starts)
 
     def __getitem__(self, i):
-        x = self.tokens[self.starts[i] : self.starts[i] + self.seq_len]
+        x = torch.from_numpy(self.tokens[self.starts[i] : self.starts[i] + self.seq_len].astype(np.int64))
         return {"input_ids": x, "labels": x}
 
 
@@ -72,6 +73,36 @@ def fixed_slice_loss(model, val_tokens: np.ndarray, seq_len: int, max_tokens: in
             total += model(input_ids=batch, labels=batch).loss.item() * len(batch)
     model.train(was_training)
     return {"val_loss": total / len(windows), "val_tokens": len(windows) * seq_len}
+
+
+def micro_batches(batch: int, processes: int, micro_batch_size: int | None) -> tuple[int, int]:
+    """(sequences per forward pass and process, accumulation steps) for a global batch of ``batch``."""
+    if batch % processes:
+        raise ValueError(f"batch_size {batch} is not divisible by the {processes} training processes")
+    share = batch // processes
+    micro = micro_batch_size or share
+    if share % micro:
+        raise ValueError(f"micro_batch_size {micro} does not divide the {share} sequences per process")
+    return micro, share // micro
+
+
+def cast_frozen_linears(model, dtype) -> int:
+    """Hold the frozen linear layers' parameters in ``dtype``; return how many parameters were cast.
+
+    Under autocast a linear layer multiplies in the autocast dtype whatever its weight's dtype, so a bf16
+    copy of a frozen weight computes what the float32 one did, in half the memory. Embeddings (looked up,
+    not multiplied) and weights shared with one stay float32."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    cast = 0
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Linear) or id(module.weight) in embeddings:
+            continue
+        params = [p for p in module.parameters(recurse=False)]
+        if params and not any(p.requires_grad for p in params):
+            for p in params:
+                p.data = p.data.to(dtype)
+                cast += p.numel()
+    return cast
 
 
 def freeze(model, policy: str, trainable_layers: list[int] | None) -> int:
@@ -211,13 +242,22 @@ def _last_checkpoint(ckpt_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def _checkpointing_args(arguments_class, enabled: bool) -> dict:
+    """Activation checkpointing under the name this transformers uses (gradient_* before 5.x renamed it);
+    non-reentrant, since frozen layers below the trainable ones pass on no input that requires grad."""
+    name = ("activation_checkpointing" if "activation_checkpointing" in arguments_class.__dataclass_fields__
+            else "gradient_checkpointing")
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False}}
+
+
 def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final_dir,
           trainable_layers: list[int] | None = None, threads: int = 1) -> dict:
     """Train ``model`` for ``cfg['steps']`` optimizer steps; resume from ``work_dir`` checkpoints if any.
     ``train_tokens``/``val_tokens``: token streams cut into windows, or Datasets of encoded examples.
 
     cfg keys: steps, batch_size, seq_len, lr, warmup_steps, weight_decay, eval_interval,
-    eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule, precision.
+    eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule, precision, frozen_dtype,
+    micro_batch_size, gradient_checkpointing, attn_implementation (config/schema.yaml says what each does).
     """
     from transformers import Trainer, TrainingArguments
 
@@ -232,8 +272,14 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
 
     trainable = freeze(model, cfg.get("freeze", "all"), trainable_layers)
     steps, batch, seq_len = cfg["steps"], cfg["batch_size"], cfg["seq_len"]
-    if batch % world:
-        raise ValueError(f"batch_size {batch} is not divisible by the {world} training processes")
+    micro, accumulation = micro_batches(batch, world, cfg.get("micro_batch_size"))
+    precision = cfg.get("precision", "fp32")
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise ValueError("precision fp16 needs a GPU (its loss scaling is CUDA's); use bf16 on a CPU")
+    if cfg.get("frozen_dtype", "float32") == "bfloat16":
+        cast_frozen_linears(model, torch.bfloat16)
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(cfg.get("attn_implementation", "sdpa"))
     if isinstance(train_tokens, Dataset):  # examples already encoded (SFT), not a token stream
         train_set, val_set = train_tokens, val_tokens
     else:
@@ -243,9 +289,11 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         max_steps=steps,
-        # batch_size is the global batch: each process takes its share
-        per_device_train_batch_size=batch // world,
-        per_device_eval_batch_size=max(1, cfg.get("eval_batch_size", batch) // world),
+        # batch_size is the global batch: each process takes its share, in micro batches
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        **_checkpointing_args(TrainingArguments, cfg.get("gradient_checkpointing", False)),
+        per_device_eval_batch_size=max(1, cfg.get("eval_batch_size", micro * world) // world),
         ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
         learning_rate=cfg["lr"],
         lr_scheduler_type=cfg.get("schedule", "cosine"),
@@ -265,8 +313,9 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         dataloader_pin_memory=False,
         seed=cfg["seed"],
         data_seed=cfg["seed"],
-        # mixed precision: float32 master weights, bf16 matrix products (on a GPU, or a CPU that has them)
-        bf16=cfg.get("precision", "fp32") == "bf16",
+        # mixed precision: float32 trainable weights, 16-bit matrix products
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         disable_tqdm=False,
         save_only_model=False,
     )

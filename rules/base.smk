@@ -3,8 +3,8 @@ if PRETRAIN_BASE:
     rule pretrain_base:
         input:
             tokenizer=TOKENIZER_DIR,
-            train="results/data/train.txt",
-            val="results/data/val.txt",
+            train="results/tokens/train.bin",
+            val="results/tokens/val.bin",
         output:
             model=directory("results/base"),
             metrics="results/base_training/metrics.jsonl",

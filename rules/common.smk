@@ -12,6 +12,7 @@ from deepen.config import (  # noqa: E402
     runs, trained_methods, validate_config)
 from deepen.arch import architecture_for  # noqa: E402
 from deepen.base_import import gguf_source  # noqa: E402
+from deepen.tasks import embedded_task_names  # noqa: E402
 from deepen.resources import (  # noqa: E402
     DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
 
@@ -20,10 +21,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Found beside the workflow, not in the run's working directory (snakemake --directory RUN).
 TASK_TEMPLATES = os.path.join(workflow.basedir, "config", "tasks")
 
+
+def task_templates() -> list[str]:
+    """The embedded tasks' templates, and the YAMLs of eval.include_path (a changed task reruns its evaluations)."""
+    embedded = [os.path.join(TASK_TEMPLATES, f"{task}.yaml") for task in config["eval"]["tasks"]
+                if task in embedded_task_names(TASK_TEMPLATES)]
+    own_tasks = config["eval"]["include_path"]
+    return embedded + (sorted(str(p) for p in Path(own_tasks).rglob("*.yaml")) if own_tasks else [])
+
 try:
-    validate_config(config, os.path.join(workflow.basedir, "config", "schema.yaml"), TASK_TEMPLATES)
+    # lm-eval's registered tasks are looked up (tens of seconds) by the main process only, not by each job
+    validate_config(config, os.path.join(workflow.basedir, "config", "schema.yaml"), TASK_TEMPLATES,
+                    check_registered_tasks=workflow.is_main_process)
 except ConfigError as e:
     raise WorkflowError(str(e))
 
@@ -70,6 +82,10 @@ def canonical(value):
     if isinstance(value, list):
         return [canonical(v) for v in value]
     return value
+
+# What an evaluation job runs: every eval setting but those that only shape the embedded tasks' data.
+EVAL_PARAMS = canonical({k: config["eval"][k] for k in ("tasks", "batch_size", "num_fewshot", "precision",
+                                                        "include_path")})
 
 
 GROWTH = config["growth"]["enabled"]

@@ -37,3 +37,30 @@ rule tokenizer:
         "../envs/deepen.yaml"
     script:
         "../scripts/train_tokenizer.py"
+
+
+# Each split tokenized once: every training and evaluation job reads windows of these files.
+rule tokens:
+    input:
+        text="results/data/{split}.txt",
+        tokenizer=TOKENIZER_DIR,
+    output:
+        tokens="results/tokens/{split}.bin",
+        info="results/tokens/{split}.json",
+    log:
+        "logs/tokens/{split}.log",
+    params:
+        # corpus.max_tokens samples the training split only
+        max_tokens=lambda wildcards: config["corpus"]["max_tokens"] if wildcards.split == "train" else None,
+        seed=config["corpus"]["seed"],
+    wildcard_constraints:
+        split="train|val",
+    threads: config["resources"]["base_threads"]
+    resources:
+        mem_mb=2048,
+        runtime=60,
+        cpus_per_task=lambda wildcards, threads: threads,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/tokenize_split.py"

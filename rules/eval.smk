@@ -22,14 +22,13 @@ rule evaluate:
     input:
         model="results/cpt/{method}/{freeze}/seed{seed}/final",
         task_data="results/eval/task_data",
-        templates=expand("config/tasks/{task}.yaml", task=config["eval"]["tasks"]),
+        templates=task_templates(),
     output:
         "results/eval/{method}/{freeze}/seed{seed}.json",
     log:
         "logs/evaluate/{method}/{freeze}/seed{seed}.log",
     params:
-        tasks=config["eval"]["tasks"],
-        batch_size=config["eval"]["batch_size"],
+        eval=EVAL_PARAMS,
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=mem_mb(4 * deepest_expansion(), 2048),
@@ -45,7 +44,7 @@ rule evaluate:
 rule init_loss:
     input:
         model=init_model,
-        val="results/data/val.txt",
+        val="results/tokens/val.bin",
     output:
         "results/init/{model}.json",
     log:

@@ -9,8 +9,8 @@ localrules:
 rule growth_scratch:
     input:
         tokenizer=TOKENIZER_DIR,
-        train="results/data/train.txt",
-        val="results/data/val.txt",
+        train="results/tokens/train.bin",
+        val="results/tokens/val.bin",
     output:
         model=directory("results/growth/scratch/seed{seed}/model"),
         metrics="results/growth/scratch/seed{seed}/metrics.jsonl",
@@ -36,8 +36,8 @@ rule growth_scratch:
 rule growth_small:
     input:
         tokenizer=TOKENIZER_DIR,
-        train="results/data/train.txt",
-        val="results/data/val.txt",
+        train="results/tokens/train.bin",
+        val="results/tokens/val.bin",
     output:
         model=directory("results/growth/small/g{g}_d{d}/seed{seed}/model"),
         metrics="results/growth/small/g{g}_d{d}/seed{seed}/metrics.jsonl",
@@ -64,8 +64,8 @@ rule growth_grown:
     input:
         small="results/growth/small/g{g}_d{d}/seed{seed}/model",
         tokenizer=TOKENIZER_DIR,
-        train="results/data/train.txt",
-        val="results/data/val.txt",
+        train="results/tokens/train.bin",
+        val="results/tokens/val.bin",
     output:
         model=directory("results/growth/{operator}/g{g}_d{d}/seed{seed}/model"),
         metrics="results/growth/{operator}/g{g}_d{d}/seed{seed}/metrics.jsonl",

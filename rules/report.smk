@@ -24,6 +24,7 @@ rule report:
         method_models=method_models(),
         trained=trained_methods(config),
         claims=canonical(config["report"]["claims"]),
+        standard_tasks=[t for t in config["eval"]["tasks"] if t not in embedded_task_names(TASK_TEMPLATES)],
     threads: 1
     resources:
         mem_mb=2048,

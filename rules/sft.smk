@@ -59,14 +59,13 @@ rule evaluate_sft:
     input:
         model="results/sft/{row}/seed{seed}/final",
         task_data="results/eval/task_data",
-        templates=expand("config/tasks/{task}.yaml", task=config["eval"]["tasks"]),
+        templates=task_templates(),
     output:
         "results/sft/{row}/seed{seed}/eval.json",
     log:
         "logs/evaluate_sft/{row}/seed{seed}.log",
     params:
-        tasks=config["eval"]["tasks"],
-        batch_size=config["eval"]["batch_size"],
+        eval=EVAL_PARAMS,
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=mem_mb(4 * deepest_expansion(), 2048),

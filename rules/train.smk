@@ -1,8 +1,8 @@
 rule continual_pretrain:
     input:
         model=cpt_model,
-        train="results/data/train.txt",
-        val="results/data/val.txt",
+        train="results/tokens/train.bin",
+        val="results/tokens/val.bin",
     output:
         metrics="results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl",
         info="results/cpt/{method}/{freeze}/seed{seed}/info.json",

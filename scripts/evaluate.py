@@ -10,5 +10,7 @@ from deepen.pipeline import evaluate_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    evaluate_stage(s.input.model, Path(s.input.templates[0]).parent, s.input.task_data, list(s.params.tasks),
-                   s.params.batch_size, s.output[0], threads=s.threads)
+    # the embedded tasks' templates lie beside the workflow, wherever the run's working directory is
+    templates_dir = Path(s.scriptdir).parent / "config" / "tasks"
+    evaluate_stage(s.input.model, templates_dir, s.input.task_data, dict(s.params.eval), s.output[0],
+                   threads=s.threads)

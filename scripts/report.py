@@ -20,4 +20,4 @@ with to_log(s.log[0]):
                  {k: s.output[k] for k in ("csv", "runs_csv", "md", "curves", "init_csv")}, init,
                  claims=[dict(c) for c in s.params.claims], continuity_json=s.input.get("continuity"),
                  heldout=heldout, base_info=s.input.get("base_info"), base_import=s.input.get("base_import"),
-                 growth_md=s.input.get("growth"), sft_md=s.input.get("sft"))
+                 growth_md=s.input.get("growth"), sft_md=s.input.get("sft"), standard_tasks=list(s.params.standard_tasks))

@@ -52,23 +52,29 @@ def quick_rerun(tmp_path_factory, quick_run) -> SimpleNamespace:
     started (root, Debian's packages: as in CI) it goes through profiles/slurm; elsewhere it runs
     locally, unless DEEPEN_REQUIRE_SLURM=1. ``cluster`` is the cluster's directory (its jobcomp.log
     lists the jobs it ran), or None."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("again"))
+    # The workflow in one folder, the run in another (`--snakefile … --directory …`, as clusters and snakedeploy
+    # set it up): the results must equal those of the run inside the checkout.
+    root = tmp_path_factory.mktemp("again")
+    workflow_dir, workdir = copy_workflow(root / "workflow"), root / "run"
+    workdir.mkdir()
     # The expansion, CPT, evaluation and report: the growth and SFT branches (16 more jobs, each a few minutes
     # of polling through SLURM) leave the compared artifacts unchanged and run in quick_run.
-    cfg = yaml.safe_load((workdir / "config/quick.yaml").read_text())
+    cfg = yaml.safe_load((workflow_dir / "config/quick.yaml").read_text())
     cfg.update(growth={**cfg["growth"], "enabled": False}, sft={**cfg["sft"], "enabled": False})
-    (workdir / "config/quick_core.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))  # rows keep their order
+    (workdir / "quick_core.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))  # rows keep their order
+    where = ["--snakefile", str(workflow_dir / "Snakefile"), "--directory", str(workdir),
+             "--configfile", str(workdir / "quick_core.yaml")]
     reason = slurm_cluster.unavailable()
     if reason is None:
         with slurm_cluster.cluster(tmp_path_factory.mktemp("slurm")) as cluster_dir:
             # squeue, not sacct, answers job states: the test cluster keeps no accounting database.
-            proc = snakemake(workdir, "--profile", "profiles/slurm", "--configfile", "config/quick_core.yaml",
+            proc = snakemake(root, *where, "--profile", str(workflow_dir / "profiles/slurm"),
                              "--jobs", "8", "--slurm-status-command", "squeue",
                              "--slurm-init-seconds-before-status-checks", "2", timeout=1800)
         return SimpleNamespace(workdir=workdir, proc=proc, cluster=cluster_dir, why_local=None)
     if os.environ.get("DEEPEN_REQUIRE_SLURM") == "1":
         pytest.fail(f"DEEPEN_REQUIRE_SLURM=1 but {reason}")
-    proc = snakemake(workdir, "--cores", "2", "--configfile", "config/quick_core.yaml")
+    proc = snakemake(root, *where, "--cores", "2")
     return SimpleNamespace(workdir=workdir, proc=proc, cluster=None, why_local=reason)
 
 

@@ -46,7 +46,14 @@ BAD_CONFIGS = {
     "target freeze not run": (lambda c: c["report"].update(target_loss="avg_deus/all"), "report.target_loss: 'avg_deus/all' is not a row"),
     "zero seeds": (lambda c: c["cpt"].update(seeds=0), "cpt.seeds: 0 is less than the minimum of 1"),
     "plateau without window": (lambda c: c["base"]["train"].update(plateau={"min_rel_improvement": 0.01}), "base.train.plateau"),
-    "unknown task": (lambda c: c["eval"].update(tasks=["hellaswag"]), "eval.tasks: unknown task 'hellaswag'"),
+    "unknown task": (lambda c: c["eval"].update(tasks=["hellaswagg"]),
+                     "eval.tasks: 'hellaswagg' is neither a task of config/tasks, nor registered with lm-eval; close: hellaswag"),
+    "registered task without its dataset": (lambda c: c["eval"].update(tasks=["deepen_ppl", "arc_easy"]),
+                                            "eval.tasks: 'arc_easy': its dataset cannot be loaded (offline: "
+                                            "HF_DATASETS_OFFLINE=1, so only cached datasets load): Couldn't reach "
+                                            "'allenai/ai2_arc'"),
+    "few-shot count of a task not evaluated": (lambda c: c["eval"].update(num_fewshot={"arc_easy": 5}),
+                                               "eval.num_fewshot: 'arc_easy' is not one of eval.tasks"),
     "wrong type": (lambda c: c["cpt"].update(batch_size="16"), "cpt.batch_size: '16' is not of type 'integer'"),
     "unknown freeze policy": (lambda c: c["methods"]["solar"].update(freeze=["new_only", "everything"]), "methods.solar.freeze"),
     "zero batch size": (lambda c: c["cpt"].update(batch_size=0), "cpt.batch_size: 0 is less than the minimum of 1"),
@@ -54,7 +61,13 @@ BAD_CONFIGS = {
     "target loss nan": (lambda c: c["report"].update(target_loss=float("nan")), "report.target_loss: nan is not a finite number"),
     "unknown matrix type": (lambda c: c["report"].update(continuity_matrices=["qkv_proj"]),
                             "report.continuity_matrices: 'qkv_proj' is not a weight matrix of 'llama'"),
-    "batch not divisible by processes": (lambda c: c["cpt"].update(nproc=3), "cpt.nproc: batch_size 16 is the global batch"),
+    "batch not divisible by processes": (lambda c: c["cpt"].update(nproc=3), "cpt.batch_size: 16 is the global batch"),
+    "micro batch not dividing a process's share": (lambda c: c["cpt"].update(nproc=2, micro_batch_size=3),
+                                                   "cpt.micro_batch_size: 3 does not divide the 8 sequences"),
+    "bf16 frozen weights without autocast": (lambda c: c["base"]["train"].update(frozen_dtype="bfloat16"),
+                                             "base.train.frozen_dtype: bfloat16 frozen parameters need precision bf16"),
+    "unknown precision": (lambda c: c["cpt"].update(precision="fp8"), "cpt.precision: 'fp8' is not one of"),
+    "unknown attention": (lambda c: c["cpt"].update(attn_implementation="flash"), "cpt.attn_implementation: 'flash'"),
     "seq_len beyond positions": (lambda c: c["cpt"].update(seq_len=1024), "cpt.seq_len: 1024 exceeds"),
     "growth factor not dividing the layers": (lambda c: c["growth"].update(g=[3]), "growth.g: 3 does not divide"),
     "growth operators at no setting": (lambda c: c["growth"].update(operators_at={"g": 2, "d": 0.3}),
@@ -81,7 +94,8 @@ def test_bad_config_is_rejected_with_the_key_named(name):
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["unknown generator", "negative steps", "misspelled key", "missing base_model dir"])
+@pytest.mark.parametrize("name", ["unknown generator", "negative steps", "misspelled key", "missing base_model dir",
+                                  "registered task without its dataset"])
 def test_snakemake_stops_before_any_job(tmp_path, name):
     workdir = copy_workflow(tmp_path)
     edit, message = BAD_CONFIGS[name]

@@ -26,7 +26,10 @@ def summary_numbers(workdir) -> list[dict]:
 
 
 def test_same_seed_gives_identical_results_and_another_seed_does_not(quick_run, quick_rerun, tmp_path):
-    again = quick_rerun.workdir  # through SLURM where a cluster can be started here (conftest)
+    # through SLURM where a cluster can be started here, and from a working directory outside the workflow
+    # (conftest): neither may change a result
+    again = quick_rerun.workdir
+    assert not (again / "Snakefile").exists() and not (again / "config").exists()
     other = copy_workflow(tmp_path / "other")
     # The reseeded run makes one model per kind of seed use (a copy, the learned predictor, a random
     # draw) and leaves out the growth and SFT branches: each further method or branch costs minutes.

@@ -15,8 +15,8 @@ TOLERANCE = 1e-4
 
 
 def run(quick_run, work, nproc):
-    cpt_stage("llama_pro", quick_run / "results/models/llama_pro", quick_run / "results/data/train.txt",
-              quick_run / "results/data/val.txt", {**CPT, "nproc": nproc}, work, work / "final", work / "info.json",
+    cpt_stage("llama_pro", quick_run / "results/models/llama_pro", quick_run / "results/tokens/train.bin",
+              quick_run / "results/tokens/val.bin", {**CPT, "nproc": nproc}, work, work / "final", work / "info.json",
               threads=2)
     return [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
 

@@ -183,7 +183,7 @@ def test_lm_eval_evaluates_a_dlo_directory(quick_run, tmp_path):
     (tmp_path / "dlo").joinpath("tokenizer_config.json").write_bytes(
         (quick_run / "results/models/llama_pro/tokenizer_config.json").read_bytes())
     result = evaluate(tmp_path / "dlo", quick_run / "config/tasks", quick_run / "results/eval/task_data",
-                      ["deepen_ppl"], batch_size=8)
+                      {"tasks": ["deepen_ppl"], "batch_size": 8})
     metrics = result["results"]["deepen_ppl"]
     assert any(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
 

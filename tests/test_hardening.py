@@ -146,8 +146,8 @@ CPT = {"steps": 40, "batch_size": 8, "seq_len": 32, "lr": 1e-3, "warmup_steps": 
 
 def cpt_command(quick_run, work):
     """A CPT stage of the quick run's LLaMA Pro model as its own process, as Snakemake runs it."""
-    args = [str(quick_run / "results/models/llama_pro"), str(quick_run / "results/data/train.txt"),
-            str(quick_run / "results/data/val.txt"), CPT, str(work), str(work / "final"), str(work / "info.json")]
+    args = [str(quick_run / "results/models/llama_pro"), str(quick_run / "results/tokens/train.bin"),
+            str(quick_run / "results/tokens/val.bin"), CPT, str(work), str(work / "final"), str(work / "info.json")]
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from deepen.pipeline import cpt_stage; "
             f"cpt_stage('llama_pro', *{args!r}, threads=1)")
     return [sys.executable, "-c", code]
@@ -185,7 +185,8 @@ def test_cpt_checks_free_space_before_a_checkpoint(quick_run, tmp_path, monkeypa
 
     monkeypatch.setenv(LIMIT_ENV, str(8 * 1024**2))
     work = tmp_path / "cpt"
-    fails_naming(lambda: cpt_stage("llama_pro", quick_run / "results/models/llama_pro", quick_run / "results/data/train.txt",
-                                   quick_run / "results/data/val.txt", dict(CPT), work, work / "final", work / "info.json"),
+    fails_naming(lambda: cpt_stage("llama_pro", quick_run / "results/models/llama_pro",
+                                   quick_run / "results/tokens/train.bin", quick_run / "results/tokens/val.bin",
+                                   dict(CPT), work, work / "final", work / "info.json"),
                  DiskSpaceError, "checkpoint at step 10", "only 8.0 MiB is free")
     assert not (work / "final").exists() and not (work / "checkpoints/checkpoint-10").exists()

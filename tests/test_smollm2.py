@@ -5,6 +5,7 @@ model, the same as transformers' own GGUF loader, and the SmolLM2 configs are va
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -43,6 +44,7 @@ def test_the_real_smollm2_imports_as_a_trained_model(imported, tmp_path):
     from deepen.corpus import build_corpus
     from deepen.modeling import load_causal_lm
     from deepen.tokenizer import load_tokenizer, tokenize_documents
+    from deepen.tokens import open_tokens, write_token_file
     from deepen.train import fixed_slice_loss
 
     info = json.loads((imported / "deepen_import.json").read_text())
@@ -52,7 +54,12 @@ def test_the_real_smollm2_imports_as_a_trained_model(imported, tmp_path):
     tokenizer = load_tokenizer(imported)
     model = load_causal_lm(imported)
     torch.set_num_threads(2)
-    loss = fixed_slice_loss(model, tokenize_documents(tmp_path / "data/val.txt", tokenizer), 256, 2048, 4)
+    # the token file the workflow's jobs read holds what tokenizing each document does, in uint16
+    write_token_file(tmp_path / "data/val.txt", imported, tmp_path / "val.bin", tmp_path / "val.json", workers=2,
+                     progress=False)
+    val = open_tokens(tmp_path / "val.bin", tokenizer)
+    assert val.dtype == np.uint16 and np.array_equal(val, tokenize_documents(tmp_path / "data/val.txt", tokenizer))
+    loss = fixed_slice_loss(model, val, 256, 2048, 4)
     assert loss["val_tokens"] == 2048 and 10 < math.exp(loss["val_loss"]) < PPL_BOUND
 
 

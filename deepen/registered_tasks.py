@@ -1,0 +1,108 @@
+"""lm-eval's registered tasks (ARC, HellaSwag, MMLU, ...) and a user's own task YAMLs beside deepen's embedded
+ones: finding them, checking before any job that each one's datasets load, and the metric a table reports.
+
+A task name in ``eval.tasks`` that is not one of ``config/tasks/*.yaml`` is looked up in lm-eval's index and
+in ``eval.include_path`` (a folder of task YAMLs in lm-eval's own format). Building lm-eval's index reads
+thousands of YAML files (tens of seconds), so the workflow does it only when such a task is configured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+
+from .stats import t_interval
+
+# The metric a paper's table reports for a task, in order of preference.
+HEADLINE_METRICS = ("acc_norm", "acc", "exact_match", "word_perplexity", "bits_per_byte")
+
+
+@functools.lru_cache(maxsize=4)
+def _manager(paths: tuple[str, ...], defaults: bool):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(paths) or None, include_defaults=defaults)
+
+
+def task_manager(names: list[str], paths: list[str]):
+    """A TaskManager that knows ``names``: the given folders' tasks alone when they hold every name (quick),
+    else with lm-eval's own index as well."""
+    paths = tuple(str(p) for p in paths)
+    if paths:
+        local = _manager(paths, False)
+        if all(n in local.all_tasks for n in names):
+            return local
+    return _manager(paths, True)
+
+
+def _offline() -> bool:
+    import datasets
+
+    return bool(datasets.config.HF_DATASETS_OFFLINE)
+
+
+def registered_task_problems(names: list[str], include_path: str | None) -> list[str]:
+    """One message per named task that lm-eval does not know or whose dataset cannot be loaded."""
+    if not names:
+        return []
+    from lm_eval.tasks import get_task_dict
+
+    manager = task_manager(names, [include_path] if include_path else [])
+    problems = []
+    for name in names:
+        if name not in manager.all_tasks:
+            close = difflib.get_close_matches(name, manager.all_tasks, n=3)
+            hint = f"; close: {', '.join(close)}" if close else ""
+            where = f" or in {include_path}" if include_path else ""
+            problems.append(f"eval.tasks: {name!r} is neither a task of config/tasks, nor registered with "
+                            f"lm-eval{where}{hint}")
+            continue
+        try:  # what evaluation does: build the task (or group), which loads its datasets
+            get_task_dict([name], manager)
+        except Exception as e:  # datasets raises ConnectionError offline, FileNotFoundError, ValueError, ...
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            offline = " (offline: HF_DATASETS_OFFLINE=1, so only cached datasets load)" if _offline() else ""
+            problems.append(f"eval.tasks: {name!r}: its dataset cannot be loaded{offline}: {first[:300]}")
+    return problems
+
+
+def headline(metrics: dict[str, float], task: str) -> tuple[str, float] | None:
+    """(metric, value) that a table reports for ``task`` from flat ``{task}/{metric}`` metrics."""
+    for metric in HEADLINE_METRICS:
+        key = f"{task}/{metric}"
+        if key in metrics:
+            return metric, metrics[key]
+    return None
+
+
+def standard_task_section(rows: dict[str, dict], tasks: list[str]) -> list[str]:
+    """Markdown: one line per row with each task's headline metric (mean and 95% interval over seeds) and
+    their average, as the papers' tables give it. ``rows``: report rows, each with seeds' flat metrics."""
+    if not tasks:
+        return []
+    metric_of = {}
+    for row in rows.values():
+        for seed in row["seeds"].values():
+            for task in tasks:
+                found = headline(seed["eval"], task)
+                if found and task not in metric_of:
+                    metric_of[task] = found[0]
+    shown = [t for t in tasks if t in metric_of]
+    lines = ["## Standard tasks", "",
+             "lm-eval's registered tasks (and `eval.include_path`'s), each by the metric the papers report "
+             "(acc_norm where the task has it, else acc). Mean over seeds ± 95% interval; Average: the mean of the "
+             "tasks, per seed.", "",
+             "| row | " + " | ".join(f"{t} ({metric_of[t]})" for t in shown) + " | Average |",
+             "|---|" + "---:|" * (len(shown) + 1)]
+    for name, row in rows.items():
+        seeds = row["seeds"].values()
+        cells = [t_interval(s["eval"][f"{t}/{metric_of[t]}"] for s in seeds if f"{t}/{metric_of[t]}" in s["eval"])
+                 for t in shown]
+        per_seed = [sum(s["eval"][f"{t}/{metric_of[t]}"] for t in shown) / len(shown) for s in seeds
+                    if all(f"{t}/{metric_of[t]}" in s["eval"] for t in shown)]
+        average = t_interval(per_seed).format(3)
+        lines.append(f"| `{name}` | " + " | ".join(c.format(3) for c in cells) + f" | {average} |")
+    missing = [t for t in tasks if t not in metric_of]
+    if missing:
+        lines += ["", f"No headline metric ({', '.join(HEADLINE_METRICS)}) in the results of: {', '.join(missing)}."]
+    return lines + [""]
