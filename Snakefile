@@ -44,6 +44,13 @@ if SFT:
     include: "rules/sft.smk"
 
 
+onstart:
+    # Known only once the executor is chosen: a multi-node CPT run needs SLURM's allocation.
+    if config["cpt"]["nodes"] > 1 and getattr(workflow.executor_plugin, "name", "") != "slurm":
+        raise WorkflowError(f"cpt.nodes: {config['cpt']['nodes']} nodes per CPT run need the SLURM executor "
+                            "(--profile profiles/slurm); on one machine use cpt.nodes: 1 and cpt.nproc")
+
+
 rule all:
     input:
         "results/report/summary.csv",

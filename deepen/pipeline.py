@@ -239,19 +239,21 @@ def cpt_stage(method: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, f
               threads=1) -> None:
     """Continual pretraining of one expanded model (or the base, for the 'no expansion' row).
 
-    With ``cfg['nproc'] > 1`` it launches itself under torchrun (DDP: gloo on CPU, nccl on GPU), each
-    process with its share of the threads and of the batch; the main process writes the results."""
-    nproc = cfg.get("nproc", 1)
-    if nproc > 1 and world_size() == 1:
+    With ``cfg['nproc'] > 1`` it launches itself under torchrun (gloo on CPU, nccl on GPU), each process with its
+    share of the threads and of the batch; with ``cfg['nodes'] > 1``, one torchrun per node of its SLURM allocation
+    through srun (deepen/launch.py). The main process writes the results."""
+    nproc, nodes = cfg.get("nproc", 1), cfg.get("nodes", 1)
+    if (nproc > 1 or nodes > 1) and world_size() == 1:
         import subprocess
-        import sys
+
+        from .launch import launch_command
 
         prepare_run(cfg, work_dir)
         args = dict(method=method, model_dir=str(model_dir), train_bin=str(train_bin), val_bin=str(val_bin), cfg=cfg,
                     work_dir=str(work_dir), final_dir=str(final_dir), info_path=str(info_path),
                     threads=max(1, threads // nproc))
-        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                        "-m", "deepen.distributed", json.dumps(args)], check=True)
+        subprocess.run(launch_command(nodes, nproc, threads, ["-m", "deepen.distributed", json.dumps(args)]),
+                       check=True)
         return
     tokenizer = load_tokenizer(model_dir)
     continue_pretraining(method, model_dir, open_tokens(train_bin, tokenizer), open_tokens(val_bin, tokenizer), cfg,
@@ -273,7 +275,7 @@ def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: 
     if not is_main_process():
         return
     write_json({"method": method, "generator": plan_info.get("generator", ""), "freeze": cfg["freeze"],
-                "processes": world_size(),
+                "processes": world_size(), "nodes": cfg.get("nodes", 1),
                 "seed": cfg["seed"], "layers": model.config.num_hidden_layers, "params": count_parameters(model),
                 "added_layers": added, "train_flops_per_token": flops,
                 "tokens_per_step": cfg["batch_size"] * cfg["seq_len"], **result}, info_path)

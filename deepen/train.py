@@ -250,6 +250,14 @@ def _checkpointing_args(arguments_class, enabled: bool) -> dict:
     return {name: enabled, f"{name}_kwargs": {"use_reentrant": False}}
 
 
+def _fsdp_args(checkpointing: bool) -> dict:
+    """Fully sharded data parallel through the Trainer: parameters, gradients and optimizer state sharded over
+    the processes, each decoder layer one unit (the model's ``_no_split_modules``), saved whole."""
+    return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True,
+                                          "state_dict_type": "FULL_STATE_DICT",
+                                          "activation_checkpointing": checkpointing}}
+
+
 def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final_dir,
           trainable_layers: list[int] | None = None, threads: int = 1) -> dict:
     """Train ``model`` for ``cfg['steps']`` optimizer steps; resume from ``work_dir`` checkpoints if any.
@@ -286,13 +294,21 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         train_set = RandomWindows(train_tokens, seq_len, steps * batch, cfg["seed"])
         val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
 
+    fsdp = cfg.get("strategy", "ddp") == "fsdp"
+    if fsdp and not torch.cuda.is_available():
+        # accelerate (the Trainer's FSDP) shards on accelerators only; on a CPU it would run plain DDP unannounced
+        raise ValueError("cpt.strategy fsdp needs GPUs: the Trainer's FSDP (accelerate) shards models on CUDA "
+                         "devices only; on CPUs use strategy ddp")
+    checkpointing = cfg.get("gradient_checkpointing", False)
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         max_steps=steps,
         # batch_size is the global batch: each process takes its share, in micro batches
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accumulation,
-        **_checkpointing_args(TrainingArguments, cfg.get("gradient_checkpointing", False)),
+        # under FSDP, FSDP checkpoints activations itself (the Trainer's own would all-gather twice)
+        **_checkpointing_args(TrainingArguments, checkpointing and not fsdp),
+        **(_fsdp_args(checkpointing) if fsdp else {}),
         per_device_eval_batch_size=max(1, cfg.get("eval_batch_size", micro * world) // world),
         ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
         learning_rate=cfg["lr"],
@@ -335,10 +351,17 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         trainer.evaluate()
     elapsed = time.time() - t0
 
-    if main:  # every process holds the same model; one writes it
+    # Under FSDP each process holds a shard: gathering the whole state dict takes every process; then, as under
+    # DDP where every process holds the same model, one writes it.
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
+    # FSDP2 holds each process's shard of a parameter as a DTensor: the record that sharding happened
+    from torch.distributed.tensor import DTensor
+
+    sharded = sum(isinstance(p, DTensor) for p in trainer.model.parameters())
+    if main:
         ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
         with atomic_dir(final_dir) as tmp:
-            model.save_pretrained(str(tmp))
+            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state_dict)
             if tokenizer is not None:  # None where the data came as token ids (benchmarks/smollm2_gpu.py)
                 tokenizer.save_pretrained(str(tmp))
         os.replace(partial_path, metrics_path)
@@ -347,7 +370,9 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     done = callback.stopped_at or steps
     return {"trainable_params": trainable, "seconds": elapsed, "steps": done, "max_steps": steps,
             "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
-            "stopped_on_plateau": callback.stopped_at is not None, "val_tokens": len(val_set) * seq_len}
+            "stopped_on_plateau": callback.stopped_at is not None, "val_tokens": len(val_set) * seq_len,
+            "strategy": "fsdp" if fsdp else "ddp", "sharded_parameters": sharded,
+            "micro_batch_size": micro, "accumulation_steps": accumulation}
 
 
 def read_metrics(path) -> list[dict]:

@@ -207,6 +207,16 @@ def cpt_params(wildcards) -> dict:
     return canonical({**cpt, "seed": int(wildcards.seed), "freeze": wildcards.freeze})
 
 
+def multinode_resources() -> dict:
+    """SLURM resources of a CPT job over cpt.nodes nodes: one task per node (srun starts a torchrun in each) with
+    resources.gpus GPUs; 'mpi' tells the job step that the job starts its own srun."""
+    nodes = config["cpt"]["nodes"]
+    if nodes == 1:
+        return {}
+    extra = {"slurm_extra": f"--gpus-per-node={RES['gpus']}"} if RES["gpus"] else {}
+    return {"nodes": nodes, "tasks": nodes, "mpi": "srun", "tasks_per_gpu": 0, **extra}
+
+
 def cpt_model(wildcards) -> str:
     if wildcards.method == "base":
         return BASE_DIR

@@ -16,7 +16,8 @@ rule continual_pretrain:
         mem_mb=mem_mb(12 * deepest_expansion() * config["cpt"]["nproc"], 4096),
         runtime=training_runtime(config["cpt"], deepest_expansion(), config["cpt"]["nproc"]),
         cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
+        gpu=RES["gpus"] if config["cpt"]["nodes"] == 1 else 0,
+        **multinode_resources(),
     conda:
         "../envs/deepen.yaml"
     script:

@@ -115,3 +115,21 @@ def test_the_settings_are_part_of_the_run_digest(tmp_path):
         {}, {"micro_batch_size": 2}, {"gradient_checkpointing": True}, {"frozen_dtype": "bfloat16"},
         {"attn_implementation": "eager"}, {"precision": "bf16"})}
     assert len(digests) == 6, json.dumps(sorted(digests))
+
+
+def test_fsdp_without_a_gpu_is_refused_rather_than_run_as_ddp(tiny_llama_dir, tmp_path):
+    # accelerate, which runs the Trainer's FSDP, shards on accelerators only: on a CPU it would fall back to DDP
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="cpt.strategy fsdp needs GPUs"):
+        run(tiny_llama_dir, tmp_path, "fsdp", strategy="fsdp")
+
+
+def test_a_run_records_how_it_was_split(tiny_llama_dir, tmp_path):
+    # what train() returns goes into the CPT stage's info.json
+    model = load_causal_lm(tiny_llama_dir)
+    work = tmp_path / "split2"
+    result = train(model, None, TOKENS, TOKENS[:4096], {**CFG, "freeze": "all", "micro_batch_size": 4}, work,
+                   work / "final")
+    assert (result["strategy"], result["sharded_parameters"]) == ("ddp", 0)
+    assert (result["micro_batch_size"], result["accumulation_steps"]) == (4, 2)
