@@ -114,3 +114,28 @@ def test_a_method_may_run_fewer_seeds_than_the_default():
                          ("llama_pro", "new_only", 0), ("llama_pro", "new_only", 1), ("llama_pro", "new_only", 2),
                          ("llama_pro", "all", 0), ("llama_pro", "all", 1), ("llama_pro", "all", 2),
                          ("lesa_nosvd", "new_only", 0)]
+
+
+LLAMA_3_1_8B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+                "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 131072,
+                "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+
+
+def test_the_8b_slurm_config_is_valid_for_llama_3_1_8b(tmp_path):
+    """config/llama8b_slurm.yaml with its paths pointed at Llama-3.1-8B's config.json and a corpus folder (the
+    standard tasks' datasets are not cached here: that check is left out)."""
+    import json
+
+    cfg = yaml.safe_load((REPO / "config/llama8b_slurm.yaml").read_text())
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model/config.json").write_text(json.dumps(LLAMA_3_1_8B))
+    (tmp_path / "corpus").mkdir()
+    cfg["base_model"], cfg["corpus"]["path"] = str(tmp_path / "model"), str(tmp_path / "corpus")
+    out = validate_config(cfg, REPO / "config/schema.yaml", REPO / "config/tasks", check_registered_tasks=False)
+    cpt = out["cpt"]
+    assert (cpt["strategy"], cpt["nodes"], cpt["nproc"], cpt["precision"], cpt["frozen_dtype"]) == \
+        ("fsdp", 2, 8, "bf16", "bfloat16")
+    assert cpt["batch_size"] // (cpt["nodes"] * cpt["nproc"] * cpt["micro_batch_size"]) == 8  # accumulation steps
+    assert [r[:2] for r in runs(out)] == [("base", "all"), ("llama_pro", "new_only"), ("solar", "new_only"),
+                                           ("lesa", "new_only"), ("opt_deus", "new_only")]
