@@ -65,3 +65,20 @@ def test_gpu_runner_prepares_here_and_runs_without_the_workflow_packages(tmp_pat
     assert {"import GGUF", "svd gate_proj", "report"} <= set(timings) and timings["tokens"]["train"] > 0
     assert (tmp_path / "out/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert torch.cuda.is_available() or "device: cpu" in proc.stdout
+
+
+def test_gpu_cpt_benchmark_runs_every_setting_at_a_tiny_size_on_cpu():
+    """benchmarks/gpu_cpt.py --tiny: the code a GPU run uses (bf16 frozen linears, checkpointing, FSDP2 over a
+    one-process group), on the CPU; speed is not the point here."""
+    import math
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_cpt.py"), "--tiny"], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "MASTER_PORT": "29531"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [(r["policy"], r["checkpointing"], r["fsdp"]) for r in results] == [
+        ("new_only", False, False), ("new_only", True, False), ("all", False, False), ("all", True, False),
+        ("new_only", False, True)]
+    assert all(math.isfinite(r["loss"]) and r["tokens_per_s"] > 0 for r in results)
+    # checkpointing recomputes, it does not change the loss; all trains more parameters than new_only
+    assert results[0]["loss"] == results[1]["loss"] and results[2]["trainable"] > results[0]["trainable"]
