@@ -12,9 +12,9 @@ from deepen.config import (  # noqa: E402
     runs, trained_methods, validate_config)
 from deepen.arch import architecture_for  # noqa: E402
 from deepen.base_import import gguf_source  # noqa: E402
-from deepen.tasks import embedded_task_names  # noqa: E402
 from deepen.resources import (  # noqa: E402
     DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
+from deepen.tasks import embedded_task_names  # noqa: E402
 
 # Nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,6 +31,7 @@ def task_templates() -> list[str]:
                 if task in embedded_task_names(TASK_TEMPLATES)]
     own_tasks = config["eval"]["include_path"]
     return embedded + (sorted(str(p) for p in Path(own_tasks).rglob("*.yaml")) if own_tasks else [])
+
 
 try:
     # lm-eval's registered tasks are looked up (tens of seconds) by the main process only, not by each job
