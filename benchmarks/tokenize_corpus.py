@@ -74,7 +74,9 @@ def main() -> None:
     for workers in args.workers:
         code = RUN.format(root=str(ROOT), text=str(text), tokenizer=str(Path(args.tokenizer).resolve()),
                           out=str(work / f"train{workers}.bin"), workers=workers)
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        # as in the workflow's jobs: the Rust tokenizer's own threads off, so workers are the parallelism
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
         r = json.loads(out.strip().splitlines()[-1])
         results[workers] = r
         print(f"{workers} worker(s): {r['tokens'] / 1e6:.1f} M tokens in {r['seconds']:.0f} s = "

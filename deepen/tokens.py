@@ -91,7 +91,8 @@ def _encode(chunk: list[str]) -> tuple[list[np.ndarray], int]:
         ids = [e.ids for e in encode(chunk, add_special_tokens=False)]
     else:
         ids = tok(chunk, add_special_tokens=False)["input_ids"]
-    return [np.asarray(d + [tok.eos_token_id], dtype=np.int64) for d in ids], sum(map(len, chunk))
+    # uint32 holds any vocabulary and halves what goes back to the writing process against int64
+    return [np.asarray(d + [tok.eos_token_id], dtype=np.uint32) for d in ids], sum(map(len, chunk))
 
 
 def _ordered_results(chunks: Iterator[list[str]], tokenizer_dir: str, workers: int):
