@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, run_stage  # noqa: E402
+from deepen import plan as plans  # noqa: E402
 
 SHAPES = {  # Llama-3.2-1B and Llama-3.1-8B
     "1b": dict(hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=128256, tied=True),
@@ -95,7 +96,8 @@ def static_bytes(counts: dict, freeze: str, frozen_dtype: str) -> int:
 
 def added_layers(base_layers: int, interval: int = 2) -> list[int]:
     """A new layer after every ``interval``-th base layer (LLaMA Pro's placement): positions in the expansion."""
-    return [(interval + 1) * k + interval for k in range(base_layers // interval)]
+    return plans.added_layers(plans.interleave(base_layers, plans.insertion_points({"interval": interval},
+                                                                                   base_layers)))
 
 
 def main() -> None:

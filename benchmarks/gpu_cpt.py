@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from deepen import plan as plans  # noqa: E402
 from deepen.flops import training_flops_per_token  # noqa: E402
 from deepen.train import cast_frozen_linears, freeze  # noqa: E402
 
@@ -47,7 +48,8 @@ def build(shape: dict, layers: int, device):
 
 
 def added_layers(base_layers: int) -> list[int]:
-    return [3 * k + 2 for k in range(base_layers // 2)]  # LLaMA Pro, interval 2
+    """LLaMA Pro's placement, interval 2: the new layers' positions in the expansion."""
+    return plans.added_layers(plans.interleave(base_layers, plans.insertion_points({"interval": 2}, base_layers)))
 
 
 def measure(model, added, policy, checkpointing, args, device, fsdp=False) -> dict:
@@ -92,8 +94,7 @@ def measure(model, added, policy, checkpointing, args, device, fsdp=False) -> di
     return {"policy": policy, "checkpointing": checkpointing, "fsdp": fsdp, "trainable": trainable,
             "tokens_per_s": tokens / seconds, "mfu": flops / seconds / (args.peak_tflops * 1e12),
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
-            "loss": float(loss.detach().float().item()) if not fsdp else float(loss.detach().full_tensor().item()
-                                                                             if hasattr(loss, "full_tensor") else loss.item())}
+            "loss": loss.item()}
 
 
 def main() -> None:

@@ -174,8 +174,8 @@ def _base_model_problems(config: dict) -> list[str]:
     return []
 
 
-def corpus_problems(corpus: dict) -> list[str]:
-    """A corpus source's settings, and for a Hugging Face dataset whether it can be loaded (before any job)."""
+def corpus_problems(corpus: dict, load_datasets: bool = True) -> list[str]:
+    """A corpus source's settings, and (``load_datasets``) whether a Hugging Face dataset can be loaded."""
     source = corpus["source"]
     if source in ("files", "jsonl", "parquet"):
         if not corpus.get("path"):
@@ -185,6 +185,8 @@ def corpus_problems(corpus: dict) -> list[str]:
     if source == "hf":
         if not corpus.get("dataset"):
             return ["corpus.dataset: required when corpus.source is 'hf'"]
+        if not load_datasets:
+            return []
         from .corpus import load_hf_dataset
 
         try:
@@ -210,7 +212,7 @@ def training_problems(section: str, train: dict, processes: int = 1) -> list[str
     return problems
 
 
-def eval_problems(eval_cfg: dict, tasks_dir: Path, check_registered_tasks: bool) -> list[str]:
+def eval_problems(eval_cfg: dict, tasks_dir: Path, load_datasets: bool) -> list[str]:
     from .tasks import embedded_task_names
 
     embedded = embedded_task_names(tasks_dir)
@@ -220,14 +222,14 @@ def eval_problems(eval_cfg: dict, tasks_dir: Path, check_registered_tasks: bool)
     problems = [f"eval.num_fewshot: {task!r} is not one of eval.tasks" for task in eval_cfg["num_fewshot"]
                 if task not in eval_cfg["tasks"]]
     registered = [t for t in eval_cfg["tasks"] if t not in embedded]
-    if registered and check_registered_tasks:
+    if registered and load_datasets:
         from .registered_tasks import registered_task_problems
 
         problems += registered_task_problems(registered, include)
     return problems
 
 
-def _semantic_problems(config: dict, tasks_dir: Path, check_registered_tasks: bool = True) -> list[str]:
+def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True) -> list[str]:
     problems = _base_model_problems(config)
     if problems:
         return problems
@@ -271,7 +273,7 @@ def _semantic_problems(config: dict, tasks_dir: Path, check_registered_tasks: bo
         row_of(config, config["report"]["reference"])
     except ConfigError as e:
         problems.append(f"report.reference: {e}")
-    problems += eval_problems(config["eval"], tasks_dir, check_registered_tasks)
+    problems += eval_problems(config["eval"], tasks_dir, load_datasets)
     max_pos = model.get("max_position_embeddings")
     for section in ("cpt",) + (() if base else ("base.train",)):
         sub = config["cpt"] if section == "cpt" else config["base"]["train"]
@@ -282,7 +284,7 @@ def _semantic_problems(config: dict, tasks_dir: Path, check_registered_tasks: bo
         problems += training_problems("base.train", config["base"]["train"])
     if config["sft"]["enabled"] and "train" in config["sft"]:
         problems += training_problems("sft.train", config["sft"]["train"])
-    problems += corpus_problems(config["corpus"])
+    problems += corpus_problems(config["corpus"], load_datasets)
     if config["growth"]["enabled"]:
         problems += _growth_problems(config, model)
     sft = config["sft"]
@@ -359,14 +361,14 @@ def _growth_problems(config: dict, model: dict) -> list[str]:
     return problems
 
 
-def validate_config(config: dict, schema_path, tasks_dir, check_registered_tasks: bool = True) -> dict:
+def validate_config(config: dict, schema_path, tasks_dir, load_datasets: bool = True) -> dict:
     """Fill defaults into ``config`` in place and raise ConfigError listing every problem. With
-    ``check_registered_tasks``, eval.tasks that are not embedded are looked up in lm-eval and their datasets
-    loaded (tens of seconds)."""
+    ``load_datasets``, eval.tasks that are not embedded are looked up in lm-eval and their datasets loaded (tens
+    of seconds), and so is a Hugging Face corpus."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     problems = _schema_problems(config, schema)
     if not problems:
-        problems = _semantic_problems(config, Path(tasks_dir), check_registered_tasks)
+        problems = _semantic_problems(config, Path(tasks_dir), load_datasets)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return config

@@ -34,10 +34,10 @@ def init_tiny_llama(model_cfg: dict, tokenizer, seed: int):
     return LlamaForCausalLM(tiny_llama_config(model_cfg, tokenizer))
 
 
-def load_causal_lm(path, attn_implementation: str = "sdpa"):
+def load_causal_lm(path):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, attn_implementation=attn_implementation)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -265,7 +265,7 @@ def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: 
     """CPT of one model on token streams: the layers the plan added train under ``new_only``."""
     config = read_model_config(model_dir)
     check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
-    model = load_causal_lm(model_dir, cfg.get("attn_implementation", "sdpa"))
+    model = load_causal_lm(model_dir)  # train() sets the attention kernel
     plan_path = Path(model_dir) / "deepen_plan.json"
     plan_info = plans.load(plan_path) if plan_path.exists() else {"plan": [], "generator": ""}
     added = plans.added_layers(plan_info["plan"])

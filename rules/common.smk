@@ -34,9 +34,10 @@ def task_templates() -> list[str]:
 
 
 try:
-    # lm-eval's registered tasks are looked up (tens of seconds) by the main process only, not by each job
+    # lm-eval's registered tasks and a Hugging Face corpus are loaded (tens of seconds) by the main process only,
+    # not again by each job
     validate_config(config, os.path.join(workflow.basedir, "config", "schema.yaml"), TASK_TEMPLATES,
-                    check_registered_tasks=workflow.is_main_process)
+                    load_datasets=workflow.is_main_process)
 except ConfigError as e:
     raise WorkflowError(str(e))
 

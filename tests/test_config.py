@@ -132,7 +132,7 @@ def test_the_8b_slurm_config_is_valid_for_llama_3_1_8b(tmp_path):
     (tmp_path / "model/config.json").write_text(json.dumps(LLAMA_3_1_8B))
     (tmp_path / "corpus").mkdir()
     cfg["base_model"], cfg["corpus"]["path"] = str(tmp_path / "model"), str(tmp_path / "corpus")
-    out = validate_config(cfg, REPO / "config/schema.yaml", REPO / "config/tasks", check_registered_tasks=False)
+    out = validate_config(cfg, REPO / "config/schema.yaml", REPO / "config/tasks", load_datasets=False)
     cpt = out["cpt"]
     assert (cpt["strategy"], cpt["nodes"], cpt["nproc"], cpt["precision"], cpt["frozen_dtype"]) == \
         ("fsdp", 2, 8, "bf16", "bfloat16")
