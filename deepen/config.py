@@ -206,6 +206,9 @@ def training_problems(section: str, train: dict, processes: int = 1) -> list[str
     elif micro is not None and (batch // processes) % micro:
         problems.append(f"{section}.micro_batch_size: {micro} does not divide the {batch // processes} sequences "
                         f"each of {processes} processes takes per step (batch_size {batch})")
+    if train.get("strategy", "ddp") == "fsdp" and processes == 1:
+        problems.append(f"{section}.strategy: fsdp shards over several processes, and this section has one "
+                        f"(nproc × nodes = 1); use ddp, or nproc 2 or more")
     if train.get("frozen_dtype", "float32") == "bfloat16" and train.get("precision", "fp32") != "bf16":
         problems.append(f"{section}.frozen_dtype: bfloat16 frozen parameters need precision bf16 (autocast), "
                         f"not {train.get('precision', 'fp32')}")
@@ -279,7 +282,7 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         sub = config["cpt"] if section == "cpt" else config["base"]["train"]
         if max_pos and sub["seq_len"] > max_pos:
             problems.append(f"{section}.seq_len: {sub['seq_len']} exceeds the model's max_position_embeddings {max_pos}")
-    problems += training_problems("cpt", config["cpt"], config["cpt"]["nproc"])
+    problems += training_problems("cpt", config["cpt"], config["cpt"]["nproc"] * config["cpt"]["nodes"])
     if not base:
         problems += training_problems("base.train", config["base"]["train"])
     if config["sft"]["enabled"] and "train" in config["sft"]:

@@ -36,3 +36,20 @@ def launch_command(nodes: int, nproc: int, threads: int, entry: list[str]) -> li
     return ["srun", f"--ntasks={nodes}", f"--cpus-per-task={max(1, threads)}", "--kill-on-bad-exit=1",
             *torchrun, f"--nnodes={nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
             f"--rdzv_id=deepen-{job}", *entry]
+
+
+def die_with_launcher() -> None:
+    """Make this training process end when its torchrun does. torchrun starts each process in a session of its
+    own, so a launcher killed outright (SIGKILL: a job cancelled, a run stopped) would leave the processes
+    training on, writing into a work directory the next run resumes from. Linux only (prctl); elsewhere a
+    no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the launcher died before the request took hold
+        os._exit(1)

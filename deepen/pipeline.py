@@ -248,7 +248,7 @@ def cpt_stage(method: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, f
 
         from .launch import launch_command
 
-        prepare_run(cfg, work_dir)
+        prepare_run(cfg, work_dir, processes=nproc * nodes)
         args = dict(method=method, model_dir=str(model_dir), train_bin=str(train_bin), val_bin=str(val_bin), cfg=cfg,
                     work_dir=str(work_dir), final_dir=str(final_dir), info_path=str(info_path),
                     threads=max(1, threads // nproc))

@@ -197,8 +197,11 @@ def checkpoint_nbytes(model) -> int:
     return weights + sum(2 * 4 * p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# Written last when the Trainer saves, so a checkpoint directory without them was cut short.
-CHECKPOINT_COMPLETE = ("trainer_state.json", "rng_state.pth")
+def checkpoint_complete(processes: int) -> tuple[str, ...]:
+    """The files the Trainer writes last when it saves, so a checkpoint directory without them was cut short: the
+    state, and each process's random state (one file when there is one process)."""
+    rng = ["rng_state.pth"] if processes == 1 else [f"rng_state_{rank}.pth" for rank in range(processes)]
+    return ("trainer_state.json", *rng)
 
 
 PARTIAL_METRICS = "metrics.partial.jsonl"
@@ -212,7 +215,7 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def prepare_run(cfg: dict, work_dir) -> None:
+def prepare_run(cfg: dict, work_dir, processes: int = 1) -> None:
     """Before training starts: drop checkpoints of other settings, and metric lines a resume will redo.
 
     Lines accumulate in metrics.partial.jsonl, renamed to metrics.jsonl once the final model is saved: a
@@ -227,7 +230,7 @@ def prepare_run(cfg: dict, work_dir) -> None:
         shutil.rmtree(ckpt_dir)  # checkpoints of other settings must not be resumed
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
-    resume = _last_checkpoint(ckpt_dir)
+    resume = _last_checkpoint(ckpt_dir, processes)
     if resume is not None and partial_path.exists():
         done = int(resume.name.split("-")[1])
         lines = [m for m in read_metrics(partial_path) if m["step"] <= done]
@@ -236,8 +239,9 @@ def prepare_run(cfg: dict, work_dir) -> None:
         partial_path.unlink(missing_ok=True)
 
 
-def _last_checkpoint(ckpt_dir: Path) -> Path | None:
-    ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if all((p / f).exists() for f in CHECKPOINT_COMPLETE)]
+def _last_checkpoint(ckpt_dir: Path, processes: int) -> Path | None:
+    complete = checkpoint_complete(processes)
+    ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if all((p / f).exists() for f in complete)]
     ckpts.sort(key=lambda p: int(p.name.split("-")[1]))
     return ckpts[-1] if ckpts else None
 
@@ -256,6 +260,32 @@ def _fsdp_args(checkpointing: bool) -> dict:
     return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True,
                                           "state_dict_type": "FULL_STATE_DICT",
                                           "activation_checkpointing": checkpointing}}
+
+
+def _sharding_on_cpu(trainer_class):
+    """The Trainer, with its FSDP also on CPU processes (gloo). accelerate shards on accelerators only and on a CPU
+    would run plain DDP unannounced; FSDP2 itself shards CPU tensors, so the state is set as on a GPU."""
+
+    class Trainer(trainer_class):
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            state = self.accelerator.state
+            if self.args.fsdp_plugin_args is None or getattr(state, "fsdp_plugin", None) is not None:
+                return
+            from accelerate import PartialState
+            from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+            if state.distributed_type != DistributedType.MULTI_CPU:  # one process: train() refuses it first
+                raise ValueError(f"FSDP with accelerate's {state.distributed_type}: not offered")
+            plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
+            if state.mixed_precision != "no":
+                plugin.set_mixed_precision(state.mixed_precision)
+            state.distributed_type, state.fsdp_plugin = DistributedType.FSDP, plugin
+            # every later AcceleratorState() copies the distributed type from the PartialState: set there too
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+            self.is_fsdp_enabled = True
+
+    return Trainer
 
 
 def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final_dir,
@@ -295,11 +325,10 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
 
     fsdp = cfg.get("strategy", "ddp") == "fsdp"
-    if fsdp and not torch.cuda.is_available():
-        # accelerate (the Trainer's FSDP) shards on accelerators only; on a CPU it would run plain DDP unannounced
-        raise ValueError("cpt.strategy fsdp needs GPUs: the Trainer's FSDP (accelerate) shards models on CUDA "
-                         "devices only; on CPUs use strategy ddp")
+    if fsdp and world == 1:  # accelerate would drop the FSDP settings and train one whole replica, unannounced
+        raise ValueError("strategy fsdp shards over several processes and this run has one: use nproc 2 or more")
     checkpointing = cfg.get("gradient_checkpointing", False)
+    resume = _last_checkpoint(ckpt_dir, world)
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         max_steps=steps,
@@ -318,6 +347,9 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         max_grad_norm=cfg.get("grad_clip", 1.0),
         logging_steps=cfg["eval_interval"],
         eval_strategy="steps",
+        # the val loss at step 0, before any update, on the model as prepared for training (FSDP2 cannot prepare a
+        # model for evaluation alone)
+        eval_on_start=resume is None,
         eval_steps=cfg["eval_interval"],
         save_strategy="steps",
         save_steps=cfg.get("checkpoint_interval", cfg["eval_interval"]),
@@ -335,17 +367,11 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         disable_tqdm=False,
         save_only_model=False,
     )
-    resume = _last_checkpoint(ckpt_dir)
     t0 = time.time()
     callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg.get("plateau"))
     space = _disk_callback(ckpt_dir, checkpoint_nbytes(model))
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                      callbacks=[callback, space])
-    if resume is None:
-        trainer.evaluate()  # the val loss at step 0, before any update
-        # accelerate marks a model prepared for evaluation as prepared and would then leave it out of DDP
-        # for training: each process would step on its own gradients.
-        model._is_accelerate_prepared = False
+    trainer = _sharding_on_cpu(Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+                                        callbacks=[callback, space])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if callback.stopped_at is None and steps % cfg["eval_interval"]:
         trainer.evaluate()
