@@ -73,8 +73,8 @@ predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
         run_stage("generation (lesa, top_half)", f"""
 generate_stage("lesa", {{"generator": "lesa", "placement": "top_half", "norm_source": "mean", "zero_init": False}},
                {str(base)!r}, {str(root / 'weights')!r}, {str(root / 'layers')!r},
-               svd_dir={str(root / 'svd')!r}, predictor_dir={str(root / 'predictor')!r})
-""", args.threads, results, setup="from deepen.pipeline import generate_stage\nimport deepen.generators")
+               artifacts={{'svd': {str(root / 'svd')!r}, 'predictor': {str(root / 'predictor')!r}}})
+""", args.threads, results, setup="from deepen.pipeline import generate_stage\nimport deepen.methods")
     naive_matrices = [] if args.skip_naive else args.naive_matrices.split(",")
     from deepen.tensorio import CheckpointReader
 

@@ -106,7 +106,7 @@ predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
         run_stage(f"generation {method}", f"""
 from deepen.pipeline import generate_stage
 generate_stage({method!r}, {opts!r}, {str(base)!r}, {str(w)!r}, {str(layers)!r},
-               svd_dir={str(root / 'svd')!r}, predictor_dir={str(root / 'predictor')!r})
+               artifacts={{'svd': {str(root / 'svd')!r}, 'predictor': {str(root / 'predictor')!r}}})
 """, args.threads, results)
         run_stage(f"reconstruction {method}", f"""
 import shutil; shutil.rmtree({str(out)!r}, ignore_errors=True)

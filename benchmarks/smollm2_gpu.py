@@ -126,7 +126,7 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
     from deepen.arch import architecture_for
     from deepen.base_import import import_gguf
     from deepen.config import model_name, runs as config_runs
-    from deepen.generators import required_artifacts
+    from deepen.methods import required_artifacts
     from deepen.pipeline import extract_stage, generate_stage, reconstruct_stage, svd_stage
 
     run_dir, work, out = Path(run_dir), Path(work), Path(out)
@@ -172,9 +172,9 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
         opts = {k: v for k, v in methods[method].items() if k not in ("freeze", "seeds", "cpt")}
         if "/seed" in model:
             opts["seed"] = int(model.rsplit("seed", 1)[1])
-        predictors = "predictor" if opts.get("svd", True) else "predictor_nosvd"
+        artifacts = {name: work / name for name in required_artifacts(opts)}  # the folders made above
         timed(f"generate {model}", generate_stage, method, opts, base, work / "weights", work / "layers" / model,
-              svd_dir=work / "svd", predictor_dir=work / predictors)
+              artifacts)
         timed(f"reconstruct {model}", reconstruct_stage, model, base, base, work / "layers" / model / "plan.json",
               work / "layers" / model / "new_layers.safetensors", work / "models" / model, 1 << 40)
     cpt = {k: v for k, v in config["cpt"].items() if k != "seeds"}

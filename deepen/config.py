@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from . import generators
+from . import methods
 from . import plan as plans
 from .arch import UnsupportedArchitecture, architecture_for
 from .plan import PlanError
@@ -85,7 +85,7 @@ def method_seeds(config: dict, method: str) -> int:
 def model_name(config: dict, method: str, seed) -> str:
     """The expanded model a method's seed uses: one per method, or one per seed for generators that draw
     random numbers (``{method}/seed{n}``)."""
-    return f"{method}/seed{seed}" if generators.is_stochastic(config["methods"][method]) else method
+    return f"{method}/seed{seed}" if methods.is_stochastic(config["methods"][method]) else method
 
 
 def init_models(config: dict) -> list[str]:
@@ -119,14 +119,6 @@ def match_row(name: str, known: list[tuple[str, str]]) -> tuple[str, str]:
 
 def row_of(config: dict, name: str) -> tuple[str, str]:
     return match_row(name, rows(config))
-
-
-class _PlanOnlyStacks:
-    """Enough of WeightStacks for a generator to build its plan before any weight exists."""
-
-    def __init__(self, num_layers: int, matrices: list[str]):
-        self.num_layers = num_layers
-        self.matrices = matrices
 
 
 def base_model_kind(config: dict) -> str:
@@ -245,19 +237,21 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
     L = model["num_hidden_layers"]
     depths = {}  # each method's expanded depth
     for name, opts in config["methods"].items():
-        if opts["generator"] not in generators.GENERATORS:
-            close = difflib.get_close_matches(opts["generator"], list(generators.GENERATORS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"methods.{name}.generator: unknown generator {opts['generator']!r}{hint} "
-                            f"(known: {', '.join(sorted(generators.GENERATORS))})")
+        try:
+            option_problems = methods.option_problems(opts)
+        except PlanError as e:
+            problems.append(f"methods.{name}.generator: {e}")
+            continue
+        if option_problems:
+            problems += [f"methods.{name}.{p}" for p in option_problems]
             continue
         try:
-            expansion = generators.build_expansion(opts, _PlanOnlyStacks(L, arch.matrices), arch)
+            plan = methods.build_plan(opts, L)
         except PlanError as e:
             problems.append(f"methods.{name}: {e}")
             continue
-        depths[name] = len(expansion.plan)
-        if opts.get("cpt", True) and "new_only" in freeze_policies(opts) and not plans.added_layers(expansion.plan):
+        depths[name] = len(plan)
+        if opts.get("cpt", True) and "new_only" in freeze_policies(opts) and not plans.added_layers(plan):
             problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
                             "adds no layers; use 'all'")
     target = config["report"]["target_loss"]

@@ -11,7 +11,7 @@ from . import plan as plans
 from .arch import architecture_for
 from .corpus import build_corpus
 from .extract import WeightStacks, extract_matrix, read_model_config
-from .generators import run_generator
+from .generate import LayerSource, generate_layers
 from .growth_report import write_growth_report
 from .inputs import check_model_dir
 from .modeling import count_parameters, init_tiny_llama, load_causal_lm, tiny_llama_config
@@ -194,14 +194,13 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
     extract_matrix(check_model_dir(base_dir, arch, config), arch, config["num_hidden_layers"], matrix, out_path)
 
 
-def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, svd_dir=None, predictor_dir=None) -> None:
+def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, artifacts: dict | None = None) -> None:
+    """``artifacts``: {name: folder} of what the method declares it reads besides the weights."""
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
-    stacks = WeightStacks(weights_dir, arch.matrices)
-    artifacts = {k: v for k, v in (("svd_dir", svd_dir), ("predictor_dir", predictor_dir)) if v}
-    # Head counts, for generators that move whole attention heads.
-    artifacts.update({k: config.get(k) for k in ("num_attention_heads", "num_key_value_heads")})
-    run_generator(opts, stacks, arch, out_dir, method, artifacts)
+    source = LayerSource(WeightStacks(weights_dir, arch.matrices), arch, config,
+                         {name: Path(folder) for name, folder in (artifacts or {}).items()})
+    generate_layers(opts, source, out_dir, method)
 
 
 def svd_stage(weights_path, out_path, report_path) -> None:

@@ -12,6 +12,7 @@ from deepen.config import (  # noqa: E402
     runs, trained_methods, validate_config)
 from deepen.arch import architecture_for  # noqa: E402
 from deepen.base_import import gguf_source  # noqa: E402
+from deepen.methods import build_plan, required_artifacts  # noqa: E402
 from deepen.resources import (  # noqa: E402
     DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
 from deepen.tasks import embedded_task_names  # noqa: E402
@@ -133,9 +134,9 @@ INIT_MODELS = init_models(config)
 
 
 def deepest_expansion() -> float:
-    """How many times the base's depth the deepest expanded model has: at most 2 for a placement or
-    SOLAR, g for stacking."""
-    return max([2.0] + [float(m.get("g", 2)) for m in config["methods"].values() if m["generator"] == "stack"])
+    """How many times the base's depth the deepest expanded model has (at least 2, for the runtime estimates)."""
+    layers = BASE_MODEL_CONFIG["num_hidden_layers"]
+    return max([2.0] + [len(build_plan(opts, layers)) / layers for opts in config["methods"].values()])
 
 
 def mem_mb(factor: float, floor: int = 1024) -> int:
@@ -232,10 +233,15 @@ def init_model(wildcards) -> str:
 LESA_MATRICES = ARCH.linear
 
 
+# {artifact name: file pattern} of everything the configured methods read besides the weights (deepen/methods)
+METHOD_ARTIFACTS = {name: pattern for opts in config["methods"].values()
+                    for name, pattern in required_artifacts(opts).items()}
+
+
 def lesa_spaces() -> list[str]:
-    """Which predictor spaces the configured LESA methods use: 'svd' and/or 'nosvd'."""
-    lesa = [m for m in config["methods"].values() if m["generator"] == "lesa"]
-    return sorted({"svd" if m.get("svd", True) else "nosvd" for m in lesa})
+    """Which spaces the layer predictors the methods read work in: 'svd' and/or 'nosvd' (raw weight rows)."""
+    return [space for space, artifact in (("nosvd", "predictor_nosvd"), ("svd", "predictor"))
+            if artifact in METHOD_ARTIFACTS]
 
 
 def report_extras(wildcards) -> dict:
@@ -278,18 +284,10 @@ def base_description() -> str:
 
 
 def generation_inputs(wildcards) -> dict:
-    """The weights, plus the artifacts the method's generator reads (LESA: SVD and predictors)."""
-    from deepen.generators import required_artifacts
-
+    """The weights, plus the artifacts the method declares it reads: one file per linear matrix type each."""
     needs = required_artifacts(config["methods"][wildcards.model.partition("/")[0]])
-    inputs = {"weights": expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices)}
-    if "svd" in needs:
-        inputs["svd"] = expand("results/svd/{matrix}.safetensors", matrix=LESA_MATRICES)
-    if "predictor" in needs:
-        inputs["predictor"] = expand("results/predictor/{matrix}.pt", matrix=LESA_MATRICES)
-    if "predictor_nosvd" in needs:
-        inputs["predictor"] = expand("results/predictor_nosvd/{matrix}.pt", matrix=LESA_MATRICES)
-    return inputs
+    return {"weights": expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices),
+            **{name: expand(pattern, matrix=ARCH.linear) for name, pattern in needs.items()}}
 
 
 def artifact_settings() -> dict:

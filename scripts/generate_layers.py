@@ -10,6 +10,7 @@ from deepen.pipeline import generate_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    parent = lambda key: Path(s.input[key][0]).parent if key in s.input.keys() else None  # noqa: E731
-    generate_stage(s.wildcards.model, dict(s.params.options), s.input.base, parent("weights"),
-                   Path(s.output.plan).parent, svd_dir=parent("svd"), predictor_dir=parent("predictor"))
+    # every named input but the base and its weights is an artifact the method declared: one file per matrix type
+    artifacts = {name: Path(s.input[name][0]).parent for name in s.input.keys() if name not in ("base", "weights")}
+    generate_stage(s.wildcards.model, dict(s.params.options), s.input.base, Path(s.input.weights[0]).parent,
+                   Path(s.output.plan).parent, artifacts)

@@ -69,8 +69,8 @@ def family_model(request, tmp_path_factory):
 def expand(root, method: str, opts: dict):
     opts = {"placement": "top_half", **{k: v for k, v in opts.items() if k not in ("freeze", "seeds")}}
     predictors = "predictor" if opts.get("svd", True) else "predictor_nosvd"
-    generate_stage(method, opts, root / "base", root / "weights", root / "layers" / method, svd_dir=root / "svd",
-                   predictor_dir=root / predictors)
+    artifacts = {"svd": root / "svd", predictors: root / predictors}
+    generate_stage(method, opts, root / "base", root / "weights", root / "layers" / method, artifacts)
     reconstruct_stage(method, root / "base", root / "base", root / "layers" / method / "plan.json",
                       root / "layers" / method / "new_layers.safetensors", root / "models" / method, max_shard_mb=1)
     return root / "models" / method

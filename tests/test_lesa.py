@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from deepen.arch import LLAMA
 from deepen.extract import WeightStacks
-from deepen.generators import run_generator
+from deepen.generate import LayerSource, generate_layers
 from deepen.pipeline import extract_stage, reconstruct_stage
 from deepen.predictor import BlockSource, LayerPredictor, lesa_loss, train_predictor
 from deepen.svd import float32_array, svd_stage
@@ -80,11 +80,11 @@ class SecondInput(torch.nn.Module):
 
 def test_predictor_returning_the_upper_block_reproduces_the_upper_layer(tiny_llama_dir, lesa_inputs, tmp_path):
     linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
-    artifacts = {"svd": {m: BlockSource(lesa_inputs / "svd" / f"{m}.safetensors", "V") for m in linear},
+    preloaded = {"svd": {m: BlockSource(lesa_inputs / "svd" / f"{m}.safetensors", "V") for m in linear},
                  "predictors": {m: SecondInput() for m in linear}}
-    stacks = WeightStacks(lesa_inputs / "weights", LLAMA.matrices)
-    info = run_generator({"generator": "lesa", "placement": "top_half", "norm_source": "mean"}, stacks, LLAMA,
-                         tmp_path / "layers", "lesa", artifacts)
+    source = LayerSource(WeightStacks(lesa_inputs / "weights", LLAMA.matrices), LLAMA, cache=preloaded)
+    info = generate_layers({"generator": "lesa", "placement": "top_half", "norm_source": "mean"}, source,
+                           tmp_path / "layers", "lesa")
     reconstruct_stage("lesa", tiny_llama_dir, tiny_llama_dir, tmp_path / "layers/plan.json",
                       tmp_path / "layers/new_layers.safetensors", tmp_path / "model", 64)
     base, out = CheckpointReader(tiny_llama_dir), CheckpointReader(tmp_path / "model")
@@ -103,10 +103,10 @@ def test_predictor_returning_the_upper_block_reproduces_the_upper_layer(tiny_lla
 
 def test_layer0_norm_source(lesa_inputs, tmp_path):
     linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
-    artifacts = {"predictors": {m: SecondInput() for m in linear}}
+    preloaded = {"predictors": {m: SecondInput() for m in linear}}
     stacks = WeightStacks(lesa_inputs / "weights", LLAMA.matrices)
-    run_generator({"generator": "lesa", "placement": "top_half", "norm_source": "layer0", "svd": False}, stacks,
-                  LLAMA, tmp_path, "lesa_nosvd", artifacts)
+    generate_layers({"generator": "lesa", "placement": "top_half", "norm_source": "layer0", "svd": False},
+                    LayerSource(stacks, LLAMA, cache=preloaded), tmp_path, "lesa_nosvd")
     new = load_file(tmp_path / "new_layers.safetensors")
     for m in LLAMA.norms:
         assert torch.equal(new[f"new.0.{m}"], stacks.get(m, 0))

@@ -1,0 +1,58 @@
+"""LESA: per matrix type, W' = U diag(S) G([V_l, V_{l+1}]) with the trained predictor G (deepen/predictor.py) over
+the SVD of the matrix type concatenated across layers (deepen/svd.py)."""
+
+from __future__ import annotations
+
+from .registry import Option, method
+
+SVD, PREDICTOR, PREDICTOR_RAW = "svd", "predictor", "predictor_nosvd"
+# the workflow's artifacts (rules/lesa.smk), one file per linear matrix type
+ARTIFACT_FILES = {SVD: "results/svd/{matrix}.safetensors", PREDICTOR: "results/predictor/{matrix}.pt",
+                  PREDICTOR_RAW: "results/predictor_nosvd/{matrix}.pt"}
+
+
+def lesa_artifacts(opts: dict) -> dict[str, str]:
+    names = [SVD, PREDICTOR] if opts["svd"] else [PREDICTOR_RAW]
+    return {name: ARTIFACT_FILES[name] for name in names}
+
+
+def _predictors(opts, source):
+    from ..predictor import load_predictor
+
+    folder = source.artifacts[PREDICTOR if opts["svd"] else PREDICTOR_RAW]
+    return {m: load_predictor(folder / f"{m}.pt") for m in source.arch.linear}
+
+
+def _svd_blocks(source):
+    from ..predictor import BlockSource
+
+    return {m: BlockSource(source.artifacts[SVD] / f"{m}.safetensors", "V") for m in source.arch.linear}
+
+
+@method("lesa", needs_upper=True, artifacts=lesa_artifacts, options={
+    "svd": Option({"type": "boolean"}, True, "predict SVD blocks (true) or raw weight rows (the ablation)"),
+    "norm_source": Option({"enum": ["mean", "layer0"]}, "mean",
+                          "norms (and biases) of new layers from the neighbours' mean, or layer 0 as the reference code"),
+})
+def lesa_layer(opts, source, entry):
+    """With ``svd: false`` the predictor works on raw weight rows: W' = G([W_l, W_{l+1}])."""
+    import torch
+
+    lower, upper = entry["between"]
+    stacks = source.weights
+    predictors = source.memo("predictors", lambda: _predictors(opts, source))
+    out = {}
+    with torch.no_grad():
+        for m in source.arch.linear:
+            if opts["svd"]:
+                svd = source.memo("svd", lambda: _svd_blocks(source))[m]  # V blocks; U and S live in the same file
+                scaled_u = source.memo(f"scaled_u.{m}", lambda: svd.reader.get("U") * svd.reader.get("S")[None, :])
+                out[m] = scaled_u @ predictors[m](svd.get(lower), svd.get(upper))
+            else:
+                out[m] = predictors[m](stacks.get(m, lower).float(), stacks.get(m, upper).float())
+    for m in source.arch.vectors:  # norms, and biases (Qwen2) alike: not predicted
+        if opts["norm_source"] == "layer0":
+            out[m] = stacks.get(m, 0).float()
+        else:
+            out[m] = 0.5 * (stacks.get(m, lower).float() + stacks.get(m, upper).float())
+    return out
