@@ -28,7 +28,8 @@ def _default_filling_validator():
     base_properties = Draft202012Validator.VALIDATORS["properties"]
 
     def properties(validator, props, instance, schema):
-        if isinstance(instance, dict):
+        # an overlay section (x-overlay) replaces another section's keys: filling defaults would hide those
+        if isinstance(instance, dict) and not schema.get("x-overlay"):
             for key, sub in props.items():
                 if "default" in sub and key not in instance:
                     instance[key] = json.loads(json.dumps(sub["default"]))
@@ -349,6 +350,8 @@ def _growth_problems(config: dict, model: dict) -> list[str]:
     if at_g not in growth["g"] or at_d not in growth["d"]:
         problems.append(f"growth.operators_at: (g {at_g}, d {at_d}) is not one of the settings of growth.g and growth.d")
     train = growth_train(config)
+    problems += [f"growth.train.{key}: growth runs take their steps from the FLOPs budget and run them all; "
+                 f"remove it" for key in ("steps", "plateau") if key in config["growth"]["train"]]
     missing = [k for k in GROWTH_TRAIN_KEYS if k not in train]
     if missing:
         problems.append(f"growth.train: missing {', '.join(missing)} (base.train does not give them)")

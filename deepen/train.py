@@ -299,6 +299,10 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     """
     from transformers import Trainer, TrainingArguments
 
+    from .settings import training_defaults
+
+    # the schema's defaults under what the caller set (the workflow gives every key already)
+    cfg = {**training_defaults(), **cfg}
     torch.set_num_threads(max(1, threads))
     work_dir, final_dir = Path(work_dir), Path(final_dir)
     ckpt_dir = work_dir / "checkpoints"
@@ -310,24 +314,24 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
 
     trainable = freeze(model, cfg.get("freeze", "all"), trainable_layers)
     steps, batch, seq_len = cfg["steps"], cfg["batch_size"], cfg["seq_len"]
-    micro, accumulation = micro_batches(batch, world, cfg.get("micro_batch_size"))
-    precision = cfg.get("precision", "fp32")
+    micro, accumulation = micro_batches(batch, world, cfg["micro_batch_size"])
+    precision = cfg["precision"]
     if precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("precision fp16 needs a GPU (its loss scaling is CUDA's); use bf16 on a CPU")
-    if cfg.get("frozen_dtype", "float32") == "bfloat16":
+    if cfg["frozen_dtype"] == "bfloat16":
         cast_frozen_linears(model, torch.bfloat16)
     if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(cfg.get("attn_implementation", "sdpa"))
+        model.set_attn_implementation(cfg["attn_implementation"])
     if isinstance(train_tokens, Dataset):  # examples already encoded (SFT), not a token stream
         train_set, val_set = train_tokens, val_tokens
     else:
         train_set = RandomWindows(train_tokens, seq_len, steps * batch, cfg["seed"])
         val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
 
-    fsdp = cfg.get("strategy", "ddp") == "fsdp"
+    fsdp = cfg["strategy"] == "fsdp"
     if fsdp and world == 1:  # accelerate would drop the FSDP settings and train one whole replica, unannounced
         raise ValueError("strategy fsdp shards over several processes and this run has one: use nproc 2 or more")
-    checkpointing = cfg.get("gradient_checkpointing", False)
+    checkpointing = cfg["gradient_checkpointing"]
     resume = _last_checkpoint(ckpt_dir, world)
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -338,13 +342,13 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         # under FSDP, FSDP checkpoints activations itself (the Trainer's own would all-gather twice)
         **_checkpointing_args(TrainingArguments, checkpointing and not fsdp),
         **(_fsdp_args(checkpointing) if fsdp else {}),
-        per_device_eval_batch_size=max(1, cfg.get("eval_batch_size", micro * world) // world),
+        per_device_eval_batch_size=micro,
         ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
         learning_rate=cfg["lr"],
-        lr_scheduler_type=cfg.get("schedule", "cosine"),
-        warmup_steps=cfg.get("warmup_steps", 0),
-        weight_decay=cfg.get("weight_decay", 0.0),
-        max_grad_norm=cfg.get("grad_clip", 1.0),
+        lr_scheduler_type=cfg["schedule"],
+        warmup_steps=cfg["warmup_steps"],
+        weight_decay=cfg["weight_decay"],
+        max_grad_norm=cfg["grad_clip"],
         logging_steps=cfg["eval_interval"],
         eval_strategy="steps",
         # the val loss at step 0, before any update, on the model as prepared for training (FSDP2 cannot prepare a
@@ -352,7 +356,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         eval_on_start=resume is None,
         eval_steps=cfg["eval_interval"],
         save_strategy="steps",
-        save_steps=cfg.get("checkpoint_interval", cfg["eval_interval"]),
+        save_steps=cfg["checkpoint_interval"],
         save_total_limit=1,
         prediction_loss_only=True,
         report_to="none",
@@ -368,7 +372,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         save_only_model=False,
     )
     t0 = time.time()
-    callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg.get("plateau"))
+    callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg["plateau"])
     space = _disk_callback(ckpt_dir, checkpoint_nbytes(model))
     trainer = _sharding_on_cpu(Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
                                         callbacks=[callback, space])
@@ -391,7 +395,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
             if tokenizer is not None:  # None where the data came as token ids (benchmarks/smollm2_gpu.py)
                 tokenizer.save_pretrained(str(tmp))
         os.replace(partial_path, metrics_path)
-        if not cfg.get("keep_checkpoints", False):
+        if not cfg["keep_checkpoints"]:
             shutil.rmtree(ckpt_dir)
     done = callback.stopped_at or steps
     return {"trainable_params": trainable, "seconds": elapsed, "steps": done, "max_steps": steps,

@@ -75,6 +75,8 @@ BAD_CONFIGS = {
     "growth factor not dividing the layers": (lambda c: c["growth"].update(g=[3]), "growth.g: 3 does not divide"),
     "growth operators at no setting": (lambda c: c["growth"].update(operators_at={"g": 2, "d": 0.3}),
                                        "growth.operators_at: (g 2, d 0.3) is not one of the settings"),
+    "growth runs with steps of their own": (lambda c: c["growth"]["train"].update(steps=5),
+                                            "growth.train.steps: growth runs take their steps from the FLOPs budget"),
     "fractional token count": (lambda c: c["growth"].update(d=[0.1, 2.5]), "growth.d: a value of 1 or more"),
     "sft expansion not a method": (lambda c: c["sft"].update(expansion="llama_prp"),
                                    "sft.expansion: 'llama_prp' is not a method"),
