@@ -109,6 +109,22 @@ def growth_grown_stage(model_cfg, train_cfg, g, d, operator, scratch_steps, seed
                                       "flops_per_token": plan["target_flops_per_token"], **plan})
 
 
+def growth_stage(role: str, model_cfg, train_cfg, scratch_steps, wildcards: dict, inputs: dict, out_dir, work_dir,
+                 threads=1) -> None:
+    """One run of the growth comparison, by ``role`` (scratch, small or grown); ``wildcards``: g, d, operator and
+    seed as the run's path gives them; ``inputs``: tokenizer, train, val, and the small model to grow."""
+    seed, data = int(wildcards["seed"]), (inputs["tokenizer"], inputs["train"], inputs["val"])
+    if role == "scratch":
+        return growth_scratch_stage(model_cfg, train_cfg, scratch_steps, seed, *data, out_dir, work_dir, threads)
+    g, d = int(wildcards["g"]), float(wildcards["d"])
+    if role == "small":
+        return growth_small_stage(model_cfg, train_cfg, g, d, scratch_steps, seed, *data, out_dir, work_dir, threads)
+    if role == "grown":
+        return growth_grown_stage(model_cfg, train_cfg, g, d, wildcards["operator"], scratch_steps, seed,
+                                  inputs["small"], *data, out_dir, work_dir, threads)
+    raise ValueError(f"unknown growth role {role!r}: scratch, small or grown")
+
+
 def growth_report_stage(scratch: list[dict], grown: list[dict], png_path, md_path, csv_path) -> None:
     """``scratch``: {seed, metrics, info} per scratch run; ``grown``: {operator, g, d, seed, metrics, info,
     small_metrics, small_info} per grown run."""

@@ -16,15 +16,9 @@ if PRETRAIN_BASE:
             train=canonical(config["base"]["train"]),
             seed=config["seed"],
         threads: config["resources"]["base_threads"]
-        resources:
-            mem_mb=mem_mb(16, 4096),
-            runtime=training_runtime(config["base"]["train"]),
-            cpus_per_task=lambda wildcards, threads: threads,
-            gpu=RES["gpus"],
-        conda:
-            "../envs/deepen.yaml"
-        script:
-            "../scripts/pretrain_base.py"
+        resources: **job(mem_mb(16, 4096), training_runtime(config["base"]["train"]), gpu=True)
+        conda: CONDA_ENV
+        script: "../scripts/pretrain_base.py"
 
 
 if IMPORT_BASE:
@@ -42,15 +36,9 @@ if IMPORT_BASE:
         params:
             dtype=config["base_model"]["dtype"],
             max_shard_mb=config["reconstruct"]["max_shard_mb"],
-        threads: 1
-        resources:
-            mem_mb=mem_mb(0.2),
-            runtime=streaming_runtime(3),
-            cpus_per_task=lambda wildcards, threads: threads,
-        conda:
-            "../envs/deepen.yaml"
-        script:
-            "../scripts/import_base.py"
+        resources: **job(mem_mb(0.2), streaming_runtime(3))
+        conda: CONDA_ENV
+        script: "../scripts/import_base.py"
 
     rule base_info:
         input:
@@ -60,12 +48,6 @@ if IMPORT_BASE:
             "results/base_import/info.json",
         log:
             "logs/base_info.log",
-        threads: 1
-        resources:
-            mem_mb=1024,
-            runtime=10,
-            cpus_per_task=lambda wildcards, threads: threads,
-        conda:
-            "../envs/deepen.yaml"
-        script:
-            "../scripts/base_info.py"
+        resources: **job(1024, 10)
+        conda: CONDA_ENV
+        script: "../scripts/base_info.py"

@@ -101,6 +101,14 @@ GROWTH_SEEDS = list(range(config["growth"]["seeds"]))
 GROWTH_RUNS = growth_runs(config) if GROWTH else []
 
 
+# What every growth run reads, and writes under its folder.
+GROWTH_DATA = {"tokenizer": TOKENIZER_DIR, "train": "results/tokens/train.bin", "val": "results/tokens/val.bin"}
+
+
+def growth_outputs(folder: str) -> dict:
+    return {"model": directory(f"{folder}/model"), "metrics": f"{folder}/metrics.jsonl", "info": f"{folder}/info.json"}
+
+
 def growth_paths(pattern: str) -> list[str]:
     """``pattern`` (with {operator}, {g}, {d}, {seed}) for every grown run, in GROWTH_RUNS order."""
     return [pattern.format(operator=o, g=g, d=d, seed=s) for o, g, d, s in GROWTH_RUNS]
@@ -124,6 +132,17 @@ def sft_model(wildcards) -> str:
 
 
 RES = config["resources"]
+# Every job's environment (relative to rules/, where every rule lives).
+CONDA_ENV = "../envs/deepen.yaml"
+
+
+def job(mem_mb: int, runtime: int, gpu: bool = False, **more) -> dict:
+    """A job's resources: memory (MB), run time (minutes), a CPU per thread, and with ``gpu`` resources.gpus GPUs."""
+    out = {"mem_mb": mem_mb, "runtime": runtime, "cpus_per_task": lambda wildcards, threads: threads}
+    if gpu:
+        out["gpu"] = RES["gpus"]
+    return {**out, **more}
+
 BASE_PARAMS = parameter_count(BASE_MODEL_CONFIG)
 # Bytes of the base's weights as stored: float32 when trained here, else the checkpoint's dtype.
 BASE_BYTES = BASE_PARAMS * (
@@ -180,9 +199,19 @@ PREDICTOR_TRAIN = canonical({**{k: v for k, v in config["predictor"].items() if 
                              "seed": config["seed"]})
 
 
-def heldout_blocks(wildcards) -> list[str]:
-    pattern = "results/svd/{matrix}.safetensors" if wildcards.space == "svd" else "results/weights/{matrix}.safetensors"
+# the folder of each space's predictors
+PREDICTOR_SPACES = {"predictor": "svd", "predictor_nosvd": "nosvd"}
+
+
+def space_blocks(space: str) -> list[str]:
+    """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd')."""
+    pattern = "results/svd/{matrix}.safetensors" if space == "svd" else "results/weights/{matrix}.safetensors"
     return expand(pattern, matrix=LESA_MATRICES)
+
+
+def space_key(space: str) -> str:
+    """The tensor of those files the predictor reads: V of the SVD, or the weights stacked over layers."""
+    return "V" if space == "svd" else "stack"
 
 
 def model_of(method: str, seed) -> str:
@@ -240,8 +269,7 @@ METHOD_ARTIFACTS = {name: pattern for opts in config["methods"].values()
 
 def lesa_spaces() -> list[str]:
     """Which spaces the layer predictors the methods read work in: 'svd' and/or 'nosvd' (raw weight rows)."""
-    return [space for space, artifact in (("nosvd", "predictor_nosvd"), ("svd", "predictor"))
-            if artifact in METHOD_ARTIFACTS]
+    return sorted(space for folder, space in PREDICTOR_SPACES.items() if folder in METHOD_ARTIFACTS)
 
 
 def report_extras(wildcards) -> dict:
@@ -308,7 +336,7 @@ def artifact_settings() -> dict:
             for ext in ("safetensors", "json"):
                 out[f"results/svd/{matrix}.{ext}"] = {"weights": f"results/weights/{matrix}.safetensors"}
     for space in lesa_spaces():
-        folder = "predictor" if space == "svd" else "predictor_nosvd"
+        folder = next(f for f, sp in PREDICTOR_SPACES.items() if sp == space)
         for matrix in LESA_MATRICES:
             for ext in ("pt", "json"):
                 out[f"results/{folder}/{matrix}.{ext}"] = {"predictor": PREDICTOR_TRAIN, "space": space}

@@ -8,15 +8,9 @@ rule corpus:
         "logs/corpus.log",
     params:
         corpus=canonical(config["corpus"]),
-    threads: 1
-    resources:
-        mem_mb=2048,
-        runtime=20,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/build_corpus.py"
+    resources: **job(2048, 20)
+    conda: CONDA_ENV
+    script: "../scripts/build_corpus.py"
 
 
 rule tokenizer:
@@ -28,15 +22,9 @@ rule tokenizer:
         "logs/tokenizer.log",
     params:
         vocab_size=config["tokenizer"]["vocab_size"],
-    threads: 1
-    resources:
-        mem_mb=4096,
-        runtime=30,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/train_tokenizer.py"
+    resources: **job(4096, 30)
+    conda: CONDA_ENV
+    script: "../scripts/train_tokenizer.py"
 
 
 # Each split tokenized once: every training and evaluation job reads windows of these files.
@@ -56,11 +44,6 @@ rule tokens:
     wildcard_constraints:
         split="train|val",
     threads: config["resources"]["base_threads"]
-    resources:
-        mem_mb=2048,
-        runtime=60,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/tokenize_split.py"
+    resources: **job(2048, 60)
+    conda: CONDA_ENV
+    script: "../scripts/tokenize_split.py"

@@ -7,22 +7,19 @@ rule task_data:
         "logs/task_data.log",
     params:
         eval=canonical(config["eval"]),
-    threads: 1
-    resources:
-        mem_mb=1024,
-        runtime=10,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/build_task_data.py"
+    resources: **job(1024, 10)
+    conda: CONDA_ENV
+    script: "../scripts/build_task_data.py"
+
+
+# What every evaluation reads besides its model: the embedded tasks' data and templates.
+EVAL_INPUTS = {"task_data": "results/eval/task_data", "templates": task_templates()}
 
 
 rule evaluate:
     input:
         model="results/cpt/{method}/{freeze}/seed{seed}/final",
-        task_data="results/eval/task_data",
-        templates=task_templates(),
+        **EVAL_INPUTS,
     output:
         "results/eval/{method}/{freeze}/seed{seed}.json",
     log:
@@ -30,15 +27,9 @@ rule evaluate:
     params:
         eval=EVAL_PARAMS,
     threads: config["resources"]["train_threads"]
-    resources:
-        mem_mb=mem_mb(4 * deepest_expansion(), 2048),
-        runtime=evaluation_runtime(),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/evaluate.py"
+    resources: **job(mem_mb(4 * deepest_expansion(), 2048), evaluation_runtime(), gpu=True)
+    conda: CONDA_ENV
+    script: "../scripts/evaluate.py"
 
 
 rule init_loss:
@@ -54,12 +45,6 @@ rule init_loss:
     wildcard_constraints:
         model=f"base|{MODEL_PATTERN}",
     threads: config["resources"]["train_threads"]
-    resources:
-        mem_mb=mem_mb(4 * deepest_expansion(), 2048),
-        runtime=evaluation_runtime(),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/init_loss.py"
+    resources: **job(mem_mb(4 * deepest_expansion(), 2048), evaluation_runtime(), gpu=True)
+    conda: CONDA_ENV
+    script: "../scripts/init_loss.py"

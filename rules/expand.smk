@@ -7,15 +7,9 @@ rule extract_weights:
         "logs/extract_weights.log",
     params:
         matrices=ARCH.matrices,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(0.1),
-        runtime=streaming_runtime(2),
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/extract_weights.py"
+    resources: **job(mem_mb(0.1), streaming_runtime(2))
+    conda: CONDA_ENV
+    script: "../scripts/extract_weights.py"
 
 
 rule generate_layers:
@@ -29,15 +23,9 @@ rule generate_layers:
         "logs/generate_layers/{model}.log",
     params:
         options=generation_params,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(0.2),
-        runtime=streaming_runtime(4),
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/generate_layers.py"
+    resources: **job(mem_mb(0.2), streaming_runtime(4))
+    conda: CONDA_ENV
+    script: "../scripts/generate_layers.py"
 
 
 rule reconstruct:
@@ -52,12 +40,6 @@ rule reconstruct:
         "logs/reconstruct/{model}.log",
     params:
         max_shard_mb=config["reconstruct"]["max_shard_mb"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(0.2),
-        runtime=streaming_runtime(2 * deepest_expansion()),
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/reconstruct.py"
+    resources: **job(mem_mb(0.2), streaming_runtime(2 * deepest_expansion()))
+    conda: CONDA_ENV
+    script: "../scripts/reconstruct.py"

@@ -8,13 +8,9 @@ localrules:
 
 rule growth_scratch:
     input:
-        tokenizer=TOKENIZER_DIR,
-        train="results/tokens/train.bin",
-        val="results/tokens/val.bin",
+        **GROWTH_DATA,
     output:
-        model=directory("results/growth/scratch/seed{seed}/model"),
-        metrics="results/growth/scratch/seed{seed}/metrics.jsonl",
-        info="results/growth/scratch/seed{seed}/info.json",
+        **growth_outputs("results/growth/scratch/seed{seed}"),
     log:
         "logs/growth/scratch/seed{seed}.log",
     params:
@@ -23,69 +19,26 @@ rule growth_scratch:
         steps=config["growth"]["steps"],
     threads: config["resources"]["train_threads"]
     resources:
-        mem_mb=mem_mb(16, 4096),
-        runtime=training_runtime({**GROWTH_TRAIN, "steps": config["growth"]["steps"]}),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/growth_scratch.py"
+        **job(mem_mb(16, 4096), training_runtime({**GROWTH_TRAIN, "steps": config["growth"]["steps"]}), gpu=True),
+    conda: CONDA_ENV
+    script: "../scripts/growth_run.py"
 
 
-rule growth_small:
-    input:
-        tokenizer=TOKENIZER_DIR,
-        train="results/tokens/train.bin",
-        val="results/tokens/val.bin",
+use rule growth_scratch as growth_small with:
     output:
-        model=directory("results/growth/small/g{g}_d{d}/seed{seed}/model"),
-        metrics="results/growth/small/g{g}_d{d}/seed{seed}/metrics.jsonl",
-        info="results/growth/small/g{g}_d{d}/seed{seed}/info.json",
+        **growth_outputs("results/growth/small/g{g}_d{d}/seed{seed}"),
     log:
         "logs/growth/small/g{g}_d{d}/seed{seed}.log",
-    params:
-        model=GROWTH_MODEL,
-        train=GROWTH_TRAIN,
-        steps=config["growth"]["steps"],
-    threads: config["resources"]["train_threads"]
-    resources:
-        mem_mb=mem_mb(16, 4096),
-        runtime=training_runtime({**GROWTH_TRAIN, "steps": config["growth"]["steps"]}),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/growth_small.py"
 
 
-rule growth_grown:
+use rule growth_scratch as growth_grown with:
     input:
         small="results/growth/small/g{g}_d{d}/seed{seed}/model",
-        tokenizer=TOKENIZER_DIR,
-        train="results/tokens/train.bin",
-        val="results/tokens/val.bin",
+        **GROWTH_DATA,
     output:
-        model=directory("results/growth/{operator}/g{g}_d{d}/seed{seed}/model"),
-        metrics="results/growth/{operator}/g{g}_d{d}/seed{seed}/metrics.jsonl",
-        info="results/growth/{operator}/g{g}_d{d}/seed{seed}/info.json",
+        **growth_outputs("results/growth/{operator}/g{g}_d{d}/seed{seed}"),
     log:
         "logs/growth/{operator}/g{g}_d{d}/seed{seed}.log",
-    params:
-        model=GROWTH_MODEL,
-        train=GROWTH_TRAIN,
-        steps=config["growth"]["steps"],
-    threads: config["resources"]["train_threads"]
-    resources:
-        mem_mb=mem_mb(16, 4096),
-        runtime=training_runtime({**GROWTH_TRAIN, "steps": config["growth"]["steps"]}),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/growth_grown.py"
 
 
 rule growth_report:
@@ -104,12 +57,6 @@ rule growth_report:
         "logs/growth/report.log",
     params:
         runs=GROWTH_RUNS,
-    threads: 1
-    resources:
-        mem_mb=2048,
-        runtime=10,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/growth_report.py"
+    resources: **job(2048, 10)
+    conda: CONDA_ENV
+    script: "../scripts/growth_report.py"

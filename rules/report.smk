@@ -25,15 +25,9 @@ rule report:
         trained=trained_methods(config),
         claims=canonical(config["report"]["claims"]),
         standard_tasks=[t for t in config["eval"]["tasks"] if t not in embedded_task_names(TASK_TEMPLATES)],
-    threads: 1
-    resources:
-        mem_mb=2048,
-        runtime=10,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/report.py"
+    resources: **job(2048, 10)
+    conda: CONDA_ENV
+    script: "../scripts/report.py"
 
 
 rule svd_continuity:
@@ -46,15 +40,9 @@ rule svd_continuity:
         "logs/svd_continuity.log",
     params:
         matrices=config["report"]["continuity_matrices"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(0.5),
-        runtime=streaming_runtime(1),
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/svd_continuity.py"
+    resources: **job(mem_mb(0.5), streaming_runtime(1))
+    conda: CONDA_ENV
+    script: "../scripts/svd_continuity.py"
 
 
 if PRETRAIN_BASE:
@@ -72,15 +60,9 @@ if PRETRAIN_BASE:
             "logs/base_training_curve.log",
         params:
             plateau=canonical(config["base"]["train"]["plateau"]),
-        threads: 1
-        resources:
-            mem_mb=1024,
-            runtime=10,
-            cpus_per_task=lambda wildcards, threads: threads,
-        conda:
-            "../envs/deepen.yaml"
-        script:
-            "../scripts/base_training_curve.py"
+        resources: **job(1024, 10)
+        conda: CONDA_ENV
+        script: "../scripts/base_training_curve.py"
 
 
 rule manifest:
@@ -93,12 +75,6 @@ rule manifest:
     params:
         artifacts=artifact_settings(),
         config=canonical(config),
-    threads: 1
-    resources:
-        mem_mb=1024,
-        runtime=streaming_runtime(2 + len(RUNS) * deepest_expansion()),
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/manifest.py"
+    resources: **job(1024, streaming_runtime(2 + len(RUNS) * deepest_expansion()))
+    conda: CONDA_ENV
+    script: "../scripts/manifest.py"

@@ -19,15 +19,9 @@ rule sft_data:
         "logs/sft/data.log",
     params:
         data=canonical(config["sft"]["data"]),
-    threads: 1
-    resources:
-        mem_mb=2048,
-        runtime=10,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/sft_data.py"
+    resources: **job(2048, 10)
+    conda: CONDA_ENV
+    script: "../scripts/sft_data.py"
 
 
 rule sft:
@@ -45,37 +39,19 @@ rule sft:
         dlo=lambda wildcards: canonical(config["sft"]["dlo"]) if wildcards.row == "dlo" else None,
     threads: config["resources"]["train_threads"]
     resources:
-        mem_mb=mem_mb(12 * deepest_expansion(), 4096),
-        runtime=training_runtime(config["sft"]["train"], deepest_expansion()),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/sft.py"
+        **job(mem_mb(12 * deepest_expansion(), 4096), training_runtime(config["sft"]["train"], deepest_expansion()), gpu=True),
+    conda: CONDA_ENV
+    script: "../scripts/sft.py"
 
 
-rule evaluate_sft:
+use rule evaluate as evaluate_sft with:
     input:
         model="results/sft/{row}/seed{seed}/final",
-        task_data="results/eval/task_data",
-        templates=task_templates(),
+        **EVAL_INPUTS,
     output:
         "results/sft/{row}/seed{seed}/eval.json",
     log:
         "logs/evaluate_sft/{row}/seed{seed}.log",
-    params:
-        eval=EVAL_PARAMS,
-    threads: config["resources"]["train_threads"]
-    resources:
-        mem_mb=mem_mb(4 * deepest_expansion(), 2048),
-        runtime=evaluation_runtime(),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"],
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/evaluate.py"
 
 
 rule sft_report:
@@ -92,12 +68,6 @@ rule sft_report:
     params:
         runs=SFT_RUNS,
         expansion=config["sft"]["expansion"],
-    threads: 1
-    resources:
-        mem_mb=2048,
-        runtime=10,
-        cpus_per_task=lambda wildcards, threads: threads,
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/sft_report.py"
+    resources: **job(2048, 10)
+    conda: CONDA_ENV
+    script: "../scripts/sft_report.py"

@@ -13,12 +13,9 @@ rule continual_pretrain:
         train=cpt_params,
     threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
     resources:
-        mem_mb=mem_mb(12 * deepest_expansion() * config["cpt"]["nproc"], 4096),
-        runtime=training_runtime(config["cpt"], deepest_expansion(), config["cpt"]["nproc"]),
-        cpus_per_task=lambda wildcards, threads: threads,
-        gpu=RES["gpus"] if config["cpt"]["nodes"] == 1 else 0,
-        **multinode_resources(),
-    conda:
-        "../envs/deepen.yaml"
-    script:
-        "../scripts/continual_pretrain.py"
+        # several nodes: GPUs per node, through multinode_resources
+        **job(mem_mb(12 * deepest_expansion() * config["cpt"]["nproc"], 4096),
+              training_runtime(config["cpt"], deepest_expansion(), config["cpt"]["nproc"]),
+              gpu=config["cpt"]["nodes"] == 1, **multinode_resources()),
+    conda: CONDA_ENV
+    script: "../scripts/continual_pretrain.py"

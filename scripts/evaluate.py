@@ -1,4 +1,4 @@
-"""Rule evaluate: lm-eval on one continued-pretrained model."""
+"""Rules evaluate and evaluate_sft: lm-eval on one trained model."""
 import sys
 from pathlib import Path
 

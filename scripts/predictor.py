@@ -1,4 +1,4 @@
-"""Rules predictor and predictor_nosvd: LESA's layer predictor, one per matrix type."""
+"""Rule predictor: LESA's layer predictor, one per matrix type, on the SVD blocks or on raw weight rows."""
 import sys
 from pathlib import Path
 

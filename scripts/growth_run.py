@@ -1,0 +1,16 @@
+"""Rules growth_scratch, growth_small and growth_grown: one training run of the growth comparison (the target from
+scratch, the small model, or the small model grown), by the rule's name."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+
+from deepen.logs import to_log  # noqa: E402
+from deepen.pipeline import growth_stage  # noqa: E402
+
+s = snakemake  # noqa: F821
+with to_log(s.log[0]):
+    inputs = {name: s.input[name] for name in s.input.keys()}
+    growth_stage(s.rule.removeprefix("growth_"), s.params.model, s.params.train, s.params.steps, dict(s.wildcards),
+                 inputs, s.output.model, Path(s.output.metrics).parent, threads=s.threads)
