@@ -55,7 +55,7 @@ def q4_1_round_trip(w: np.ndarray) -> np.ndarray:
 
 def continuity_of(stack: np.ndarray, work: Path, name: str) -> dict:
     from deepen.pipeline import svd_stage
-    from deepen.report import continuity
+    from deepen.continuity import continuity
     from deepen.tensorio import write_tensors
 
     write_tensors(work / f"{name}.w.safetensors", {"stack": torch.from_numpy(np.ascontiguousarray(stack, np.float32))})

@@ -192,7 +192,7 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
 def write_report(config: dict, runs: list, work: Path, out: Path) -> None:
     """summary.md / .csv, runs.csv and loss_curves.png from the runs' metrics (no lm-eval here: an empty
     evaluation per run)."""
-    from deepen.pipeline import report_stage
+    from deepen.report.build import build_report
 
     entries = []
     for method, freeze, seed in runs:
@@ -222,7 +222,7 @@ def write_report(config: dict, runs: list, work: Path, out: Path) -> None:
                                     "layers": info["layers"], "params": info["params"]}))
         init[name] = str(path)
     trained = list(method_models)
-    report_stage(entries, config["report"]["target_loss"], config["report"]["reference"],
+    build_report(entries, config["report"]["target_loss"], config["report"]["reference"],
                  {"base_desc": "SmolLM2 imported from its GGUF (run on the GPU by benchmarks/smollm2_gpu.py)",
                   "cpt": config["cpt"]},
                  {"csv": out / "summary.csv", "runs_csv": out / "runs.csv", "md": out / "summary.md",

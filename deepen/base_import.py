@@ -248,7 +248,8 @@ def import_gguf(gguf_path, out_dir, dtype: str = "float32", max_shard_bytes: int
     import torch
 
     from .reconstruct import shard
-    from .tensorio import INDEX_NAME, SINGLE_NAME, StreamingWriter, atomic_dir, tensor_nbytes
+    from .tensorio import INDEX_NAME, SINGLE_NAME, StreamingWriter, tensor_nbytes
+    from .atomic import atomic_dir
 
     gguf_path = Path(gguf_path)
     header = read_header(gguf_path)

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .tensorio import atomic_path
+from .atomic import atomic_path
 
 # Documents are joined with a form feed on its own line; tokenization puts EOS there.
 DOC_SEPARATOR = "\n\f\n"

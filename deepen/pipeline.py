@@ -9,19 +9,15 @@ from pathlib import Path
 from . import growth
 from . import plan as plans
 from .arch import architecture_for
+from .atomic import atomic_dir, atomic_path
 from .corpus import build_corpus
-from .extract import WeightStacks, extract_matrix, read_model_config
+from .flops import training_flops_per_token
 from .generate import LayerSource, generate_layers
-from .growth_report import write_growth_report
-from .inputs import check_model_dir
-from .modeling import count_parameters, init_tiny_llama, load_causal_lm, tiny_llama_config
-from .reconstruct import reconstruct
+from .launch import is_main_process, world_size
+from .metrics import read_metrics
 from .tasks import build_task_data, evaluate
-from .tensorio import atomic_dir, atomic_path
 from .tokenizer import load_tokenizer, train_tokenizer
 from .tokens import open_tokens, write_token_file
-from .flops import training_flops_per_token
-from .train import is_main_process, prepare_run, read_metrics, train, world_size
 
 
 def write_json(obj, path) -> None:
@@ -44,6 +40,9 @@ def tokenizer_stage(train_txt, vocab_size: int, out_dir) -> None:
 
 def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_bin, val_bin, out_dir, work_dir,
                         threads=1) -> None:
+    from .modeling import count_parameters, init_tiny_llama
+    from .train import train
+
     tokenizer = load_tokenizer(tokenizer_dir)
     model = init_tiny_llama(model_cfg, tokenizer, seed)
     cfg = {**train_cfg, "seed": seed, "freeze": "all"}
@@ -55,6 +54,8 @@ def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_bin, va
 
 
 def _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer) -> dict:
+    from .modeling import tiny_llama_config
+
     target = tiny_llama_config(model_cfg, tokenizer).to_dict()
     small = growth.small_config(target, g)
     tokens_per_step = train_cfg["batch_size"] * train_cfg["seq_len"]
@@ -64,6 +65,9 @@ def _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer) -> dict
 
 def _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, steps, seed, out_dir, work_dir, threads,
                   info: dict) -> None:
+    from .modeling import count_parameters
+    from .train import train
+
     cfg = {**train_cfg, "steps": steps, "seed": seed, "freeze": "all", "plateau": None}
     result = train(model, tokenizer, open_tokens(train_bin, tokenizer), open_tokens(val_bin, tokenizer),
                    cfg, work_dir, out_dir, threads=threads)
@@ -75,6 +79,8 @@ def _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, steps, seed, 
 def growth_scratch_stage(model_cfg, train_cfg, steps, seed, tokenizer_dir, train_bin, val_bin, out_dir, work_dir,
                          threads=1) -> None:
     """The growth target trained from scratch for ``steps``: the FLOPs budget of every grown run."""
+    from .modeling import init_tiny_llama
+
     tokenizer = load_tokenizer(tokenizer_dir)
     model = init_tiny_llama(model_cfg, tokenizer, seed)
     f = training_flops_per_token(model.config.to_dict(), train_cfg["seq_len"], None, "all")
@@ -86,6 +92,8 @@ def growth_scratch_stage(model_cfg, train_cfg, steps, seed, tokenizer_dir, train
 def growth_small_stage(model_cfg, train_cfg, g, d, scratch_steps, seed, tokenizer_dir, train_bin, val_bin, out_dir,
                        work_dir, threads=1) -> None:
     """The small model of L/g layers, trained for d tokens."""
+    from .modeling import init_tiny_llama
+
     tokenizer = load_tokenizer(tokenizer_dir)
     plan = _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer)
     model = init_tiny_llama(growth.small_config(model_cfg, g), tokenizer, seed)
@@ -98,6 +106,8 @@ def growth_grown_stage(model_cfg, train_cfg, g, d, operator, scratch_steps, seed
                        train_bin, val_bin, out_dir, work_dir, threads=1) -> None:
     """The small model grown by ``operator`` to the target's depth, trained on with a fresh optimizer and
     schedule for the steps the budget leaves."""
+    from .modeling import init_tiny_llama, load_causal_lm
+
     tokenizer = load_tokenizer(tokenizer_dir)
     plan = _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer)
     target = init_tiny_llama(model_cfg, tokenizer, seed)
@@ -128,6 +138,8 @@ def growth_stage(role: str, model_cfg, train_cfg, scratch_steps, wildcards: dict
 def growth_report_stage(scratch: list[dict], grown: list[dict], png_path, md_path, csv_path) -> None:
     """``scratch``: {seed, metrics, info} per scratch run; ``grown``: {operator, g, d, seed, metrics, info,
     small_metrics, small_info} per grown run."""
+    from .report.growth_section import write_growth_report
+
     write_growth_report(scratch, grown, png_path, md_path, csv_path)
 
 
@@ -144,7 +156,9 @@ def sft_stage(row: str, model_dir, data_dir, cfg: dict, dlo_cfg: dict | None, se
     on the held-out examples: each layer's MLP execution rate and inference tokens/s, routed and with
     every MLP executed (the dense compute of the same weights)."""
     from . import dlo
+    from .modeling import count_parameters, load_causal_lm
     from .sft import SFTSamples, read_examples
+    from .train import train
 
     tokenizer = load_tokenizer(model_dir)
     model = dlo.from_dense(model_dir, **dlo_cfg) if dlo_cfg else load_causal_lm(model_dir)
@@ -162,7 +176,7 @@ def sft_stage(row: str, model_dir, data_dir, cfg: dict, dlo_cfg: dict | None, se
 
 def sft_report_stage(runs: list[dict], dense_row: str, md_path, csv_path, png_path) -> None:
     """``runs``: {row, seed, info, metrics, eval} per SFT run; ``dense_row``: the expansion DLO wraps."""
-    from .sft_report import write_sft_report
+    from .report.sft_section import write_sft_report
 
     write_sft_report(runs, dense_row, md_path, csv_path, png_path)
 
@@ -180,6 +194,9 @@ def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads:
 
     import torch
 
+    from .extract import read_model_config
+    from .inputs import check_model_dir
+    from .modeling import count_parameters, load_causal_lm
     from .train import fixed_slice_loss
 
     torch.set_num_threads(max(1, threads))
@@ -205,6 +222,9 @@ def base_info_stage(base_dir, init_json, out_path) -> None:
 
 
 def extract_stage(base_dir, matrix: str, out_path) -> None:
+    from .extract import extract_matrix, read_model_config
+    from .inputs import check_model_dir
+
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
     extract_matrix(check_model_dir(base_dir, arch, config), arch, config["num_hidden_layers"], matrix, out_path)
@@ -212,6 +232,8 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
 
 def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, artifacts: dict | None = None) -> None:
     """``artifacts``: {name: folder} of what the method declares it reads besides the weights."""
+    from .extract import WeightStacks, read_model_config
+
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
     source = LayerSource(WeightStacks(weights_dir, arch.matrices), arch, config,
@@ -246,6 +268,8 @@ def predictor_heldout_stage(source_path, key: str, cfg: dict, layers: list[int] 
 
 
 def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb) -> None:
+    from .reconstruct import reconstruct
+
     reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, method,
                 max_shard_bytes=max_shard_mb * 1024**2)
 
@@ -257,6 +281,8 @@ def cpt_stage(method: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, f
     With ``cfg['nproc'] > 1`` it launches itself under torchrun (gloo on CPU, nccl on GPU), each process with its
     share of the threads and of the batch; with ``cfg['nodes'] > 1``, one torchrun per node of its SLURM allocation
     through srun (deepen/launch.py). The main process writes the results."""
+    from .train import prepare_run
+
     nproc, nodes = cfg.get("nproc", 1), cfg.get("nodes", 1)
     if (nproc > 1 or nodes > 1) and world_size() == 1:
         import subprocess
@@ -278,6 +304,11 @@ def cpt_stage(method: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, f
 def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: dict, work_dir, final_dir, info_path,
                          tokenizer=None, threads=1) -> None:
     """CPT of one model on token streams: the layers the plan added train under ``new_only``."""
+    from .extract import read_model_config
+    from .inputs import check_model_dir
+    from .modeling import count_parameters, load_causal_lm
+    from .train import train
+
     config = read_model_config(model_dir)
     check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
     model = load_causal_lm(model_dir)  # train() sets the attention kernel
@@ -306,85 +337,6 @@ def evaluate_stage(model_dir, templates_dir, data_dir, eval_cfg: dict, out_path,
 
 
 def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
-    from .report import plot_continuity
+    from .continuity import plot_continuity
 
     write_json(plot_continuity(svd_paths, png_path), json_path)
-
-
-def report_stage(runs: list[dict], target, reference: str, settings: dict, out: dict, init: dict,
-                 claims: list[dict] | None = None, continuity_json=None, heldout: dict | None = None,
-                 base_info=None, base_import=None, growth_md=None, sft_md=None,
-                 standard_tasks: list[str] | None = None) -> None:
-    """``runs``: {method, freeze, seed, metrics, info, eval} per CPT run (the base's own CPT is method
-    'base'); ``out``: paths of csv, runs_csv, md, curves, init_csv; ``init``: {paths: {model: results/init
-    json}, method_models: {method: [model, …]}, trained: [method, …]}; ``claims``: report.claims of the
-    config. With LESA methods: the continuity ratios and the leave-one-out fits {space: {matrix: json}}; with
-    a base trained here, its info.json; imported, its import info; with the growth branch and SFT, their
-    markdown sections; ``standard_tasks``: the lm-eval tasks evaluated beside the embedded ones (a table with their
-    average)."""
-    from .claims import check_claims
-    from .init_losses import init_section, init_table, load_init_losses, losses_by_method, write_init_csv
-    from .registered_tasks import standard_task_section
-    from .report import (continuity_section, finals, load_runs, plot_loss_curves, predictor_table, summarise,
-                         write_csv, write_markdown, write_runs_csv)
-
-    rows = load_runs(runs)
-    table, target_loss = summarise(rows, target, reference)
-    first = next(iter(rows.values()))["info"]
-    expanded = max(rows.values(), key=lambda r: r["info"]["params"])["info"]
-    settings = {**settings, "val_tokens": first["val_tokens"], "seeds": max(len(r["seeds"]) for r in rows.values()),
-                "min_seeds": min(len(r["seeds"]) for r in rows.values()),
-                "model_size": f"{expanded['params'] / 1e6:.1f} M-parameter"}
-    models = load_init_losses(init["paths"])
-    step0 = init_table(models, init["method_models"], init["trained"])
-    best = next(r for r in step0 if r["method"] != "base")
-    says = [f"At step 0 (no training; {len(step0) - 1} methods), the lowest loss is `{best['method']}`'s "
-            f"({best['init_val_loss'].format()}, {best['minus_base']:+.4f} against the base's "
-            f"{models['base']['val_loss']:.4f}); the highest is `{step0[-1]['method']}`'s "
-            f"({step0[-1]['minus_base']:+.4f}).", ""]
-    verdicts = check_claims(claims or [], losses_by_method(models, init["method_models"]),
-                            {(r["method"], r["freeze"]): finals(r) for r in rows.values()},
-                            {(r["method"], r["freeze"]): {s: x["metrics"] for s, x in r["seeds"].items()}
-                             for r in rows.values()},
-                            settings["cpt"]["steps"], target_loss,
-                            f"the mean final loss of `{target}`" if isinstance(target, str) else "the target")
-    if verdicts:
-        says += ["The papers' claims, checked on this run (deepen/claims.py says how):", "",
-                 *(f"- {v.sentence()}" for v in verdicts), ""]
-    sections = init_section(step0)
-    if base_info:
-        info = json.loads(Path(base_info).read_text())
-        how = (f"stopped on a plateau at step {info['steps']} of at most {info['max_steps']}"
-               if info.get("stopped_on_plateau") else f"ran its whole budget of {info['steps']} steps")
-        sections += ["## The base model", "",
-                     f"Pretrained here; {how} (val loss {info.get('final_val_loss', float('nan')):.4f}).", "",
-                     "![base training](base_training.png)", ""]
-    if base_import:
-        info = json.loads(Path(base_import).read_text())
-        kinds = ", ".join(f"{n} {t}" for t, n in sorted(info["tensor_types"].items(), key=lambda kv: -kv[1]))
-        sections += ["## The base model", "",
-                     f"Imported from `{Path(info['source']).name}` ({info['gguf_architecture']}, tensors {kinds}; "
-                     f"sha256 {info['source_sha256'][:12]}…), dequantised to {info['dtype']}: {info['layers']} layers, "
-                     f"{info['parameters'] / 1e6:.1f} M parameters, embeddings "
-                     f"{'tied to the output head' if info['tied_embeddings'] else 'untied'}. Perplexity on the fixed val "
-                     f"slice: {info['val_perplexity']:.2f} (loss {info['val_loss']:.4f} over {info['val_tokens']:,} "
-                     "tokens).", ""]
-    if continuity_json:
-        sections += continuity_section(json.loads(Path(continuity_json).read_text()))
-    if heldout:
-        sections += ["## LESA predictor on held-out layers", "",
-                     "Each held-out layer is predicted from its two neighbours by a predictor fitted without that "
-                     "layer's triplet (leave-one-out); the predictor that makes the new layers trains on every "
-                     "triplet. MSE, lower is better, best per row in bold. `svd`: rows of V blocks (LESA); `nosvd`: "
-                     "raw weight rows (the ablation); the spaces have different scales, compare within a row. A "
-                     "predictor above `zeros` predicts worse than nothing.", "",
-                     *predictor_table(heldout), ""]
-    sections += standard_task_section(rows, standard_tasks or [])
-    for extra in (growth_md, sft_md):
-        if extra:
-            sections += Path(extra).read_text().splitlines()
-    write_csv(table, out["csv"])
-    write_runs_csv(rows, out["runs_csv"])
-    write_init_csv(step0, out["init_csv"])
-    plot_loss_curves(rows, target_loss, out["curves"])
-    write_markdown(table, rows, target_loss, target, reference, settings, out["md"], sections, says)

@@ -100,7 +100,7 @@ def validate(plan: list[dict], num_layers: int) -> None:
 
 
 def save(plan: list[dict], path: str | Path, **info) -> None:
-    from .tensorio import atomic_path
+    from .atomic import atomic_path
 
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps({"layers": len(plan), **info, "plan": plan}, indent=1))

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .tensorio import CheckpointReader, atomic_path
+from .atomic import atomic_path
+from .tensorio import CheckpointReader
 
 
 class LayerPredictor(nn.Module):

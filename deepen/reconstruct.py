@@ -11,9 +11,10 @@ from tqdm import tqdm
 
 from . import plan as plans
 from .arch import architecture_for, split_layer_key
-from .extract import read_model_config
+from .atomic import atomic_dir
 from .disk import ensure_free
-from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, atomic_dir, same_bytes, tensor_nbytes
+from .extract import read_model_config
+from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, same_bytes, tensor_nbytes
 
 
 class ReconstructionError(RuntimeError):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .tensorio import atomic_path
+from .atomic import atomic_path
 
 SPEECH = re.compile(r"^([A-Z][A-Z'. -]+[A-Z]):\n((?:[^\n]+\n)+)", re.M)
 IGNORE = -100

@@ -27,7 +27,8 @@ import torch
 from scipy.linalg.blas import ssyrk
 from tqdm import tqdm
 
-from .tensorio import CheckpointReader, StreamingWriter, atomic_path
+from .atomic import atomic_path
+from .tensorio import CheckpointReader, StreamingWriter
 
 # Float32 products carry rounding of ~1e-7·sqrt(d_out) of the largest singular value into every
 # direction: singular values below 1e-5 of the largest are that noise. Their V rows are set to zero.

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 from safetensors import safe_open
+
+from .atomic import atomic_path
 
 DTYPE_CODES = {
     torch.float32: "F32",
@@ -35,52 +35,6 @@ CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
-
-
-def _clear_stale(path: Path) -> None:
-    """Remove temporaries of ``path`` left by a process that was killed (its pid no longer runs)."""
-    for old in path.parent.glob(f".{path.name}.tmp*"):
-        pid = old.name.rpartition(".tmp")[2]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # a live process of another user
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-@contextmanager
-def atomic_dir(path: str | os.PathLike):
-    """Yield an empty temporary sibling directory; it replaces ``path`` only if the block succeeds."""
-    path = Path(path)
-    if path.parent.exists():
-        _clear_stale(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class CheckpointReader:

@@ -17,8 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .atomic import atomic_path
 from .corpus import DOC_SEPARATOR
-from .tensorio import atomic_path
 
 TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 # Text read per block while streaming a split, and documents per tokenization task.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -18,8 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .atomic import atomic_dir
 from .disk import ensure_free
-from .tensorio import atomic_dir
+from .launch import is_main_process, world_size
+from .metrics import read_metrics
 
 FREEZE_POLICIES = ("new_only", "all")
 
@@ -205,14 +206,6 @@ def checkpoint_complete(processes: int) -> tuple[str, ...]:
 
 
 PARTIAL_METRICS = "metrics.partial.jsonl"
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
 
 
 def prepare_run(cfg: dict, work_dir, processes: int = 1) -> None:
@@ -403,24 +396,3 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
             "stopped_on_plateau": callback.stopped_at is not None, "val_tokens": len(val_set) * seq_len,
             "strategy": "fsdp" if fsdp else "ddp", "sharded_parameters": sharded,
             "micro_batch_size": micro, "accumulation_steps": accumulation}
-
-
-def read_metrics(path) -> list[dict]:
-    """The json lines of a metrics file; a last line cut short by an interruption is dropped."""
-    lines = [l for l in Path(path).read_text().splitlines() if l.strip()]
-    out = []
-    for i, line in enumerate(lines):
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i < len(lines) - 1:
-                raise ValueError(f"{path}: line {i + 1} is not json") from None
-    return out
-
-
-def steps_to_reach(metrics: list[dict], target: float) -> int | None:
-    """First logged step whose val loss is at or below ``target``."""
-    for m in metrics:
-        if m["val_loss"] is not None and not math.isnan(m["val_loss"]) and m["val_loss"] <= target:
-            return m["step"]
-    return None

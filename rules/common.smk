@@ -13,6 +13,8 @@ from deepen.config import (  # noqa: E402
 from deepen.arch import architecture_for  # noqa: E402
 from deepen.base_import import gguf_source  # noqa: E402
 from deepen.methods import build_plan, required_artifacts  # noqa: E402
+from deepen.methods.lesa import PREDICTOR_SPACES  # noqa: E402
+from deepen.report import RunFacts, panel_inputs, panel_params  # noqa: E402
 from deepen.resources import (  # noqa: E402
     DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
 from deepen.tasks import embedded_task_names  # noqa: E402
@@ -199,10 +201,6 @@ PREDICTOR_TRAIN = canonical({**{k: v for k, v in config["predictor"].items() if 
                              "seed": config["seed"]})
 
 
-# the folder of each space's predictors
-PREDICTOR_SPACES = {"predictor": "svd", "predictor_nosvd": "nosvd"}
-
-
 def space_blocks(space: str) -> list[str]:
     """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd')."""
     pattern = "results/svd/{matrix}.safetensors" if space == "svd" else "results/weights/{matrix}.safetensors"
@@ -272,24 +270,14 @@ def lesa_spaces() -> list[str]:
     return sorted(space for folder, space in PREDICTOR_SPACES.items() if folder in METHOD_ARTIFACTS)
 
 
-def report_extras(wildcards) -> dict:
-    """The base's training curve when the pipeline trained it; LESA's continuity numbers and predictor
-    curves when a LESA method runs."""
-    extras = {}
-    if GROWTH:
-        extras["growth"] = "results/report/growth.md"
-    if SFT:
-        extras["sft"] = "results/report/sft.md"
-    if PRETRAIN_BASE:
-        extras["base_curve"] = "results/report/base_training.png"
-        extras["base_info"] = "results/base_training/info.json"
-    if IMPORT_BASE:
-        extras["base_import"] = "results/base_import/info.json"
-    if "svd" in lesa_spaces():
-        extras["continuity"] = "results/report/svd_continuity.json"
-    for space in lesa_spaces():
-        extras[f"heldout_{space}"] = expand(f"results/predictor_heldout/{space}/{{matrix}}.json", matrix=LESA_MATRICES)
-    return extras
+# What decides the report's panels and the files they read (deepen/report/panels.py).
+REPORT_FACTS = RunFacts(config, base_model_kind(config), ARCH.linear, METHOD_ARTIFACTS,
+                        embedded_task_names(TASK_TEMPLATES))
+
+
+def report_panel_files(wildcards) -> dict:
+    """The files of the run's report panels: the base's training or import, LESA's diagnostics, the branches'."""
+    return panel_inputs(REPORT_FACTS)
 
 
 def method_models() -> dict[str, list[str]]:

@@ -1,6 +1,6 @@
 rule report:
     input:
-        unpack(report_extras),
+        unpack(report_panel_files),
         metrics=run_paths("results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl"),
         info=run_paths("results/cpt/{method}/{freeze}/seed{seed}/info.json"),
         evals=run_paths("results/eval/{method}/{freeze}/seed{seed}.json"),
@@ -19,12 +19,11 @@ rule report:
         reference=config["report"]["reference"],
         base_desc=base_description(),
         cpt=canonical(config["cpt"]),
-        lesa_matrices=LESA_MATRICES,
         init_models=INIT_MODELS,
         method_models=method_models(),
         trained=trained_methods(config),
         claims=canonical(config["report"]["claims"]),
-        standard_tasks=[t for t in config["eval"]["tasks"] if t not in embedded_task_names(TASK_TEMPLATES)],
+        panels=panel_params(REPORT_FACTS),
     resources: **job(2048, 10)
     conda: CONDA_ENV
     script: "../scripts/report.py"

@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 
 from deepen.logs import to_log  # noqa: E402
-from deepen.report import plot_base_training  # noqa: E402
+from deepen.report.curves import plot_base_training  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

@@ -93,3 +93,73 @@ def test_the_options_every_method_takes_are_the_schemas_and_each_declared_option
     assert {"copy", "average", "random", "solar", "stack", "lesa", "opt_deus"} <= set(METHODS)
     for spec in METHODS.values():
         assert all(option.description for option in spec.options.values()), spec.name
+
+
+@pytest.fixture
+def notes_panel():
+    """A report panel: a figure of each row's final loss and a line per row, from a notes file the run writes."""
+    from deepen.report import PANELS, panel
+
+    @panel("notes", lambda facts: {"notes": "results/notes.txt"} if facts.config.get("notes") else None,
+           params=lambda facts: {"title": facts.config["notes"]})
+    def render(inputs, params, view):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        finals = {name: row["seeds"][0]["metrics"][-1]["val_loss"] for name, row in view.rows.items()}
+        fig, ax = plt.subplots()
+        ax.bar(list(finals), list(finals.values()))
+        fig.savefig(view.out_dir / "notes.png")
+        plt.close(fig)
+        text = open(inputs["notes"][0]).read().strip()
+        return [f"## {params['title']}", "", text, "", *(f"- `{n}`: {v:.2f}" for n, v in finals.items()), "",
+                "![notes](notes.png)", ""]
+
+    yield "notes"
+    del PANELS["notes"]
+
+
+def test_a_registered_report_panel_gets_its_inputs_and_writes_its_section(notes_panel, tmp_path):
+    from deepen.report import RunFacts, panel_inputs, panel_params
+    from deepen.report.build import build_report
+    from deepen.report.panels import split_inputs
+    from test_report import _write_run
+
+    facts = RunFacts({"notes": "Notes of this run", "growth": {"enabled": False}, "sft": {"enabled": False},
+                      "eval": {"tasks": ["deepen_ppl"]}}, "directory", list(LLAMA.linear), {}, ["deepen_ppl"])
+    files = panel_inputs(facts)
+    assert files == {"notes__notes": "results/notes.txt"}  # the only active panel: base from a directory, no LESA
+    params = panel_params(facts)
+    assert params == {"notes": {"title": "Notes of this run"}}
+    off = RunFacts({**facts.config, "notes": None}, "directory", list(LLAMA.linear), {}, ["deepen_ppl"])
+    assert "notes" not in panel_params(off)
+
+    (tmp_path / "notes.txt").write_text("written by the run\n")
+    runs = [_write_run(tmp_path / "runs", "base", "all", 0, [5.0, 4.8]),
+            _write_run(tmp_path / "runs", "copy", "new_only", 0, [5.0, 4.5])]
+    init = {}
+    for name in ("base", "copy"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"val_loss": 5.0, "val_tokens": 100, "layers": 12,
+                                                           "params": 1000}))
+        init[name] = str(tmp_path / f"{name}.json")
+    out = {k: tmp_path / "report" / name for k, name in (("csv", "summary.csv"), ("runs_csv", "runs.csv"),
+                                                         ("md", "summary.md"), ("curves", "loss_curves.png"),
+                                                         ("init_csv", "init.csv"))}
+    build_report(runs, 4.6, "base", {"base_desc": "test", "cpt": {"steps": 10, "batch_size": 2, "seq_len": 8, "lr": 0.1}},
+                 out, {"paths": init, "method_models": {"copy": ["copy"]}, "trained": ["copy"]}, claims=[],
+                 panels=params, panel_files=split_inputs({"notes__notes": [str(tmp_path / "notes.txt")]}))
+    md = out["md"].read_text()
+    assert "## Notes of this run\n\nwritten by the run\n\n- `base/all`: 4.80\n- `copy/new_only`: 4.50" in md
+    assert (tmp_path / "report/notes.png").stat().st_size > 0
+
+
+def test_the_report_job_imports_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; import deepen.report.build, deepen.report.curves, deepen.pipeline; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from deepen.registered_tasks import headline, registered_task_problems, standard_task_section
+from deepen.registered_tasks import headline, registered_task_problems
+from deepen.report.panel_benchmarks import standard_task_section
 from deepen.tasks import evaluate
 
 QUESTIONS = [("What is the colour of the sky?", ["green", "blue", "red"], 1),

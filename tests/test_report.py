@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deepen import report
+from deepen.report import curves, rows as report_rows, summary
 from deepen.flops import training_flops_per_token
 from deepen.stats import paired_difference, t_interval
 from deepen.train import _metrics_callback, plateau_reached
@@ -107,8 +107,8 @@ def fixed_runs(tmp_path):
 
 
 def test_report_rows_from_fixed_numbers(fixed_runs, tmp_path):
-    rows = report.load_runs(fixed_runs)
-    table, target = report.summarise(rows, "llama_pro", "llama_pro")
+    rows = report_rows.load_runs(fixed_runs)
+    table, target = report_rows.summarise(rows, "llama_pro", "llama_pro")
     assert target == pytest.approx(5.10)
     by_row = {r["row"]: r for r in table}
     ref, lesa = by_row["llama_pro/new_only"], by_row["lesa/new_only"]
@@ -126,9 +126,9 @@ def test_report_rows_from_fixed_numbers(fixed_runs, tmp_path):
     paths = {k: tmp_path / f"{k}.{ext}" for k, ext in (("csv", "csv"), ("md", "md"), ("curves", "png"))}
     settings = {"base_desc": "test", "cpt": {"steps": 20, "batch_size": 2, "seq_len": 32, "lr": 1e-3},
                 "val_tokens": 100352, "seeds": 3, "model_size": "0.0 M-parameter"}
-    report.write_csv(table, paths["csv"])
-    report.write_markdown(table, rows, target, "llama_pro", "llama_pro", settings, paths["md"])
-    report.plot_loss_curves(rows, target, paths["curves"])
+    report_rows.write_csv(table, paths["csv"])
+    summary.write_markdown(table, rows, target, "llama_pro", "llama_pro", settings, paths["md"])
+    curves.plot_loss_curves(rows, target, paths["curves"])
     md = paths["md"].read_text()
     assert "**-0.1000 ± 0.0248**" in md  # significant, so bold
     assert "significantly lower: `lesa/new_only` (-0.1000)" in md
@@ -139,11 +139,11 @@ def test_report_rows_from_fixed_numbers(fixed_runs, tmp_path):
 
 def test_a_one_seed_row_gets_no_verdict(fixed_runs, tmp_path):
     fixed_runs.append(_write_run(tmp_path, "lesa_nosvd", "new_only", 0, [5.6, 5.3, 5.2]))
-    rows = report.load_runs(fixed_runs)
-    table, target = report.summarise(rows, "llama_pro", "llama_pro")
+    rows = report_rows.load_runs(fixed_runs)
+    table, target = report_rows.summarise(rows, "llama_pro", "llama_pro")
     settings = {"base_desc": "test", "cpt": {"steps": 20, "batch_size": 2, "seq_len": 32, "lr": 1e-3},
                 "val_tokens": 100352, "seeds": 3, "min_seeds": 1, "model_size": "0.0 M-parameter"}
-    report.write_markdown(table, rows, target, "llama_pro", "llama_pro", settings, tmp_path / "s.md")
+    summary.write_markdown(table, rows, target, "llama_pro", "llama_pro", settings, tmp_path / "s.md")
     md = (tmp_path / "s.md").read_text()
     # paired with llama_pro's seed 0 only (5.2 - 5.10): a difference, but neither significant nor not
     assert "significantly lower: `lesa/new_only` (-0.1000); significantly higher: none" in md
@@ -153,10 +153,10 @@ def test_a_one_seed_row_gets_no_verdict(fixed_runs, tmp_path):
 
 
 def test_claims_get_a_verdict_each_from_fixed_numbers(fixed_runs):
-    from deepen.claims import check_claims
+    from deepen.report.claims import check_claims
 
-    rows = report.load_runs(fixed_runs)
-    finals = {(r["method"], r["freeze"]): report.finals(r) for r in rows.values()}
+    rows = report_rows.load_runs(fixed_runs)
+    finals = {(r["method"], r["freeze"]): report_rows.finals(r) for r in rows.values()}
     runs = {(r["method"], r["freeze"]): {s: x["metrics"] for s, x in r["seeds"].items()} for r in rows.values()}
     init = {"base": [5.5], "llama_pro": [5.5], "lesa": [5.6], "solar": [5.9], "random": [7.0, 7.2],
             "lesa_nosvd": [5.8]}
@@ -190,7 +190,7 @@ def test_claims_get_a_verdict_each_from_fixed_numbers(fixed_runs):
 
 
 def test_the_step0_table_covers_untrained_models_and_random_seeds(tmp_path):
-    from deepen.init_losses import init_section, init_table
+    from deepen.report.step0 import init_section, init_table
 
     def entry(loss, layers=12):
         return {"val_loss": loss, "val_tokens": 16384, "layers": layers, "params": 2e6}

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from deepen.modeling import load_causal_lm
-from deepen.train import cast_frozen_linears, micro_batches, read_metrics, train
+from deepen.metrics import read_metrics
+from deepen.train import cast_frozen_linears, micro_batches, train
 
 CFG = {"steps": 6, "batch_size": 8, "seq_len": 16, "lr": 3e-3, "warmup_steps": 1, "weight_decay": 0.0,
        "grad_clip": 1.0, "schedule": "cosine", "eval_interval": 3, "eval_tokens": 256, "checkpoint_interval": 100,

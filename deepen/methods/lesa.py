@@ -9,6 +9,8 @@ SVD, PREDICTOR, PREDICTOR_RAW = "svd", "predictor", "predictor_nosvd"
 # the workflow's artifacts (rules/lesa.smk), one file per linear matrix type
 ARTIFACT_FILES = {SVD: "results/svd/{matrix}.safetensors", PREDICTOR: "results/predictor/{matrix}.pt",
                   PREDICTOR_RAW: "results/predictor_nosvd/{matrix}.pt"}
+# the space each predictor works in: rows of the SVD blocks V, or raw weight rows
+PREDICTOR_SPACES = {PREDICTOR: "svd", PREDICTOR_RAW: "nosvd"}
 
 
 def lesa_artifacts(opts: dict) -> dict[str, str]:

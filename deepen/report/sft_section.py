@@ -10,9 +10,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .stats import paired_difference, t_interval
-from .tasks import flat_metrics
-from .tensorio import atomic_path
+from ..atomic import atomic_path
+from ..stats import paired_difference, t_interval
+from ..tasks import flat_metrics
 
 
 def _mean(values):

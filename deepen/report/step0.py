@@ -10,8 +10,8 @@ import json
 import math
 from pathlib import Path
 
-from .stats import t_interval
-from .tensorio import atomic_path
+from ..atomic import atomic_path
+from ..stats import t_interval
 
 
 def load_init_losses(paths: dict[str, str]) -> dict[str, dict]:

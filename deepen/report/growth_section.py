@@ -9,9 +9,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .growth import reach_flops, speedup
-from .tensorio import atomic_path
-from .train import read_metrics
+from ..atomic import atomic_path
+from ..growth import reach_flops, speedup
+from ..metrics import read_metrics
 
 
 def flops_curve(metrics_path, info: dict) -> list[tuple[float, float]]:
