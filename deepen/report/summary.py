@@ -41,7 +41,7 @@ def _seeds_text(settings: dict) -> str:
 
 def what_this_run_says(table: list[dict], rows: dict[str, dict], reference: str, settings: dict) -> str:
     """A paragraph generated from the numbers: best row per freeze policy and significant differences
-    against the reference (the papers' claims follow it, one verdict each: deepen/claims.py)."""
+    against the reference (the papers' claims follow it, one verdict each: deepen/report/claims.py)."""
     out = []
     policies = list(dict.fromkeys(r["freeze"] for r in table if r["method"] != BASE_METHOD))
     for policy in policies:
