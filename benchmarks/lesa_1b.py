@@ -79,7 +79,7 @@ generate_stage("lesa", {{"generator": "lesa", "placement": "top_half", "norm_sou
     from deepen.tensorio import CheckpointReader
 
     for m in naive_matrices:
-        layers, d_out, d_in = CheckpointReader(root / "weights" / f"{m}.safetensors").shape("stack")
+        layers, d_out, d_in = CheckpointReader(root / "weights" / f"{m}.safetensors").shape("weights")
         # The SVD stage's arithmetic alone: its Gram, eigendecomposition and projection on float32
         # layers already in memory, without reading, converting or writing anything.
         run_stage(f"compute only: svd {m}", f"""

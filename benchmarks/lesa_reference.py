@@ -81,7 +81,7 @@ def compare(model_dir: Path, work: Path, matrix: str, epochs: int, heldout: list
     weights = work / f"{matrix}.safetensors"
     if not weights.exists():
         extract_stage(model_dir, matrix, weights)
-    stack = CheckpointReader(weights).get("stack").float()
+    stack = CheckpointReader(weights).get("weights").float()
     t0 = time.time()
     u, s, v_ref = released_svd(stack)
     svd_seconds = time.time() - t0

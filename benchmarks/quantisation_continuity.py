@@ -58,7 +58,7 @@ def continuity_of(stack: np.ndarray, work: Path, name: str) -> dict:
     from deepen.continuity import continuity
     from deepen.tensorio import write_tensors
 
-    write_tensors(work / f"{name}.w.safetensors", {"stack": torch.from_numpy(np.ascontiguousarray(stack, np.float32))})
+    write_tensors(work / f"{name}.w.safetensors", {"weights": torch.from_numpy(np.ascontiguousarray(stack, np.float32))})
     svd_stage(work / f"{name}.w.safetensors", work / f"{name}.svd.safetensors", work / f"{name}.svd.json")
     c = continuity(work / f"{name}.svd.safetensors")
     return {k: c[k] for k in ("ratio", "adjacent_nearest", "adjacent_by_chance")}

@@ -161,7 +161,7 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
     predictor_cfg = {**{k: v for k, v in config["predictor"].items() if k != "heldout_layers"}, "seed": config["seed"]}
     for space in ("predictor", "predictor_nosvd"):
         if space in needs:
-            source, key = ("svd", "V") if space == "predictor" else ("weights", "stack")
+            source, key = ("svd", "V") if space == "predictor" else ("weights", "weights")
             jobs = [(work / source / f"{m}.safetensors", key, predictor_cfg, work / space / f"{m}.pt",
                      work / space / f"{m}.json") for m in arch.linear]
             timed(f"{space} ({len(jobs)} matrices)", _map, _predictor_job, jobs, min(len(jobs), os.cpu_count() // 2 or 1))

@@ -2,7 +2,8 @@
 L-layer target, and continue training; compared with training the target from scratch on the same
 total FLOPs.
 
-The growth operators, for a small model of Ls layers grown g times to L = g·Ls layers:
+The growth operators, for a small model of Ls layers grown g times to L = g·Ls layers (each a plan run by the
+layer executor every method uses: :func:`grow`):
 
 * ``stack``: layer i of the grown model is the small model's layer i mod Ls (every tensor copied);
   embeddings, final norm and head are the small model's;
@@ -24,11 +25,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from .flops import training_flops_per_token
 
 OPERATORS = ("stack", "zero_init", "random")
-ZEROED = ("self_attn.o_proj", "mlp.down_proj")
 
 GUIDELINE = """\
 Growth timing of Gstack, from Du et al. 2024, "Stacking Your Transformers: A Closer Look at Model Growth
@@ -96,32 +97,46 @@ def small_tokens(d: float, scratch_steps: int, tokens_per_step: int) -> float:
     return d * scratch_steps * tokens_per_step if d < 1 else float(d)
 
 
-def grow(small_model, target_model, g: int, operator: str):
-    """Fill ``target_model`` (a freshly initialised L-layer model) from ``small_model`` by ``operator``."""
+def growth_plan(operator: str, g: int, small_layers: int, seed: int) -> tuple[dict, list[dict] | None]:
+    """The method options and plan (None: the method's own) that grow a model of ``small_layers`` layers g times by
+    ``operator``: ``stack`` is the stack method; for ``zero_init`` the copies above the first are new layers, each a
+    copy of layer i mod Ls with its residual outputs zeroed; for ``random`` they are drawn as a fresh g·Ls-layer
+    model's (the fresh method, seeded as the scratch target is)."""
     if operator not in OPERATORS:
         raise GrowthError(f"unknown growth operator {operator!r}; use one of {', '.join(OPERATORS)}")
-    Ls = small_model.config.num_hidden_layers
-    if target_model.config.num_hidden_layers != g * Ls:
-        raise GrowthError(f"target has {target_model.config.num_hidden_layers} layers, not g·Ls = {g * Ls}")
-    small = small_model.state_dict()
-    grown = {}
-    for name, tensor in target_model.state_dict().items():
-        parts = name.split(".")
-        if "layers" not in parts:
-            grown[name] = small[name].clone()  # embeddings, final norm, head
-            continue
-        at = parts.index("layers") + 1
-        layer = int(parts[at])
-        if operator == "random" and layer >= Ls:
-            grown[name] = tensor  # the target's own initialisation
-            continue
-        source = ".".join(parts[:at] + [str(layer % Ls)] + parts[at + 1:])
-        value = small[source].clone()
-        if operator == "zero_init" and layer >= Ls and any(z in name for z in ZEROED):
-            value.zero_()
-        grown[name] = value
-    target_model.load_state_dict(grown)
-    return target_model
+    if operator == "stack":
+        return {"generator": "stack", "g": g}, None
+    Ls = small_layers
+    # each new layer stands in place of (and under zero_init is made from) the small model's layer k mod Ls
+    plan = [{"from": "base", "layer": i} for i in range(Ls)] + [
+        {"from": "new", "id": k, "between": [k % Ls, None]} for k in range((g - 1) * Ls)]
+    if operator == "zero_init":
+        return {"generator": "copy", "zero_init": True}, plan
+    return {"generator": "fresh", "seed": seed}, plan
+
+
+def grow(small_dir, out_dir, g: int, operator: str, seed: int, work_dir) -> Path:
+    """The small model (an HF directory, with its tokenizer) grown by ``operator`` into ``out_dir``, through the
+    layer executor and the reconstruction every method uses: the family adapters and the carried-tensor checks
+    apply. ``work_dir`` holds the extracted weights and the new layers."""
+    from .arch import architecture_for
+    from .extract import LayerWeights, extract_matrix, read_model_config
+    from .generate import LayerSource, generate_layers
+    from .inputs import check_model_dir
+    from .reconstruct import reconstruct
+
+    small_dir, work_dir = Path(small_dir), Path(work_dir)
+    config = read_model_config(small_dir)
+    arch = architecture_for(config.get("model_type", ""))
+    reader = check_model_dir(small_dir, arch, config)
+    for m in arch.matrices:
+        extract_matrix(reader, arch, config["num_hidden_layers"], m, work_dir / "weights" / f"{m}.safetensors")
+    opts, plan = growth_plan(operator, g, config["num_hidden_layers"], seed)
+    source = LayerSource(LayerWeights(work_dir / "weights", arch.matrices), arch, config)
+    name = f"gstack_{operator}"
+    generate_layers(opts, source, work_dir / "layers", name, plan)
+    return reconstruct(small_dir, small_dir, work_dir / "layers" / "plan.json",
+                       work_dir / "layers" / "new_layers.safetensors", out_dir, name, max_shard_bytes=1 << 40)
 
 
 def reach_flops(curve: list[tuple[float, float]], target_loss: float) -> float | None:

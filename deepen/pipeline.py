@@ -106,12 +106,17 @@ def growth_grown_stage(model_cfg, train_cfg, g, d, operator, scratch_steps, seed
                        train_bin, val_bin, out_dir, work_dir, threads=1) -> None:
     """The small model grown by ``operator`` to the target's depth, trained on with a fresh optimizer and
     schedule for the steps the budget leaves."""
-    from .modeling import init_tiny_llama, load_causal_lm
+    import shutil
+
+    from .modeling import load_causal_lm
 
     tokenizer = load_tokenizer(tokenizer_dir)
     plan = _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer)
-    target = init_tiny_llama(model_cfg, tokenizer, seed)
-    model = growth.grow(load_causal_lm(small_dir), target, g, operator)
+    # the grown model at step 0, made as every expanded model is (deepen/growth.py: grow), then loaded to train
+    grown = Path(work_dir) / "grown_init"
+    shutil.rmtree(grown, ignore_errors=True)
+    model = load_causal_lm(growth.grow(small_dir, grown / "model", g, operator, seed, grown))
+    shutil.rmtree(grown)
     # Another data seed than the small model's: the grown run does not replay the windows it saw.
     _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, plan["grown_steps"], seed + 1000, out_dir,
                   work_dir, threads, {"role": "grown", "operator": operator, "g": g, "d": d, "seed": seed,
@@ -232,11 +237,11 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
 
 def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, artifacts: dict | None = None) -> None:
     """``artifacts``: {name: folder} of what the method declares it reads besides the weights."""
-    from .extract import WeightStacks, read_model_config
+    from .extract import LayerWeights, read_model_config
 
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
-    source = LayerSource(WeightStacks(weights_dir, arch.matrices), arch, config,
+    source = LayerSource(LayerWeights(weights_dir, arch.matrices), arch, config,
                          {name: Path(folder) for name, folder in (artifacts or {}).items()})
     generate_layers(opts, source, out_dir, method)
 

@@ -48,8 +48,8 @@ def lesa_loss(pred: torch.Tensor, target: torch.Tensor, norm_weight: float) -> t
 
 
 class BlockSource:
-    """Per-layer row blocks of one matrix type, memory-mapped: ``V`` of an SVD file or ``stack`` of extracted
-    weights."""
+    """Per-layer row blocks of one matrix type, memory-mapped: ``V`` of an SVD file or ``weights`` of an
+    extracted file."""
 
     def __init__(self, path, key: str):
         self.reader = CheckpointReader(path)

@@ -28,6 +28,7 @@ from scipy.linalg.blas import ssyrk
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .extract import WEIGHTS_KEY
 from .tensorio import CheckpointReader, StreamingWriter
 
 # Float32 products carry rounding of ~1e-7·sqrt(d_out) of the largest singular value into every
@@ -83,10 +84,10 @@ def row_energy(p: np.ndarray) -> np.ndarray:
 def svd_stage(weights_path, out_path, report_path) -> dict:
     """Write U, S and the stacked blocks V [L, r, d_in] (float32) and the reconstruction error json."""
     reader = CheckpointReader(weights_path)
-    num_layers, d_out, d_in = reader.shape("stack")
+    num_layers, d_out, d_in = reader.shape(WEIGHTS_KEY)
 
     def get_layer(layer: int) -> np.ndarray:
-        return float32_array(reader.get_block("stack", layer))
+        return float32_array(reader.get_block(WEIGHTS_KEY, layer))
 
     u = gram_eigenvectors(get_layer, num_layers)
     rank = u.shape[1]

@@ -208,8 +208,8 @@ def space_blocks(space: str) -> list[str]:
 
 
 def space_key(space: str) -> str:
-    """The tensor of those files the predictor reads: V of the SVD, or the weights stacked over layers."""
-    return "V" if space == "svd" else "stack"
+    """The tensor of those files the predictor reads: V of the SVD, or the extracted weights."""
+    return "V" if space == "svd" else "weights"
 
 
 def model_of(method: str, seed) -> str:

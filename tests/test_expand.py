@@ -25,7 +25,7 @@ def expand(tiny_llama_dir, weights_dir, tmp_path, method, opts):
 def test_extraction_stacks_every_layer(tiny_llama_dir, weights_dir):
     base = CheckpointReader(tiny_llama_dir)
     for m in LLAMA.matrices:
-        stack = load_file(weights_dir / f"{m}.safetensors")["stack"]
+        stack = load_file(weights_dir / f"{m}.safetensors")["weights"]
         assert stack.shape[0] == 6
         for layer in range(6):
             assert torch.equal(stack[layer], base.get(LLAMA.tensor_name(layer, m)))

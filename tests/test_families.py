@@ -61,7 +61,7 @@ def family_model(request, tmp_path_factory):
         svd_stage(root / "weights" / f"{m}.safetensors", root / "svd" / f"{m}.safetensors", root / "svd" / f"{m}.json")
         predictor_stage(root / "svd" / f"{m}.safetensors", "V", cfg, root / "predictor" / f"{m}.pt",
                         root / "predictor" / f"{m}.json")
-        predictor_stage(root / "weights" / f"{m}.safetensors", "stack", cfg, root / "predictor_nosvd" / f"{m}.pt",
+        predictor_stage(root / "weights" / f"{m}.safetensors", "weights", cfg, root / "predictor_nosvd" / f"{m}.pt",
                         root / "predictor_nosvd" / f"{m}.json")
     return request.param, root, arch
 

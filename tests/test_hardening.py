@@ -98,9 +98,9 @@ def test_tokenizer_with_ids_beyond_the_embedding_is_named(tiny_llama_dir, tmp_pa
 def test_nan_in_a_generated_layer_stops_generation_naming_layer_and_matrix(tiny_llama_dir, weights_dir, tmp_path):
     weights = tmp_path / "weights"
     shutil.copytree(weights_dir, weights)
-    stack = load_file(weights / "up_proj.safetensors")["stack"].clone()
+    stack = load_file(weights / "up_proj.safetensors")["weights"].clone()
     stack[4, 0, 0] = float("nan")
-    save_file({"stack": stack}, weights / "up_proj.safetensors")
+    save_file({"weights": stack}, weights / "up_proj.safetensors")
     out = tmp_path / "layers" / "avg"
     # top_half on 6 layers puts new layers between 2|3, 3|4 and 4|5: the first to meet layer 4 is new layer 1
     fails_naming(lambda: generate_stage("avg", {"generator": "average", "placement": "top_half"}, tiny_llama_dir,

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from deepen.arch import LLAMA
-from deepen.extract import WeightStacks
+from deepen.extract import LayerWeights
 from deepen.generate import LayerSource, generate_layers
 from deepen.pipeline import extract_stage, reconstruct_stage
 from deepen.predictor import BlockSource, LayerPredictor, lesa_loss, train_predictor
@@ -17,7 +17,7 @@ from deepen.tensorio import CheckpointReader, write_tensors
 def test_streaming_svd_matches_the_explicit_svd(tmp_path, layers, d_out, d_in):
     torch.manual_seed(0)
     stack = torch.randn(layers, d_out, d_in)
-    write_tensors(tmp_path / "w.safetensors", {"stack": stack})
+    write_tensors(tmp_path / "w.safetensors", {"weights": stack})
     report = svd_stage(tmp_path / "w.safetensors", tmp_path / "svd.safetensors", tmp_path / "svd.json")
     out = load_file(tmp_path / "svd.safetensors")
     concat = torch.cat(list(stack.double()), dim=1)  # d_out × L·d_in
@@ -46,7 +46,7 @@ def test_tiny_singular_values_are_guarded(tmp_path):
     torch.manual_seed(0)
     low_rank = torch.randn(4, 10, 2) @ torch.randn(4, 2, 6)  # rank ≤ 2 per layer, d_out 10 > total rank 8
     stack = torch.cat([low_rank, torch.zeros(1, 10, 6)])
-    write_tensors(tmp_path / "w.safetensors", {"stack": stack})
+    write_tensors(tmp_path / "w.safetensors", {"weights": stack})
     report = svd_stage(tmp_path / "w.safetensors", tmp_path / "svd.safetensors", tmp_path / "svd.json")
     v = load_file(tmp_path / "svd.safetensors")["V"]
     assert torch.isfinite(v).all()
@@ -82,7 +82,7 @@ def test_predictor_returning_the_upper_block_reproduces_the_upper_layer(tiny_lla
     linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
     preloaded = {"svd": {m: BlockSource(lesa_inputs / "svd" / f"{m}.safetensors", "V") for m in linear},
                  "predictors": {m: SecondInput() for m in linear}}
-    source = LayerSource(WeightStacks(lesa_inputs / "weights", LLAMA.matrices), LLAMA, cache=preloaded)
+    source = LayerSource(LayerWeights(lesa_inputs / "weights", LLAMA.matrices), LLAMA, cache=preloaded)
     info = generate_layers({"generator": "lesa", "placement": "top_half", "norm_source": "mean"}, source,
                            tmp_path / "layers", "lesa")
     reconstruct_stage("lesa", tiny_llama_dir, tiny_llama_dir, tmp_path / "layers/plan.json",
@@ -104,14 +104,14 @@ def test_predictor_returning_the_upper_block_reproduces_the_upper_layer(tiny_lla
 def test_layer0_norm_source(lesa_inputs, tmp_path):
     linear = [m for m in LLAMA.matrices if m not in LLAMA.norms]
     preloaded = {"predictors": {m: SecondInput() for m in linear}}
-    stacks = WeightStacks(lesa_inputs / "weights", LLAMA.matrices)
+    weights = LayerWeights(lesa_inputs / "weights", LLAMA.matrices)
     generate_layers({"generator": "lesa", "placement": "top_half", "norm_source": "layer0", "svd": False},
-                    LayerSource(stacks, LLAMA, cache=preloaded), tmp_path, "lesa_nosvd")
+                    LayerSource(weights, LLAMA, cache=preloaded), tmp_path, "lesa_nosvd")
     new = load_file(tmp_path / "new_layers.safetensors")
     for m in LLAMA.norms:
-        assert torch.equal(new[f"new.0.{m}"], stacks.get(m, 0))
+        assert torch.equal(new[f"new.0.{m}"], weights.get(m, 0))
     # without SVD the predictor sees raw rows: upper layer of new #0 (between 2 and 3) is layer 3
-    assert torch.equal(new["new.0.q_proj"], stacks.get("q_proj", 3))
+    assert torch.equal(new["new.0.q_proj"], weights.get("q_proj", 3))
 
 
 def test_predictor_training_is_deterministic_and_learns(lesa_inputs):

@@ -151,13 +151,13 @@ def test_as_released_leaves_o_proj_columns_where_they_were_and_the_corrected_var
 
 def test_as_released_defaults_to_sinkhorn(monkeypatch, weights_dir, tiny_llama_dir):
     from deepen import ot_align
-    from deepen.extract import WeightStacks
+    from deepen.extract import LayerWeights
     from deepen.generate import LayerSource
     from deepen.methods import METHODS, build_plan
 
     seen = []
     monkeypatch.setattr(ot_align, "fuse_layers", lambda A, B, h, kv, settings, *a, **k: seen.append(settings) or A)
-    source = LayerSource(WeightStacks(weights_dir, LLAMA.matrices), LLAMA,
+    source = LayerSource(LayerWeights(weights_dir, LLAMA.matrices), LLAMA,
                          {"num_attention_heads": 4, "num_key_value_heads": 2})
     for opts, solver in (({"as_released": True}, "sinkhorn"), ({}, "emd"), ({"as_released": True, "solver": "emd"}, "emd")):
         opts = {"generator": "opt_deus", "placement": "top_half", "reg": 0.06, "as_released": False, **opts}

@@ -1,5 +1,6 @@
 """Methods that make each new layer from its neighbours, or draw it: a copy of the lower one (LLaMA Pro with
-zero_init; 'interpolation copy'), the mean of both (Avg-DeUS), and a random control."""
+zero_init; 'interpolation copy'), the mean of both (Avg-DeUS), and two random controls (drawn per tensor, or as
+the model's own initialisation would)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ def random_init(opts, source, entry):
     """A control: new layers drawn like a fresh model's (normal weights, identity norms, zero biases)."""
     import torch
 
-    arch, stacks = source.arch, source.weights
+    arch, weights = source.arch, source.weights
     g = torch.Generator().manual_seed(opts.get("seed", 0) * 100_003 + entry["id"])
     out = {}
-    for m in stacks.matrices:
-        shape = stacks.shape(m)
+    for m in weights.matrices:
+        shape = weights.shape(m)
         if m in arch.norms:
             out[m] = torch.full(shape, arch.norm_identity)
         elif m in arch.biases:
@@ -38,3 +39,23 @@ def random_init(opts, source, entry):
         else:
             out[m] = torch.randn(shape, generator=g) * opts["init_std"]
     return out
+
+
+def _fresh_model(config: dict, depth: int, seed: int):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    settings = {k: v for k, v in config.items() if k not in ("model_type", "architectures", "transformers_version")}
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(config["model_type"], **{
+        **settings, "num_hidden_layers": depth}), dtype=torch.float32)
+
+
+@method("fresh", stochastic=True)
+def fresh_init(opts, source, entry):
+    """A control: each new layer as transformers initialises a model of the expanded depth (seed ``seed``), the
+    layer at the new one's position; Gstack's 'random' growth. It holds that fresh model in memory: for small
+    models (``random`` draws layer by layer)."""
+    model = source.memo("fresh_model", lambda: _fresh_model(source.model_config, len(source.plan), opts.get("seed", 0)))
+    state = source.memo("fresh_state", model.state_dict)
+    return {m: state[source.arch.tensor_name(entry["position"], m)].float() for m in source.weights.matrices}

@@ -41,7 +41,7 @@ def lesa_layer(opts, source, entry):
     import torch
 
     lower, upper = entry["between"]
-    stacks = source.weights
+    weights = source.weights
     predictors = source.memo("predictors", lambda: _predictors(opts, source))
     out = {}
     with torch.no_grad():
@@ -51,10 +51,10 @@ def lesa_layer(opts, source, entry):
                 scaled_u = source.memo(f"scaled_u.{m}", lambda: svd.reader.get("U") * svd.reader.get("S")[None, :])
                 out[m] = scaled_u @ predictors[m](svd.get(lower), svd.get(upper))
             else:
-                out[m] = predictors[m](stacks.get(m, lower).float(), stacks.get(m, upper).float())
+                out[m] = predictors[m](weights.get(m, lower).float(), weights.get(m, upper).float())
     for m in source.arch.vectors:  # norms, and biases (Qwen2) alike: not predicted
         if opts["norm_source"] == "layer0":
-            out[m] = stacks.get(m, 0).float()
+            out[m] = weights.get(m, 0).float()
         else:
-            out[m] = 0.5 * (stacks.get(m, lower).float() + stacks.get(m, upper).float())
+            out[m] = 0.5 * (weights.get(m, lower).float() + weights.get(m, upper).float())
     return out

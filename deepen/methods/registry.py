@@ -120,10 +120,11 @@ def with_defaults(opts: dict) -> dict:
     return {**{k: o.default for k, o in spec.options.items() if o.default is not None}, **opts}
 
 
-def build_plan(opts: dict, num_layers: int) -> list[dict]:
-    """The method's plan for a base of ``num_layers`` layers, checked; raises PlanError."""
+def build_plan(opts: dict, num_layers: int, plan: list[dict] | None = None) -> list[dict]:
+    """The method's plan for a base of ``num_layers`` layers (or ``plan``, made by the caller), checked; raises
+    PlanError."""
     spec, opts = method_of(opts), with_defaults(opts)
-    plan = spec.plan(opts, num_layers)
+    plan = spec.plan(opts, num_layers) if plan is None else plan
     plans.validate(plan, num_layers)
     if spec.make_layer is None and plans.new_layers(plan):
         raise plans.PlanError(f"generator {spec.name!r} plans new layers but makes no tensors")

@@ -3,5 +3,9 @@
 interface (panels.py; one module per panel: panel_*.py), put together by build.py. The growth and SFT branches'
 own reports are growth_section.py and sft_section.py. Nothing here imports torch."""
 
-from . import panel_base, panel_benchmarks, panel_branches, panel_lesa  # noqa: F401  (they register themselves)
+# The panels register themselves on import, in the order summary.md shows them.
+from . import panel_base  # noqa: F401, I001
+from . import panel_lesa  # noqa: F401
+from . import panel_benchmarks  # noqa: F401
+from . import panel_branches  # noqa: F401
 from .panels import PANELS, RunFacts, panel, panel_inputs, panel_params  # noqa: F401

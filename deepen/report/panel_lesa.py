@@ -18,7 +18,7 @@ def continuity_files(facts):
 
 
 def heldout_files(facts):
-    spaces = sorted(space for artifact, space in PREDICTOR_SPACES.items() if artifact in facts.method_artifacts)
+    spaces = [space for artifact, space in PREDICTOR_SPACES.items() if artifact in facts.method_artifacts]
     if not spaces:
         return None
     return {space: [f"results/predictor_heldout/{space}/{m}.json" for m in facts.linear_matrices] for space in spaces}
