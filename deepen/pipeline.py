@@ -155,9 +155,9 @@ def sft_data_stage(train_txt, test_txt, out_dir, cfg: dict) -> None:
     write_json(counts, Path(out_dir) / "counts.json")
 
 
-def sft_stage(row: str, model_dir, data_dir, cfg: dict, dlo_cfg: dict | None, seed: int, work_dir, final_dir,
+def sft_stage(variant: str, model_dir, data_dir, cfg: dict, dlo_cfg: dict | None, seed: int, work_dir, final_dir,
               info_path, threads=1) -> None:
-    """SFT of one row: a dense model, or (``dlo_cfg`` given) the DLO model over the dense one. Afterwards,
+    """SFT of one variant: a dense model, or (``dlo_cfg`` given) the DLO model over the dense one. Afterwards,
     on the held-out examples: each layer's MLP execution rate and inference tokens/s, routed and with
     every MLP executed (the dense compute of the same weights)."""
     from . import dlo
@@ -175,7 +175,7 @@ def sft_stage(row: str, model_dir, data_dir, cfg: dict, dlo_cfg: dict | None, se
     final_loss = read_metrics(Path(work_dir) / "metrics.jsonl")[-1]["val_loss"]
     model.eval()
     speed = dlo.inference_speed(model, heldout, batch, routed=bool(dlo_cfg))
-    write_json({"row": row, "seed": seed, "params": count_parameters(model), "heldout_loss": final_loss,
+    write_json({"variant": variant, "seed": seed, "params": count_parameters(model), "heldout_loss": final_loss,
                 **result, **speed}, info_path)
 
 

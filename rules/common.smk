@@ -73,7 +73,7 @@ wildcard_constraints:
     model=MODEL_PATTERN,
     matrix="|".join(ARCH.matrices),
     operator="stack|zero_init|random",
-    row="|".join(["base", "dlo", config["sft"]["expansion"]]),
+    variant="|".join(["base", "dlo", config["sft"]["expansion"]]),
     space="svd|nosvd",
     g=r"\d+",
     d=r"[0-9.e+]+",
@@ -117,18 +117,18 @@ def growth_paths(pattern: str) -> list[str]:
 
 
 SFT = config["sft"]["enabled"]
-# SFT rows: the base, the dense expansion, and DLO over that expansion.
-SFT_ROWS = ["base", config["sft"]["expansion"], "dlo"] if SFT else []
-SFT_RUNS = [(row, seed) for row in SFT_ROWS for seed in range(config["sft"]["seeds"])]
+# SFT variants: the base, the dense expansion, and DLO over that expansion.
+SFT_VARIANTS = ["base", config["sft"]["expansion"], "dlo"] if SFT else []
+SFT_RUNS = [(variant, seed) for variant in SFT_VARIANTS for seed in range(config["sft"]["seeds"])]
 
 
 def sft_paths(pattern: str) -> list[str]:
-    return [pattern.format(row=row, seed=seed) for row, seed in SFT_RUNS]
+    return [pattern.format(variant=variant, seed=seed) for variant, seed in SFT_RUNS]
 
 
 def sft_model(wildcards) -> str:
-    """The model an SFT row starts from: the base, or the expansion (dense, or under DLO's routers)."""
-    if wildcards.row == "base":
+    """The model an SFT variant starts from: the base, or the expansion (dense, or under DLO's routers)."""
+    if wildcards.variant == "base":
         return BASE_DIR
     return f"results/models/{model_of(config['sft']['expansion'], wildcards.seed)}"
 

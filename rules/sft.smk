@@ -29,14 +29,14 @@ rule sft:
         model=sft_model,
         data="results/sft/data/train.jsonl",
     output:
-        metrics="results/sft/{row}/seed{seed}/metrics.jsonl",
-        info="results/sft/{row}/seed{seed}/info.json",
-        final=directory("results/sft/{row}/seed{seed}/final"),
+        metrics="results/sft/{variant}/seed{seed}/metrics.jsonl",
+        info="results/sft/{variant}/seed{seed}/info.json",
+        final=directory("results/sft/{variant}/seed{seed}/final"),
     log:
-        "logs/sft/{row}/seed{seed}.log",
+        "logs/sft/{variant}/seed{seed}.log",
     params:
         train=canonical(config["sft"].get("train", {})),
-        dlo=lambda wildcards: canonical(config["sft"]["dlo"]) if wildcards.row == "dlo" else None,
+        dlo=lambda wildcards: canonical(config["sft"]["dlo"]) if wildcards.variant == "dlo" else None,
     threads: config["resources"]["train_threads"]
     resources:
         **job(mem_mb(12 * deepest_expansion(), 4096), training_runtime(config["sft"]["train"], deepest_expansion()), gpu=True),
@@ -46,19 +46,19 @@ rule sft:
 
 use rule evaluate as evaluate_sft with:
     input:
-        model="results/sft/{row}/seed{seed}/final",
+        model="results/sft/{variant}/seed{seed}/final",
         **EVAL_INPUTS,
     output:
-        "results/sft/{row}/seed{seed}/eval.json",
+        "results/sft/{variant}/seed{seed}/eval.json",
     log:
-        "logs/evaluate_sft/{row}/seed{seed}.log",
+        "logs/evaluate_sft/{variant}/seed{seed}.log",
 
 
 rule sft_report:
     input:
-        info=sft_paths("results/sft/{row}/seed{seed}/info.json"),
-        metrics=sft_paths("results/sft/{row}/seed{seed}/metrics.jsonl"),
-        evals=sft_paths("results/sft/{row}/seed{seed}/eval.json"),
+        info=sft_paths("results/sft/{variant}/seed{seed}/info.json"),
+        metrics=sft_paths("results/sft/{variant}/seed{seed}/metrics.jsonl"),
+        evals=sft_paths("results/sft/{variant}/seed{seed}/eval.json"),
     output:
         md="results/report/sft.md",
         csv=report("results/report/sft.csv", category="SFT and DLO"),

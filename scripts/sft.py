@@ -1,4 +1,4 @@
-"""Rule sft: supervised fine-tuning of one row (dense, or DLO over the dense expansion)."""
+"""Rule sft: supervised fine-tuning of one variant (dense, or DLO over the dense expansion)."""
 import sys
 from pathlib import Path
 
@@ -10,6 +10,6 @@ from deepen.pipeline import sft_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    sft_stage(s.wildcards.row, s.input.model, Path(s.input.data).parent, dict(s.params.train),
+    sft_stage(s.wildcards.variant, s.input.model, Path(s.input.data).parent, dict(s.params.train),
               dict(s.params.dlo) if s.params.dlo else None, int(s.wildcards.seed), Path(s.output.metrics).parent,
               s.output.final, s.output.info, threads=s.threads)

@@ -1,4 +1,4 @@
-"""Rule sft_report: the rows after SFT (held-out loss, lm-eval, MLP work skipped, speed) and DLO's
+"""Rule sft_report: the variants after SFT (held-out loss, lm-eval, MLP work skipped, speed) and DLO's
 per-layer execution rates."""
 import sys
 from pathlib import Path
@@ -11,6 +11,6 @@ from deepen.pipeline import sft_report_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    runs = [{"row": row, "seed": seed, "info": i, "metrics": m, "eval": e}
-            for (row, seed), i, m, e in zip(s.params.runs, s.input.info, s.input.metrics, s.input.evals)]
+    runs = [{"variant": variant, "seed": seed, "info": i, "metrics": m, "eval": e}
+            for (variant, seed), i, m, e in zip(s.params.runs, s.input.info, s.input.metrics, s.input.evals)]
     sft_report_stage(runs, s.params.expansion, s.output.md, s.output.csv, s.output.png)

@@ -207,11 +207,11 @@ def test_sft_examples_have_both_kinds_and_train_on_response_tokens_only(quick_ru
                                                                ["input_ids"]) + 1
 
 
-def test_quick_run_reports_the_sft_rows_and_dlo(quick_run):
+def test_quick_run_reports_the_sft_variants_and_dlo(quick_run):
     md = (quick_run / "results/report/summary.md").read_text()
-    assert "## After SFT: dense rows and DLO" in md and "![DLO execution rates](dlo_execution.png)" in md
+    assert "## After SFT: dense variants and DLO" in md and "![DLO execution rates](dlo_execution.png)" in md
     with open(quick_run / "results/report/sft.csv") as f:
-        rows = {r["row"]: r for r in csv.DictReader(f)}
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"base", "llama_pro", "dlo"}
     assert float(rows["llama_pro"]["skipped_fraction"]) == 0.0 and rows["llama_pro"]["speed_ratio"] == ""
     assert 0.0 <= float(rows["dlo"]["skipped_fraction"]) <= 1.0 and float(rows["dlo"]["speed_ratio"]) > 0

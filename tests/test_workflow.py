@@ -137,9 +137,9 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
         ("init_loss", "model=llama_pro"),
         *((rule, f"method=llama_pro, freeze={f}, seed=0") for rule in ("continual_pretrain", "evaluate")
           for f in ("new_only", "all")),
-        # quick.yaml's SFT branch expands with llama_pro: its dense and DLO rows start from that model, the
-        # base row does not
-        *((rule, f"row={row}, seed=0") for rule in ("sft", "evaluate_sft") for row in ("llama_pro", "dlo")),
+        # quick.yaml's SFT branch expands with llama_pro: its dense and DLO variants start from that model,
+        # the base variant does not
+        *((rule, f"variant={variant}, seed=0") for rule in ("sft", "evaluate_sft") for variant in ("llama_pro", "dlo")),
     }
     assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all"}
 

@@ -1,4 +1,4 @@
-"""The SFT rows of the report: held-out SFT loss, lm-eval metrics, the fraction of MLP evaluations DLO
+"""The SFT variants of the report (the base, the dense expansion, DLO over it): held-out SFT loss, lm-eval metrics, the fraction of MLP evaluations DLO
 skips and its measured speed against the dense compute of the same weights; DLO's per-layer
 execution rates as a plot."""
 
@@ -19,21 +19,21 @@ def _mean(values):
     return statistics.fmean(values) if values else None
 
 
-def sft_rows(runs: list[dict], dense_row: str) -> list[dict]:
-    """One row per SFT row, means over seeds; the held-out loss with its t-interval over seeds and its
-    paired (by seed) difference to ``dense_row``, the dense expansion DLO wraps."""
-    by_row = defaultdict(list)
+def sft_variants(runs: list[dict], dense: str) -> list[dict]:
+    """One record per SFT variant, means over seeds; the held-out loss with its t-interval over seeds and its
+    paired (by seed) difference to ``dense``, the dense expansion DLO wraps."""
+    by_variant = defaultdict(list)
     for run in runs:
-        by_row[run["row"]].append({**json.loads(Path(run["info"]).read_text()), "seed": run["seed"],
+        by_variant[run["variant"]].append({**json.loads(Path(run["info"]).read_text()), "seed": run["seed"],
                                    "metrics": flat_metrics(json.loads(Path(run["eval"]).read_text()))})
-    by_seed = {row: {i["seed"]: i["heldout_loss"] for i in infos} for row, infos in by_row.items()}
-    rows = []
-    for row, infos in by_row.items():
+    by_seed = {v: {i["seed"]: i["heldout_loss"] for i in infos} for v, infos in by_variant.items()}
+    records = []
+    for variant, infos in by_variant.items():
         metric_names = sorted(m for m in infos[0]["metrics"] if not m.endswith("sample_len"))
-        heldout = t_interval(by_seed[row].values())
-        versus_dense = paired_difference(by_seed[row], by_seed[dense_row]) if row != dense_row else None
-        rows.append({
-            "row": row, "seeds": len(infos), "params": infos[0]["params"],
+        heldout = t_interval(by_seed[variant].values())
+        versus_dense = paired_difference(by_seed[variant], by_seed[dense]) if variant != dense else None
+        records.append({
+            "variant": variant, "seeds": len(infos), "params": infos[0]["params"],
             "heldout_loss": heldout.mean, "heldout_loss_half_width": heldout.half_width,
             "heldout_minus_dense": versus_dense.mean if versus_dense else None,
             "heldout_minus_dense_half_width": versus_dense.half_width if versus_dense else None,
@@ -45,17 +45,17 @@ def sft_rows(runs: list[dict], dense_row: str) -> list[dict]:
             "execution_rates": [_mean(list(r)) for r in zip(*[i["execution_rates"] for i in infos])],
             **{m: _mean([i["metrics"][m] for i in infos]) for m in metric_names},
         })
-    return rows
+    return records
 
 
-def plot_execution_rates(rows: list[dict], png_path) -> None:
+def plot_execution_rates(records: list[dict], png_path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for r in rows:
+    for r in records:
         if r["execution_rates"]:
             ax.bar(range(len(r["execution_rates"])), r["execution_rates"], color="tab:blue")
             ax.set_title(f"DLO: share of held-out tokens that run each layer's MLP (mean over {r['seeds']} seed(s))")
@@ -69,29 +69,29 @@ def plot_execution_rates(rows: list[dict], png_path) -> None:
     plt.close(fig)
 
 
-def sft_markdown(rows: list[dict], dense_row: str) -> list[str]:
-    metric_names = sorted(k for k in rows[0] if "/" in k)
-    lines = ["## After SFT: dense rows and DLO", "",
-             "Each row fine-tuned for the same steps on instructions built from the training plays (continue a "
+def sft_markdown(records: list[dict], dense: str) -> list[str]:
+    metric_names = sorted(k for k in records[0] if "/" in k)
+    lines = ["## After SFT: dense records and DLO", "",
+             "Each variant fine-tuned for the same steps on instructions built from the training plays (continue a "
              "speech; name its speaker), loss on response tokens only; held-out loss on the test plays' "
              "instructions, mean ± 95% t-interval over seeds, and its paired (by seed) difference to the dense "
-             f"expansion `{dense_row}` (bold when the interval excludes zero). `skipped` is the share of MLP "
+             f"expansion `{dense}` (bold when the interval excludes zero). `skipped` is the share of MLP "
              "evaluations DLO's routers skip on the held-out set; `tokens/s` counts forward passes over the "
              "held-out tokens packed into full rows (no padding); `speed` is DLO's tokens/s against the same "
              "weights with every MLP run, the two timed alternately (CPU).", "",
-             f"| row | seeds | held-out SFT loss | − {dense_row} (paired) | " + " | ".join(metric_names)
+             f"| variant | seeds | held-out SFT loss | − {dense} (paired) | " + " | ".join(metric_names)
              + " | skipped | tokens/s | speed |",
              "|---|---|---|---|" + "---|" * len(metric_names) + "---|---|---|"]
-    for r in rows:
+    for r in records:
         speed = f"{r['speed_ratio']:.2f}×" if r["speed_ratio"] is not None else "—"
         diff = r["versus_dense"]
         diff_text = "—" if diff is None else (f"**{diff.format(4)}**" if diff.excludes_zero() else diff.format(4))
-        lines.append(f"| {r['row']} | {r['seeds']} | {r['heldout'].format(4)} | {diff_text} | "
+        lines.append(f"| {r['variant']} | {r['seeds']} | {r['heldout'].format(4)} | {diff_text} | "
                      + " | ".join(f"{r[m]:.4g}" for m in metric_names)
                      + f" | {r['skipped_fraction']:.1%} | {r['tokens_per_second']:.0f} | {speed} |")
-    for r in rows:
+    for r in records:
         if r["mlp_time_share"] is not None:
-            lines += ["", f"The MLPs take {r['mlp_time_share']:.0%} of a dense forward pass of {r['row']}'s weights "
+            lines += ["", f"The MLPs take {r['mlp_time_share']:.0%} of a dense forward pass of {r['variant']}'s weights "
                           f"(measured against attention only), so skipping {r['skipped_fraction']:.1%} of MLP "
                           f"evaluations could save at most ~{r['mlp_time_share'] * r['skipped_fraction']:.1%} of the "
                           "time, before the routers' own cost."]
@@ -99,15 +99,15 @@ def sft_markdown(rows: list[dict], dense_row: str) -> list[str]:
     return lines
 
 
-def write_sft_report(runs: list[dict], dense_row: str, md_path, csv_path, png_path) -> None:
-    rows = sft_rows(runs, dense_row)
-    plot_execution_rates(rows, png_path)
+def write_sft_report(runs: list[dict], dense: str, md_path, csv_path, png_path) -> None:
+    records = sft_variants(runs, dense)
+    plot_execution_rates(records, png_path)
     with atomic_path(md_path) as tmp:
-        Path(tmp).write_text("\n".join(sft_markdown(rows, dense_row)) + "\n")
-    fields = [k for k in rows[0] if k not in ("heldout", "versus_dense", "execution_rates")]
+        Path(tmp).write_text("\n".join(sft_markdown(records, dense)) + "\n")
+    fields = [k for k in records[0] if k not in ("heldout", "versus_dense", "execution_rates")]
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields + ["execution_rates"])
         writer.writeheader()
-        for r in rows:
+        for r in records:
             writer.writerow({**{k: r.get(k) for k in fields},
                              "execution_rates": " ".join(f"{x:.3f}" for x in r["execution_rates"])})
