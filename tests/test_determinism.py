@@ -3,10 +3,12 @@ results/manifest.json records what made each artifact."""
 
 import csv
 import json
+import re
+import shutil
 
 import yaml
 
-from conftest import copy_workflow, snakemake
+from conftest import snakemake
 from deepen.manifest import sha256_file
 
 
@@ -30,14 +32,19 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not(quick_run, 
     # (conftest): neither may change a result
     again = quick_rerun.workdir
     assert not (again / "Snakefile").exists() and not (again / "config").exists()
-    other = copy_workflow(tmp_path / "other")
-    # The reseeded run makes one model per kind of seed use (a copy, the learned predictor, a random
-    # draw) and leaves out the growth and SFT branches: each further method or branch costs minutes.
+    # The reseeded run starts from a copy of the first run, results and Snakemake's records: what does not depend
+    # on the seed (the corpus, tokenizer, token files, task data) stays, everything that does reruns. It makes one
+    # model per kind of seed use (a copy, the learned predictor, a random draw) and leaves out the growth and SFT
+    # branches: each further method or branch costs minutes.
+    other = tmp_path / "other"
+    shutil.copytree(quick_run, other, symlinks=True)
     cfg = yaml.safe_load((other / "config/quick.yaml").read_text())
     cfg.update(seed=1, methods={m: cfg["methods"][m] for m in RESEEDED},
                growth={**cfg["growth"], "enabled": False}, sft={**cfg["sft"], "enabled": False})
     (other / "config/seed1.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(other, "--cores", "2", "--configfile", "config/seed1.yaml")
+    proc = snakemake(other, "--cores", "2", "--configfile", "config/seed1.yaml")
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M))
+    assert ran.isdisjoint({"corpus", "tokenizer", "tokens", "task_data"}) and "pretrain_base" in ran, ran
 
     first, second, reseeded = model_hashes(quick_run), model_hashes(again), model_hashes(other)
     assert len(first) >= 7 and first == second

@@ -3,15 +3,20 @@ output path, and the rerun completes, resuming training from its last checkpoint
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 
-from conftest import SNAKEMAKE, copy_workflow, snakemake
+from conftest import SNAKEMAKE, snakemake
 
 
-def test_killed_workflow_leaves_no_output_and_reruns_from_the_checkpoint(tmp_path):
-    workdir = copy_workflow(tmp_path)
+def test_killed_workflow_leaves_no_output_and_reruns_from_the_checkpoint(quick_run, tmp_path):
+    # a complete run's copy (results and Snakemake's records) without its base: base pretraining alone runs
+    workdir = tmp_path / "run"
+    shutil.copytree(quick_run, workdir, symlinks=True)
+    for output in ("results/base", "results/base_training"):
+        shutil.rmtree(workdir / output)
     args = ["results/base", "--cores", "2", "--configfile", "config/quick.yaml"]  # target first: --configfile takes a list
     proc = subprocess.Popen([SNAKEMAKE, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
