@@ -36,7 +36,8 @@ class Method:
     name: str
     # (options, base layers) -> plan; pure
     plan: Callable[[dict, int], list[dict]]
-    # (options, source, plan entry) -> the new layer's tensors per matrix type; None for a plan of base layers only
+    # (options, source, plan entry with its "position" in the expanded model) -> the new layer's tensors per matrix
+    # type; None for a plan of base layers only
     make_layer: Callable[[dict, LayerSource, dict], Layer] | None = None
     options: dict[str, Option] = field(default_factory=dict)
     # options -> {artifact name: file pattern with {matrix}, one file per linear matrix type}, read by make_layer

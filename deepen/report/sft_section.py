@@ -71,7 +71,7 @@ def plot_execution_rates(records: list[dict], png_path) -> None:
 
 def sft_markdown(records: list[dict], dense: str) -> list[str]:
     metric_names = sorted(k for k in records[0] if "/" in k)
-    lines = ["## After SFT: dense records and DLO", "",
+    lines = ["## After SFT: dense variants and DLO", "",
              "Each variant fine-tuned for the same steps on instructions built from the training plays (continue a "
              "speech; name its speaker), loss on response tokens only; held-out loss on the test plays' "
              "instructions, mean ± 95% t-interval over seeds, and its paired (by seed) difference to the dense "
