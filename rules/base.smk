@@ -9,8 +9,7 @@ if PRETRAIN_BASE:
             model=directory("results/base"),
             metrics="results/base_training/metrics.jsonl",
             info="results/base_training/info.json",
-        log:
-            "logs/pretrain_base.log",
+        log: "logs/pretrain_base.log"
         params:
             model=canonical(config["base"]["model"]),
             train=canonical(config["base"]["train"]),
@@ -27,12 +26,9 @@ if IMPORT_BASE:
         base_info,
 
     rule import_base:
-        input:
-            gguf=GGUF_FILE,
-        output:
-            directory("results/base"),
-        log:
-            "logs/import_base.log",
+        input: gguf=GGUF_FILE
+        output: directory("results/base")
+        log: "logs/import_base.log"
         params:
             dtype=config["base_model"]["dtype"],
             max_shard_mb=config["reconstruct"]["max_shard_mb"],
@@ -44,10 +40,8 @@ if IMPORT_BASE:
         input:
             base="results/base",
             init="results/init/base.json",
-        output:
-            "results/base_import/info.json",
-        log:
-            "logs/base_info.log",
+        output: "results/base_import/info.json"
+        log: "logs/base_info.log"
         resources: **job(1024, 10)
         conda: CONDA_ENV
         script: "../scripts/base_info.py"

@@ -107,8 +107,9 @@ GROWTH_RUNS = growth_runs(config) if GROWTH else []
 GROWTH_DATA = {"tokenizer": TOKENIZER_DIR, "train": "results/tokens/train.bin", "val": "results/tokens/val.bin"}
 
 
-def growth_outputs(folder: str) -> dict:
-    return {"model": directory(f"{folder}/model"), "metrics": f"{folder}/metrics.jsonl", "info": f"{folder}/info.json"}
+def run_outputs(folder: str, model: str = "final") -> dict:
+    """What a training run writes under its folder: its metrics, its info.json and the trained model (``model``)."""
+    return {"metrics": f"{folder}/metrics.jsonl", "info": f"{folder}/info.json", model: directory(f"{folder}/{model}")}
 
 
 def growth_paths(pattern: str) -> list[str]:

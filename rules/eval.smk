@@ -1,12 +1,8 @@
 rule task_data:
-    input:
-        test="results/data/test.txt",
-    output:
-        directory("results/eval/task_data"),
-    log:
-        "logs/task_data.log",
-    params:
-        eval=canonical(config["eval"]),
+    input: test="results/data/test.txt"
+    output: directory("results/eval/task_data")
+    log: "logs/task_data.log"
+    params: eval=canonical(config["eval"])
     resources: **job(1024, 10)
     conda: CONDA_ENV
     script: "../scripts/build_task_data.py"
@@ -20,12 +16,9 @@ rule evaluate:
     input:
         model="results/cpt/{method}/{freeze}/seed{seed}/final",
         **EVAL_INPUTS,
-    output:
-        "results/eval/{method}/{freeze}/seed{seed}.json",
-    log:
-        "logs/evaluate/{method}/{freeze}/seed{seed}.log",
-    params:
-        eval=EVAL_PARAMS,
+    output: "results/eval/{method}/{freeze}/seed{seed}.json"
+    log: "logs/evaluate/{method}/{freeze}/seed{seed}.log"
+    params: eval=EVAL_PARAMS
     threads: config["resources"]["train_threads"]
     resources: **job(mem_mb(4 * deepest_expansion(), 2048), evaluation_runtime(), gpu=True)
     conda: CONDA_ENV
@@ -36,12 +29,9 @@ rule init_loss:
     input:
         model=init_model,
         val="results/tokens/val.bin",
-    output:
-        "results/init/{model}.json",
-    log:
-        "logs/init_loss/{model}.log",
-    params:
-        eval=canonical({k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")}),
+    output: "results/init/{model}.json"
+    log: "logs/init_loss/{model}.log"
+    params: eval=canonical({k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")})
     wildcard_constraints:
         model=f"base|{MODEL_PATTERN}",
     threads: config["resources"]["train_threads"]

@@ -1,12 +1,8 @@
 rule extract_weights:
-    input:
-        base=BASE_DIR,
-    output:
-        expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices),
-    log:
-        "logs/extract_weights.log",
-    params:
-        matrices=ARCH.matrices,
+    input: base=BASE_DIR
+    output: expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices)
+    log: "logs/extract_weights.log"
+    params: matrices=ARCH.matrices
     resources: **job(mem_mb(0.1), streaming_runtime(2))
     conda: CONDA_ENV
     script: "../scripts/extract_weights.py"
@@ -19,10 +15,8 @@ rule generate_layers:
     output:
         new_layers="results/layers/{model}/new_layers.safetensors",
         plan="results/layers/{model}/plan.json",
-    log:
-        "logs/generate_layers/{model}.log",
-    params:
-        options=generation_params,
+    log: "logs/generate_layers/{model}.log"
+    params: options=generation_params
     resources: **job(mem_mb(0.2), streaming_runtime(4))
     conda: CONDA_ENV
     script: "../scripts/generate_layers.py"
@@ -34,12 +28,9 @@ rule reconstruct:
         tokenizer=TOKENIZER_DIR,
         plan="results/layers/{model}/plan.json",
         new_layers="results/layers/{model}/new_layers.safetensors",
-    output:
-        directory("results/models/{model}"),
-    log:
-        "logs/reconstruct/{model}.log",
-    params:
-        max_shard_mb=config["reconstruct"]["max_shard_mb"],
+    output: directory("results/models/{model}")
+    log: "logs/reconstruct/{model}.log"
+    params: max_shard_mb=config["reconstruct"]["max_shard_mb"]
     resources: **job(mem_mb(0.2), streaming_runtime(2 * deepest_expansion()))
     conda: CONDA_ENV
     script: "../scripts/reconstruct.py"

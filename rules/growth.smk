@@ -7,12 +7,9 @@ localrules:
 
 
 rule growth_scratch:
-    input:
-        **GROWTH_DATA,
-    output:
-        **growth_outputs("results/growth/scratch/seed{seed}"),
-    log:
-        "logs/growth/scratch/seed{seed}.log",
+    input: **GROWTH_DATA
+    output: **run_outputs("results/growth/scratch/seed{seed}", "model")
+    log: "logs/growth/scratch/seed{seed}.log"
     params:
         model=GROWTH_MODEL,
         train=GROWTH_TRAIN,
@@ -25,20 +22,16 @@ rule growth_scratch:
 
 
 use rule growth_scratch as growth_small with:
-    output:
-        **growth_outputs("results/growth/small/g{g}_d{d}/seed{seed}"),
-    log:
-        "logs/growth/small/g{g}_d{d}/seed{seed}.log",
+    output: **run_outputs("results/growth/small/g{g}_d{d}/seed{seed}", "model")
+    log: "logs/growth/small/g{g}_d{d}/seed{seed}.log"
 
 
 use rule growth_scratch as growth_grown with:
     input:
         small="results/growth/small/g{g}_d{d}/seed{seed}/model",
         **GROWTH_DATA,
-    output:
-        **growth_outputs("results/growth/{operator}/g{g}_d{d}/seed{seed}"),
-    log:
-        "logs/growth/{operator}/g{g}_d{d}/seed{seed}.log",
+    output: **run_outputs("results/growth/{operator}/g{g}_d{d}/seed{seed}", "model")
+    log: "logs/growth/{operator}/g{g}_d{d}/seed{seed}.log"
 
 
 rule growth_report:
@@ -53,10 +46,8 @@ rule growth_report:
         png=report("results/report/growth_curves.png", category="Model growth"),
         md="results/report/growth.md",
         csv=report("results/report/growth.csv", category="Model growth"),
-    log:
-        "logs/growth/report.log",
-    params:
-        runs=GROWTH_RUNS,
+    log: "logs/growth/report.log"
+    params: runs=GROWTH_RUNS
     resources: **job(2048, 10)
     conda: CONDA_ENV
     script: "../scripts/growth_report.py"

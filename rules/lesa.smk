@@ -1,13 +1,10 @@
 rule svd:
-    input:
-        weights="results/weights/{matrix}.safetensors",
+    input: weights="results/weights/{matrix}.safetensors"
     output:
         svd="results/svd/{matrix}.safetensors",
         report="results/svd/{matrix}.json",
-    log:
-        "logs/svd/{matrix}.log",
-    params:
-        matrix="{matrix}",
+    log: "logs/svd/{matrix}.log"
+    params: matrix="{matrix}"
     resources: **job(mem_mb(0.5), streaming_runtime(3))
     conda: CONDA_ENV
     script: "../scripts/svd.py"
@@ -16,13 +13,11 @@ rule svd:
 # LESA's layer predictors, one per matrix type: on the SVD blocks (results/predictor) or, the ablation, on raw
 # weight rows (results/predictor_nosvd).
 rule predictor:
-    input:
-        blocks=lambda wildcards: space_blocks(PREDICTOR_SPACES[wildcards.predictor]),
+    input: blocks=lambda wildcards: space_blocks(PREDICTOR_SPACES[wildcards.predictor])
     output:
         models=expand("results/{{predictor}}/{matrix}.pt", matrix=LESA_MATRICES),
         curves=expand("results/{{predictor}}/{matrix}.json", matrix=LESA_MATRICES),
-    log:
-        "logs/{predictor}.log",
+    log: "logs/{predictor}.log"
     params:
         key=lambda wildcards: space_key(PREDICTOR_SPACES[wildcards.predictor]),
         train=PREDICTOR_TRAIN,
@@ -34,12 +29,9 @@ rule predictor:
 
 
 rule predictor_heldout:
-    input:
-        blocks=lambda wildcards: space_blocks(wildcards.space),
-    output:
-        fits=expand("results/predictor_heldout/{{space}}/{matrix}.json", matrix=LESA_MATRICES),
-    log:
-        "logs/predictor_heldout/{space}.log",
+    input: blocks=lambda wildcards: space_blocks(wildcards.space)
+    output: fits=expand("results/predictor_heldout/{{space}}/{matrix}.json", matrix=LESA_MATRICES)
+    log: "logs/predictor_heldout/{space}.log"
     params:
         key=lambda wildcards: space_key(wildcards.space),
         train=PREDICTOR_TRAIN,

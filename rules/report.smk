@@ -11,8 +11,7 @@ rule report:
         init_csv=report("results/report/init.csv", category="Summary"),
         md=report("results/report/summary.md", category="Summary"),
         curves=report("results/report/loss_curves.png", category="Loss curves"),
-    log:
-        "logs/report.log",
+    log: "logs/report.log"
     params:
         runs=RUNS,
         target=config["report"]["target_loss"],
@@ -30,15 +29,12 @@ rule report:
 
 
 rule svd_continuity:
-    input:
-        svd=expand("results/svd/{matrix}.safetensors", matrix=config["report"]["continuity_matrices"]),
+    input: svd=expand("results/svd/{matrix}.safetensors", matrix=config["report"]["continuity_matrices"])
     output:
         png=report("results/report/svd_continuity.png", category="LESA"),
         ratios="results/report/svd_continuity.json",
-    log:
-        "logs/svd_continuity.log",
-    params:
-        matrices=config["report"]["continuity_matrices"],
+    log: "logs/svd_continuity.log"
+    params: matrices=config["report"]["continuity_matrices"]
     resources: **job(mem_mb(0.5), streaming_runtime(1))
     conda: CONDA_ENV
     script: "../scripts/svd_continuity.py"
@@ -53,24 +49,18 @@ if PRETRAIN_BASE:
         input:
             metrics="results/base_training/metrics.jsonl",
             info="results/base_training/info.json",
-        output:
-            report("results/report/base_training.png", category="Base model"),
-        log:
-            "logs/base_training_curve.log",
-        params:
-            plateau=canonical(config["base"]["train"]["plateau"]),
+        output: report("results/report/base_training.png", category="Base model")
+        log: "logs/base_training_curve.log"
+        params: plateau=canonical(config["base"]["train"]["plateau"])
         resources: **job(1024, 10)
         conda: CONDA_ENV
         script: "../scripts/base_training_curve.py"
 
 
 rule manifest:
-    input:
-        list(artifact_settings()),
-    output:
-        "results/manifest.json",
-    log:
-        "logs/manifest.log",
+    input: list(artifact_settings())
+    output: "results/manifest.json"
+    log: "logs/manifest.log"
     params:
         artifacts=artifact_settings(),
         config=canonical(config),

@@ -15,10 +15,8 @@ rule sft_data:
         train="results/sft/data/train.jsonl",
         heldout="results/sft/data/heldout.jsonl",
         counts="results/sft/data/counts.json",
-    log:
-        "logs/sft/data.log",
-    params:
-        data=canonical(config["sft"]["data"]),
+    log: "logs/sft/data.log"
+    params: data=canonical(config["sft"]["data"])
     resources: **job(2048, 10)
     conda: CONDA_ENV
     script: "../scripts/sft_data.py"
@@ -28,12 +26,8 @@ rule sft:
     input:
         model=sft_model,
         data="results/sft/data/train.jsonl",
-    output:
-        metrics="results/sft/{variant}/seed{seed}/metrics.jsonl",
-        info="results/sft/{variant}/seed{seed}/info.json",
-        final=directory("results/sft/{variant}/seed{seed}/final"),
-    log:
-        "logs/sft/{variant}/seed{seed}.log",
+    output: **run_outputs("results/sft/{variant}/seed{seed}")
+    log: "logs/sft/{variant}/seed{seed}.log"
     params:
         train=canonical(config["sft"].get("train", {})),
         dlo=lambda wildcards: canonical(config["sft"]["dlo"]) if wildcards.variant == "dlo" else None,
@@ -48,10 +42,8 @@ use rule evaluate as evaluate_sft with:
     input:
         model="results/sft/{variant}/seed{seed}/final",
         **EVAL_INPUTS,
-    output:
-        "results/sft/{variant}/seed{seed}/eval.json",
-    log:
-        "logs/evaluate_sft/{variant}/seed{seed}.log",
+    output: "results/sft/{variant}/seed{seed}/eval.json"
+    log: "logs/evaluate_sft/{variant}/seed{seed}.log"
 
 
 rule sft_report:
@@ -63,11 +55,8 @@ rule sft_report:
         md="results/report/sft.md",
         csv=report("results/report/sft.csv", category="SFT and DLO"),
         png=report("results/report/dlo_execution.png", category="SFT and DLO"),
-    log:
-        "logs/sft/report.log",
-    params:
-        runs=SFT_RUNS,
-        expansion=config["sft"]["expansion"],
+    log: "logs/sft/report.log"
+    params: runs=SFT_RUNS, expansion=config["sft"]["expansion"]
     resources: **job(2048, 10)
     conda: CONDA_ENV
     script: "../scripts/sft_report.py"

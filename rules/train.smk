@@ -3,14 +3,9 @@ rule continual_pretrain:
         model=cpt_model,
         train="results/tokens/train.bin",
         val="results/tokens/val.bin",
-    output:
-        metrics="results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl",
-        info="results/cpt/{method}/{freeze}/seed{seed}/info.json",
-        final=directory("results/cpt/{method}/{freeze}/seed{seed}/final"),
-    log:
-        "logs/continual_pretrain/{method}/{freeze}/seed{seed}.log",
-    params:
-        train=cpt_params,
+    output: **run_outputs("results/cpt/{method}/{freeze}/seed{seed}")
+    log: "logs/continual_pretrain/{method}/{freeze}/seed{seed}.log"
+    params: train=cpt_params
     threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
     resources:
         # several nodes: GPUs per node, through multinode_resources
