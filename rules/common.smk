@@ -13,7 +13,7 @@ from deepen.config import (  # noqa: E402
 from deepen.arch import architecture_for  # noqa: E402
 from deepen.base_import import gguf_source  # noqa: E402
 from deepen.methods import build_plan, required_artifacts  # noqa: E402
-from deepen.methods.lesa import PREDICTOR_SPACES  # noqa: E402
+from deepen.methods.lesa import PREDICTOR_SPACES, predictor_spaces  # noqa: E402
 from deepen.report import RunFacts, panel_inputs, panel_params  # noqa: E402
 from deepen.resources import (  # noqa: E402
     DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
@@ -268,7 +268,7 @@ METHOD_ARTIFACTS = {name: pattern for opts in config["methods"].values()
 
 def lesa_spaces() -> list[str]:
     """Which spaces the layer predictors the methods read work in: 'svd' and/or 'nosvd' (raw weight rows)."""
-    return sorted(space for folder, space in PREDICTOR_SPACES.items() if folder in METHOD_ARTIFACTS)
+    return sorted(predictor_spaces(METHOD_ARTIFACTS))
 
 
 # What decides the report's panels and the files they read (deepen/report/panels.py).

@@ -2,7 +2,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,7 +46,8 @@ def quick_run(tmp_path_factory) -> Path:
     return workdir
 
 
-def _second_quick_run(tmp_path_factory) -> SimpleNamespace:
+@pytest.fixture(scope="session")
+def quick_rerun(tmp_path_factory, quick_run) -> SimpleNamespace:
     """A second run of config/quick.yaml's expansion and CPT, with the same seed. Where a one-node SLURM cluster can be
     started (root, Debian's packages: as in CI) it goes through profiles/slurm; elsewhere it runs
     locally, unless DEEPEN_REQUIRE_SLURM=1. ``cluster`` is the cluster's directory (its jobcomp.log
@@ -76,24 +76,6 @@ def _second_quick_run(tmp_path_factory) -> SimpleNamespace:
         pytest.fail(f"DEEPEN_REQUIRE_SLURM=1 but {reason}")
     proc = snakemake(root, *where, "--cores", "2")
     return SimpleNamespace(workdir=workdir, proc=proc, cluster=None, why_local=reason)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _second_quick_run_started(request, tmp_path_factory):
-    """The second quick run starts with the session, in a thread of its own, when a collected test needs it:
-    through SLURM it spends much of its time waiting on the cluster's job states, and the other tests run
-    meanwhile. The session ends after it (the cluster stopped)."""
-    if not any("quick_rerun" in item.fixturenames for item in request.session.items):
-        yield None
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        yield pool.submit(_second_quick_run, tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def quick_rerun(_second_quick_run_started) -> SimpleNamespace:
-    """The second quick run (:func:`_second_quick_run`), waited for."""
-    return _second_quick_run_started.result()
 
 
 @pytest.fixture(scope="session")

@@ -31,10 +31,10 @@ def test_quick_config_through_the_slurm_profile_equals_a_local_run(quick_rerun, 
     assert summary_numbers(quick_rerun.workdir) == summary_numbers(quick_run)
 
 
-def test_a_cpt_job_over_two_slurm_tasks_follows_the_local_curve(quick_run, quick_rerun, tmp_path):
+def test_a_cpt_job_over_two_slurm_tasks_follows_the_local_curve(quick_run, tmp_path):
     """cpt.nodes: 2 through the profile: the job gets two SLURM tasks, srun starts a torchrun in each, and they
     meet in a c10d rendezvous, as on two nodes. The one-node test cluster holds both tasks; the curve must be
-    the local one-process run's, at the same global batch. (It waits for quick_rerun: one test cluster at a time.)"""
+    the local one-process run's, at the same global batch."""
     reason = slurm_cluster.unavailable()
     if reason is not None:
         if os.environ.get("DEEPEN_REQUIRE_SLURM") == "1":

@@ -13,6 +13,11 @@ ARTIFACT_FILES = {SVD: "results/svd/{matrix}.safetensors", PREDICTOR: "results/p
 PREDICTOR_SPACES = {PREDICTOR: "svd", PREDICTOR_RAW: "nosvd"}
 
 
+def predictor_spaces(artifacts) -> list[str]:
+    """The spaces of the predictors among ``artifacts`` (names the methods read), svd first."""
+    return [space for artifact, space in PREDICTOR_SPACES.items() if artifact in artifacts]
+
+
 def lesa_artifacts(opts: dict) -> dict[str, str]:
     names = [SVD, PREDICTOR] if opts["svd"] else [PREDICTOR_RAW]
     return {name: ARTIFACT_FILES[name] for name in names}

@@ -109,9 +109,7 @@ def option_problems(opts: dict) -> list[str]:
             continue
         for err in Draft202012Validator(spec.options[key].schema).iter_errors(opts[key]):
             problems.append(f"{key}: {err.message}")
-    for key, option in spec.options.items():
-        if key not in opts and option.default is not None:
-            opts[key] = option.default
+    opts.update(with_defaults(opts))
     return problems
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..methods.lesa import PREDICTOR_SPACES, SVD
+from ..methods.lesa import SVD, predictor_spaces
 from .panels import panel
 
 
@@ -18,7 +18,7 @@ def continuity_files(facts):
 
 
 def heldout_files(facts):
-    spaces = [space for artifact, space in PREDICTOR_SPACES.items() if artifact in facts.method_artifacts]
+    spaces = predictor_spaces(facts.method_artifacts)
     if not spaces:
         return None
     return {space: [f"results/predictor_heldout/{space}/{m}.json" for m in facts.linear_matrices] for space in spaces}
