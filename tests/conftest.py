@@ -38,30 +38,74 @@ def snakemake(workdir: Path, *args, check=True, timeout=900) -> subprocess.Compl
     return proc
 
 
+# One model per kind of seed use: a copy (llama_pro, trained under both freezes), the learned predictor (lesa), a random
+# draw (random). The runs that repeat the quick one, with its seed or another, make these and no other method: each
+# further method costs minutes of the suite, and the others draw nothing from the seed that these do not.
+SEEDED_METHODS = ("llama_pro", "lesa", "random")
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """A copy of a finished run, results and Snakemake's records, to rerun parts of without touching it: tests on
+    other workers read the original meanwhile. A lock held there is left behind."""
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    return dest
+
+
+def seeded_subset(cfg: dict, **changes) -> dict:
+    """``cfg`` with only SEEDED_METHODS and without the growth and SFT branches."""
+    return {**cfg, "methods": {m: spec for m, spec in cfg["methods"].items() if m in SEEDED_METHODS},  # rows keep their order
+            "growth": {**cfg["growth"], "enabled": False}, "sft": {**cfg["sft"], "enabled": False}, **changes}
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that read the quick run first, so that under pytest-xdist one worker starts it at once while
+    another makes the second run (the ``slurm_cluster`` group) and the rest wait for neither."""
+    items.sort(key=lambda item: "quick_run" not in item.fixturenames)
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory) -> Path:
-    """One complete run of config/quick.yaml, shared by the end-to-end tests."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("quick"))
-    snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
+    """One complete run of config/quick.yaml, shared by the end-to-end tests, made once per session: under
+    pytest-xdist the first worker that needs it makes it and the others wait for it."""
+    def make(workdir: Path) -> Path:
+        copy_workflow(workdir)
+        snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml")
+        return workdir
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp("quick"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's
+    workdir, done, failed = shared / "quick", shared / "quick.done", shared / "quick.failed"
+    with FileLock(shared / "quick.lock"):
+        if failed.exists():  # one failure is enough: the other workers report it, not repeat it
+            pytest.fail(f"the quick run failed on another worker:\n{failed.read_text()}")
+        if not done.exists():
+            try:
+                make(workdir)
+            except BaseException as e:
+                failed.write_text(str(e))
+                raise
+            done.touch()
     return workdir
 
 
 @pytest.fixture(scope="session")
-def quick_rerun(tmp_path_factory, quick_run) -> SimpleNamespace:
-    """A second run of config/quick.yaml's expansion and CPT, with the same seed. Where a one-node SLURM cluster can be
-    started (root, Debian's packages: as in CI) it goes through profiles/slurm; elsewhere it runs
-    locally, unless DEEPEN_REQUIRE_SLURM=1. ``cluster`` is the cluster's directory (its jobcomp.log
-    lists the jobs it ran), or None."""
+def quick_rerun(tmp_path_factory) -> SimpleNamespace:
+    """A second run of config/quick.yaml with the same seed, from scratch, for SEEDED_METHODS and without the growth
+    and SFT branches (each a few minutes more through SLURM; they leave the compared artifacts unchanged). Where a
+    one-node SLURM cluster can be started (root, Debian's packages: as in CI) it goes through profiles/slurm; elsewhere
+    it runs locally, unless DEEPEN_REQUIRE_SLURM=1. ``cluster`` is the cluster's directory (its jobcomp.log lists the
+    jobs it ran), or None. It does not wait for the first run: a test that reads both asks for this one first, so a
+    worker of its own makes it meanwhile."""
     # The workflow in one folder, the run in another (`--snakefile … --directory …`, as clusters and snakedeploy
     # set it up): the results must equal those of the run inside the checkout.
     root = tmp_path_factory.mktemp("again")
     workflow_dir, workdir = copy_workflow(root / "workflow"), root / "run"
     workdir.mkdir()
-    # The expansion, CPT, evaluation and report: the growth and SFT branches (16 more jobs, each a few minutes
-    # of polling through SLURM) leave the compared artifacts unchanged and run in quick_run.
-    cfg = yaml.safe_load((workflow_dir / "config/quick.yaml").read_text())
-    cfg.update(growth={**cfg["growth"], "enabled": False}, sft={**cfg["sft"], "enabled": False})
-    (workdir / "quick_core.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))  # rows keep their order
+    cfg = seeded_subset(yaml.safe_load((workflow_dir / "config/quick.yaml").read_text()))
+    (workdir / "quick_core.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     where = ["--snakefile", str(workflow_dir / "Snakefile"), "--directory", str(workdir),
              "--configfile", str(workdir / "quick_core.yaml")]
     reason = slurm_cluster.unavailable()

@@ -1,25 +1,32 @@
-"""Two complete quick runs with the same seed give identical models and numbers; another seed does not.
+"""Two quick runs with the same seed give identical models and numbers; another seed does not.
 results/manifest.json records what made each artifact."""
 
 import csv
 import json
 import re
-import shutil
 
+import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import SEEDED_METHODS, copy_run, seeded_subset, snakemake
 from deepen.manifest import sha256_file
 
+EXPANDED_OR_TRAINED = ("results/models/", "results/cpt/")
 
-RESEEDED = ("llama_pro", "lesa", "random")
+
+def is_model(path: str) -> bool:
+    return path == "results/base" or path.startswith(EXPANDED_OR_TRAINED)
 
 
 def model_hashes(workdir) -> dict[str, str]:
+    """sha256 of every weights file of the base, the expanded models and the CPT runs the run's manifest lists."""
     manifest = json.loads((workdir / "results/manifest.json").read_text())
     return {f"{path}/{name}": f["sha256"] for path, artifact in manifest["artifacts"].items()
-            if path.startswith("results/models/") for name, f in artifact["files"].items()
-            if name.endswith(".safetensors")}
+            if is_model(path) for name, f in artifact["files"].items() if name.endswith(".safetensors")}
+
+
+def method_of(path: str) -> str:
+    return path.split("/")[2] if path.startswith(EXPANDED_OR_TRAINED) else "base"
 
 
 def summary_numbers(workdir) -> list[dict]:
@@ -27,30 +34,32 @@ def summary_numbers(workdir) -> list[dict]:
         return [{k: v for k, v in row.items() if "seconds" not in k} for row in csv.DictReader(f)]
 
 
-def test_same_seed_gives_identical_results_and_another_seed_does_not(quick_run, quick_rerun, tmp_path):
+@pytest.mark.xdist_group("slurm_cluster")
+def test_same_seed_gives_identical_results(quick_rerun, quick_run):
     # through SLURM where a cluster can be started here, and from a working directory outside the workflow
     # (conftest): neither may change a result
     again = quick_rerun.workdir
     assert not (again / "Snakefile").exists() and not (again / "config").exists()
+    first, second = model_hashes(quick_run), model_hashes(again)
+    assert {method_of(k) for k in second} == {"base", *SEEDED_METHODS}
+    assert len(second) >= 9 and second.items() <= first.items()  # the base, 3 expanded models, 5 CPT runs
+    ran = {"base", *SEEDED_METHODS}
+    assert summary_numbers(again) == [row for row in summary_numbers(quick_run) if row["method"] in ran]
+
+
+def test_another_seed_changes_every_seeded_result(quick_run, tmp_path):
     # The reseeded run starts from a copy of the first run, results and Snakemake's records: what does not depend
-    # on the seed (the corpus, tokenizer, token files, task data) stays, everything that does reruns. It makes one
-    # model per kind of seed use (a copy, the learned predictor, a random draw) and leaves out the growth and SFT
-    # branches: each further method or branch costs minutes.
-    other = tmp_path / "other"
-    shutil.copytree(quick_run, other, symlinks=True)
-    cfg = yaml.safe_load((other / "config/quick.yaml").read_text())
-    cfg.update(seed=1, methods={m: cfg["methods"][m] for m in RESEEDED},
-               growth={**cfg["growth"], "enabled": False}, sft={**cfg["sft"], "enabled": False})
+    # on the seed (the corpus, tokenizer, token files, task data) stays, everything that does reruns.
+    other = copy_run(quick_run, tmp_path / "other")
+    cfg = seeded_subset(yaml.safe_load((other / "config/quick.yaml").read_text()), seed=1)
     (other / "config/seed1.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(other, "--cores", "2", "--configfile", "config/seed1.yaml")
     ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M))
     assert ran.isdisjoint({"corpus", "tokenizer", "tokens", "task_data"}) and "pretrain_base" in ran, ran
 
-    first, second, reseeded = model_hashes(quick_run), model_hashes(again), model_hashes(other)
-    assert len(first) >= 7 and first == second
-    assert {k.split("/")[2] for k in reseeded} == set(RESEEDED)
+    first, reseeded = model_hashes(quick_run), model_hashes(other)
+    assert {method_of(k) for k in reseeded} == {"base", *SEEDED_METHODS}
     assert reseeded.keys() <= first.keys() and all(first[k] != reseeded[k] for k in reseeded)
-    assert summary_numbers(quick_run) == summary_numbers(again)
     finals = lambda workdir: {r["row"]: r["final_val_loss_mean"] for r in summary_numbers(workdir)}  # noqa: E731
     first_finals, reseeded_finals = finals(quick_run), finals(other)
     assert len(reseeded_finals) == 5  # base, llama_pro twice, lesa, random

@@ -8,13 +8,12 @@ import signal
 import subprocess
 import time
 
-from conftest import SNAKEMAKE, snakemake
+from conftest import SNAKEMAKE, copy_run, snakemake
 
 
 def test_killed_workflow_leaves_no_output_and_reruns_from_the_checkpoint(quick_run, tmp_path):
     # a complete run's copy (results and Snakemake's records) without its base: base pretraining alone runs
-    workdir = tmp_path / "run"
-    shutil.copytree(quick_run, workdir, symlinks=True)
+    workdir = copy_run(quick_run, tmp_path / "run")
     for output in ("results/base", "results/base_training"):
         shutil.rmtree(workdir / output)
     args = ["results/base", "--cores", "2", "--configfile", "config/quick.yaml"]  # target first: --configfile takes a list

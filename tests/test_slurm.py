@@ -1,21 +1,20 @@
-"""config/quick.yaml (without the growth and SFT branches) through profiles/slurm on a one-node SLURM cluster
-(tests/slurm_cluster.py): every job the workflow submits runs on the cluster, and the results equal a local
-run's."""
+"""The quick run's second, seeded part (tests/conftest.py: quick_rerun) through profiles/slurm on a one-node SLURM
+cluster (tests/slurm_cluster.py): every job the workflow submits runs on the cluster (its results equal the local
+run's: tests/test_determinism.py)."""
 
 import json
 import os
 import re
-import shutil
 
 import pytest
 import yaml
 
 import slurm_cluster
-from conftest import snakemake
-from test_determinism import model_hashes, summary_numbers
+from conftest import copy_run, snakemake
 
 
-def test_quick_config_through_the_slurm_profile_equals_a_local_run(quick_rerun, quick_run):
+@pytest.mark.xdist_group("slurm_cluster")  # one test cluster at a time
+def test_quick_config_runs_every_job_through_the_slurm_profile(quick_rerun):
     if quick_rerun.cluster is None:
         pytest.skip(quick_rerun.why_local)
     log = quick_rerun.proc.stdout + quick_rerun.proc.stderr
@@ -24,13 +23,12 @@ def test_quick_config_through_the_slurm_profile_equals_a_local_run(quick_rerun, 
     jobs = int(re.search(r"^total\s+(\d+)", log, re.M).group(1))
     local = re.findall(r"^localrule (\w+):", log, re.M)
     assert set(local) <= {"all", "report", "base_training_curve", "task_data"}, local
-    assert len(submitted) == jobs - len(local) >= 40, (len(submitted), jobs, local)
+    assert len(submitted) == jobs - len(local) >= 30, (len(submitted), jobs, local)
     assert submitted <= completed  # each ran on the cluster and finished there
-
-    assert model_hashes(quick_rerun.workdir) == model_hashes(quick_run)
-    assert summary_numbers(quick_rerun.workdir) == summary_numbers(quick_run)
+    # that its results equal the local run's: tests/test_determinism.py
 
 
+@pytest.mark.xdist_group("slurm_cluster")
 def test_a_cpt_job_over_two_slurm_tasks_follows_the_local_curve(quick_run, tmp_path):
     """cpt.nodes: 2 through the profile: the job gets two SLURM tasks, srun starts a torchrun in each, and they
     meet in a c10d rendezvous, as on two nodes. The one-node test cluster holds both tasks; the curve must be
@@ -41,7 +39,7 @@ def test_a_cpt_job_over_two_slurm_tasks_follows_the_local_curve(quick_run, tmp_p
             pytest.fail(f"DEEPEN_REQUIRE_SLURM=1 but {reason}")
         pytest.skip(reason)
     work = tmp_path / "run"
-    shutil.copytree(quick_run, work, symlinks=True)  # its results and .snakemake records: only the CPT job reruns
+    copy_run(quick_run, work)  # its results and .snakemake records: only the CPT job reruns
     cfg = yaml.safe_load((work / "config/quick.yaml").read_text())
     cfg["cpt"]["nodes"] = 2
     (work / "config/two_nodes.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
