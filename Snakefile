@@ -32,6 +32,7 @@ include: "rules/lesa.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
+include: "rules/align.smk"
 
 
 if GROWTH:
@@ -58,7 +59,6 @@ rule all:
         "results/report/loss_curves.png",
         "results/manifest.json",
         ["results/base_import/info.json"] if IMPORT_BASE else [],
-        ["results/report/svd_continuity.png"] if "svd" in lesa_spaces() else [],
         ["results/report/growth_curves.png"] if GROWTH else [],
         ["results/report/dlo_execution.png"] if SFT else [],
     default_target: True

@@ -216,6 +216,28 @@ def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads:
                 **result, "seconds": round(time.time() - t0, 3)}, out_path)
 
 
+def seams_stage(model_dir, plan_path, trained: dict, val_bin, cfg: dict, out_path, threads: int = 1) -> None:
+    """Seam diagnostics (deepen/seams.py) on the fixed val slice of an expanded model before CPT and, per freeze
+    policy in ``trained`` ({freeze: CPT final model}), after it."""
+    import torch
+
+    from .modeling import load_causal_lm
+    from .seams import seam_diagnostics
+
+    torch.set_num_threads(max(1, threads))
+    plan = plans.load(plan_path)["plan"]
+    tokens = open_tokens(val_bin, load_tokenizer(model_dir))
+
+    def measure(path):
+        model = load_causal_lm(path)
+        if len(plan) != model.config.num_hidden_layers:
+            raise ValueError(f"{path}: {model.config.num_hidden_layers} layers, but its plan {plan_path} has {len(plan)}")
+        return seam_diagnostics(model, plan, tokens, cfg["seq_len"], cfg["eval_tokens"], cfg["batch_size"])
+
+    write_json({"model": str(model_dir), "before": measure(model_dir),
+                "after": {freeze: measure(path) for freeze, path in trained.items()}}, out_path)
+
+
 def base_info_stage(base_dir, init_json, out_path) -> None:
     """info.json of an imported base: what was imported (deepen_import.json) and its perplexity on the val slice."""
     import math
@@ -233,6 +255,18 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
     extract_matrix(check_model_dir(base_dir, arch, config), arch, config["num_hidden_layers"], matrix, out_path)
+
+
+def align_stage(base_dir, out_dir) -> None:
+    """The aligned base (deepen/align.py); the log lists how far each layer's neurons lay from its lower
+    neighbour's before and after."""
+    from .align import align_base
+
+    record = align_base(base_dir, out_dir)
+    for layer in record["layers"]:
+        print(f"layer {layer['layer']}: {layer['neurons_moved']:.0%} of neurons and {layer['heads_moved']:.0%} of "
+              f"heads moved; mean neuron distance to layer {layer['layer'] - 1} "
+              f"{layer['neuron_distance_raw']:.4g} -> {layer['neuron_distance_aligned']:.4g}")
 
 
 def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, artifacts: dict | None = None) -> None:

@@ -64,6 +64,13 @@ class BlockSource:
     def get(self, layer: int) -> torch.Tensor:
         return self.reader.get_block(self.key, layer).to(torch.float32)
 
+    def row_scales(self) -> torch.Tensor:
+        """How much each row counts in the weight matrix it makes: S for rows of V (W = U diag(S) V, U orthonormal),
+        1 for raw weight rows."""
+        if self.key == "V" and "S" in self.reader:
+            return self.reader.get("S").to(torch.float32)
+        return torch.ones(self.rows)
+
     def gather(self, layers: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         """Row ``rows[i]`` of layer ``layers[i]`` for every i: [n, d_in] float32."""
         picked = self._map[layers, rows]
@@ -96,12 +103,24 @@ def trivial_predictions(lower: torch.Tensor, upper: torch.Tensor) -> dict[str, t
             "zero": torch.zeros_like(lower)}
 
 
-def _eval(model, source: BlockSource, layer: int) -> dict:
+def _eval(model, source: BlockSource, layer: int) -> tuple[dict, dict]:
+    """The held-out layer's MSE of the predictor and of the trivial predictors, and the two sums that give the
+    factor ``a`` minimising the weight-space error of ``a`` × the prediction (shrink_factor)."""
     lower, mid, upper = source.get(layer - 1), source.get(layer), source.get(layer + 1)
     with torch.no_grad():
         pred = model(lower, upper)
     mse = lambda a: torch.mean((a - mid) ** 2).item()  # noqa: E731
-    return {"predictor": mse(pred), **{k: mse(v) for k, v in trivial_predictions(lower, upper).items()}}
+    weights = source.row_scales()[:, None] ** 2
+    shrink = {"pred_dot_true": float((weights * pred * mid).sum()), "pred_sq": float((weights * pred * pred).sum())}
+    return {"predictor": mse(pred), **{k: mse(v) for k, v in trivial_predictions(lower, upper).items()}}, shrink
+
+
+def shrink_factor(fits: list[dict]) -> float:
+    """The factor in [0, 1] that minimises the held-out layers' squared error (in weight space) of the scaled
+    prediction, over all ``fits`` together: 0 is zero-init, 1 the prediction as it is (LESA as published)."""
+    dot = sum(f["shrink"]["pred_dot_true"] for f in fits)
+    sq = sum(f["shrink"]["pred_sq"] for f in fits)
+    return min(1.0, max(0.0, dot / sq)) if sq > 0 else 0.0
 
 
 def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] = print,
@@ -142,7 +161,8 @@ def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] =
     model.eval()
     report = {"train_layers": targets.tolist(), **history, "config": cfg}
     if withhold:
-        report.update(heldout_layer=withhold, heldout_against_baselines=_eval(model, source, withhold))
+        against, shrink = _eval(model, source, withhold)
+        report.update(heldout_layer=withhold, heldout_against_baselines=against, heldout_shrink=shrink)
     else:
         del report["heldout_mse"]
     return model, report
@@ -155,8 +175,8 @@ def heldout_fit(source: BlockSource, cfg: dict, layers: list[int] | None, log: C
     for layer in heldout_layers(source.num_layers, layers):
         _, report = train_predictor(source, cfg, log, withhold=layer)
         fits.append({"layer": layer, "heldout_mse": report["heldout_mse"], "train_loss": report["train_loss"],
-                     "against_baselines": report["heldout_against_baselines"]})
-    return {"fits": fits, "config": cfg}
+                     "against_baselines": report["heldout_against_baselines"], "shrink": report["heldout_shrink"]})
+    return {"fits": fits, "shrink_factor": shrink_factor(fits), "config": cfg}
 
 
 def save_predictor(model: LayerPredictor, report: dict, pt_path, json_path) -> None:

@@ -12,7 +12,7 @@ from deepen.config import (  # noqa: E402
     runs, trained_methods, validate_config)
 from deepen.arch import architecture_for  # noqa: E402
 from deepen.base_import import gguf_source  # noqa: E402
-from deepen.methods import build_plan, required_artifacts  # noqa: E402
+from deepen.methods import build_plan, required_artifacts, runs_aligned  # noqa: E402
 from deepen.methods.lesa import PREDICTOR_SPACES, predictor_spaces  # noqa: E402
 from deepen.report import RunFacts, panel_inputs, panel_params  # noqa: E402
 from deepen.resources import (  # noqa: E402
@@ -52,6 +52,27 @@ IMPORT_BASE = base_model_kind(config) == "gguf"
 BASE_DIR = config["base_model"] if base_model_kind(config) == "directory" else "results/base"
 TOKENIZER_DIR = "results/tokenizer" if PRETRAIN_BASE else BASE_DIR
 GGUF_FILE = str(gguf_source(config["base_model"])) if IMPORT_BASE else None
+# The aligned base (made by align_base) and its artifacts, which mirror the base's under results/aligned/. A method
+# with `align: true` reads its weights, its artifacts and the layers it carries over there.
+ALIGNED_BASE_DIR = "results/aligned/base"
+
+
+def aligned_path(path: str) -> str:
+    """``path`` (under results/) of the aligned base's counterpart of a base artifact."""
+    return f"results/aligned/{path.removeprefix('results/')}"
+
+
+def method_aligned(method: str) -> bool:
+    return runs_aligned(config["methods"][method])
+
+
+def on_method_base(method: str, path: str) -> str:
+    """``path`` (a base artifact under results/) as ``method`` reads it: the base's, or the aligned base's."""
+    return aligned_path(path) if method_aligned(method) else path
+
+
+def method_base_dir(method: str) -> str:
+    return ALIGNED_BASE_DIR if method_aligned(method) else BASE_DIR
 METHODS = list(config["methods"])
 # One CPT run per (method, freeze policy, seed); the base's own CPT is the row ("base", "all").
 RUNS = runs(config)
@@ -178,6 +199,16 @@ def training_runtime(train: dict, depth_factor: float = 1.0, processes: int = 1)
     return training_minutes(params, tokens, RES["train_flops_per_second"] * processes, RES["runtime_safety"])
 
 
+def seams_runtime() -> int:
+    """Minutes for seam diagnostics of the deepest model and its CPT rows: per model, a pass over the fixed slice
+    with every layer, one without each added layer."""
+    layers = BASE_MODEL_CONFIG["num_hidden_layers"]
+    passes = 2 + (deepest_expansion() - 1) * layers
+    tokens = (config["report"]["seam_tokens"] or config["cpt"]["eval_tokens"]) * passes * (1 + len({f for _, f, _ in RUNS}))
+    return evaluation_minutes(BASE_PARAMS * deepest_expansion(), tokens, RES["train_flops_per_second"],
+                              RES["runtime_safety"])
+
+
 def evaluation_runtime() -> int:
     """Minutes for lm-eval on the deepest model: each task scores at most ``max_docs`` documents of
     up to a chunk of text (taken as 2 characters per token, generously)."""
@@ -202,10 +233,11 @@ PREDICTOR_TRAIN = canonical({**{k: v for k, v in config["predictor"].items() if 
                              "seed": config["seed"]})
 
 
-def space_blocks(space: str) -> list[str]:
-    """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd')."""
+def space_blocks(space: str, aligned: bool = False) -> list[str]:
+    """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd'), of the base
+    or of the aligned base."""
     pattern = "results/svd/{matrix}.safetensors" if space == "svd" else "results/weights/{matrix}.safetensors"
-    return expand(pattern, matrix=LESA_MATRICES)
+    return expand(aligned_path(pattern) if aligned else pattern, matrix=LESA_MATRICES)
 
 
 def space_key(space: str) -> str:
@@ -254,6 +286,17 @@ def cpt_model(wildcards) -> str:
     return f"results/models/{model_of(wildcards.method, wildcards.seed)}"
 
 
+def seam_models() -> list[str]:
+    """The expanded model of each method that seam diagnostics look at: its first seed's."""
+    return list(dict.fromkeys(model_of(m, 0) for m in METHODS))
+
+
+def trained_rows(model: str) -> dict[str, str]:
+    """{freeze: CPT final model} of the first seed of every CPT row that starts from ``model``."""
+    return {f: f"results/cpt/{m}/{f}/seed{s}/final" for m, f, s in RUNS
+            if m != "base" and s == 0 and model_of(m, 0) == model}
+
+
 def init_model(wildcards) -> str:
     return BASE_DIR if wildcards.model == "base" else f"results/models/{wildcards.model}"
 
@@ -261,19 +304,27 @@ def init_model(wildcards) -> str:
 LESA_MATRICES = ARCH.linear
 
 
-# {artifact name: file pattern} of everything the configured methods read besides the weights (deepen/methods)
-METHOD_ARTIFACTS = {name: pattern for opts in config["methods"].values()
+# {artifact name: file pattern} of everything the configured methods read besides the weights (deepen/methods), on
+# the base and on the aligned base
+METHOD_ARTIFACTS = {name: pattern for opts in config["methods"].values() if not runs_aligned(opts)
                     for name, pattern in required_artifacts(opts).items()}
+ALIGNED_ARTIFACTS = {name: aligned_path(pattern) for opts in config["methods"].values() if runs_aligned(opts)
+                     for name, pattern in required_artifacts(opts).items()}
 
 
-def lesa_spaces() -> list[str]:
-    """Which spaces the layer predictors the methods read work in: 'svd' and/or 'nosvd' (raw weight rows)."""
-    return sorted(predictor_spaces(METHOD_ARTIFACTS))
+def artifact_bases() -> list[tuple[bool, str, list[str]]]:
+    """(aligned, base directory, predictor spaces) per base the methods' artifacts are made on: the base, for what
+    any method reads (the aligned methods' rows are shown beside the base's), and the aligned base, for what the
+    methods with `align: true` read, when there are any."""
+    bases = [(False, BASE_DIR, sorted(predictor_spaces({**METHOD_ARTIFACTS, **ALIGNED_ARTIFACTS})))]
+    if any(method_aligned(m) for m in METHODS):
+        bases.append((True, ALIGNED_BASE_DIR, sorted(predictor_spaces(ALIGNED_ARTIFACTS))))
+    return bases
 
 
 # What decides the report's panels and the files they read (deepen/report/panels.py).
 REPORT_FACTS = RunFacts(config, base_model_kind(config), ARCH.linear, METHOD_ARTIFACTS,
-                        embedded_task_names(TASK_TEMPLATES))
+                        embedded_task_names(TASK_TEMPLATES), ALIGNED_ARTIFACTS)
 
 
 def report_panel_files(wildcards) -> dict:
@@ -301,10 +352,13 @@ def base_description() -> str:
 
 
 def generation_inputs(wildcards) -> dict:
-    """The weights, plus the artifacts the method declares it reads: one file per linear matrix type each."""
-    needs = required_artifacts(config["methods"][wildcards.model.partition("/")[0]])
-    return {"weights": expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices),
-            **{name: expand(pattern, matrix=ARCH.linear) for name, pattern in needs.items()}}
+    """The base the method runs on and its weights, plus the artifacts the method declares it reads: one file per
+    linear matrix type each."""
+    method = wildcards.model.partition("/")[0]
+    needs = required_artifacts(config["methods"][method])
+    files = lambda pattern, matrices: expand(on_method_base(method, pattern), matrix=matrices)  # noqa: E731
+    return {"base": method_base_dir(method), "weights": files("results/weights/{matrix}.safetensors", ARCH.matrices),
+            **{name: files(pattern, ARCH.linear) for name, pattern in needs.items()}}
 
 
 def artifact_settings() -> dict:
@@ -318,19 +372,26 @@ def artifact_settings() -> dict:
         base = {**corpus, "tokenizer": config["tokenizer"], "base": canonical(config["base"]), "seed": config["seed"]}
         for path in ("results/base", "results/base_training/metrics.jsonl", "results/base_training/info.json"):
             out[path] = base
-    for matrix in ARCH.matrices:
-        out[f"results/weights/{matrix}.safetensors"] = {"base_model": BASE_DIR}
-    if "svd" in lesa_spaces():
-        for matrix in LESA_MATRICES:
-            for ext in ("safetensors", "json"):
-                out[f"results/svd/{matrix}.{ext}"] = {"weights": f"results/weights/{matrix}.safetensors"}
-    for space in lesa_spaces():
-        folder = next(f for f, sp in PREDICTOR_SPACES.items() if sp == space)
-        for matrix in LESA_MATRICES:
-            for ext in ("pt", "json"):
-                out[f"results/{folder}/{matrix}.{ext}"] = {"predictor": PREDICTOR_TRAIN, "space": space}
-            out[f"results/predictor_heldout/{space}/{matrix}.json"] = {
-                "predictor": PREDICTOR_TRAIN, "space": space, "heldout_layers": config["predictor"]["heldout_layers"]}
+    for aligned, base_dir, spaces in artifact_bases():
+        where = aligned_path if aligned else (lambda path: path)
+        if aligned:
+            out[ALIGNED_BASE_DIR] = {"base_model": BASE_DIR}
+        for matrix in ARCH.matrices:
+            out[where(f"results/weights/{matrix}.safetensors")] = {"base_model": base_dir}
+        if "svd" in spaces:
+            for matrix in LESA_MATRICES:
+                for ext in ("safetensors", "json"):
+                    out[where(f"results/svd/{matrix}.{ext}")] = {"weights": where(f"results/weights/{matrix}.safetensors")}
+            for ext in ("png", "json"):
+                out[f"results/report/svd_continuity{'_aligned' if aligned else ''}.{ext}"] = {
+                    "matrices": config["report"]["continuity_matrices"]}
+        for space in spaces:
+            folder = next(f for f, sp in PREDICTOR_SPACES.items() if sp == space)
+            for matrix in LESA_MATRICES:
+                for ext in ("pt", "json"):
+                    out[where(f"results/{folder}/{matrix}.{ext}")] = {"predictor": PREDICTOR_TRAIN, "space": space}
+                out[where(f"results/predictor_heldout/{space}/{matrix}.json")] = {
+                    "predictor": PREDICTOR_TRAIN, "space": space, "heldout_layers": config["predictor"]["heldout_layers"]}
     for model in sorted({model_of(m, s) for m, _, s in RUNS if m != "base"}):
         generation = {"method": generation_params(SimpleNamespace(model=model))}
         for path in (f"results/layers/{model}/new_layers.safetensors", f"results/layers/{model}/plan.json",
@@ -353,7 +414,4 @@ def artifact_settings() -> dict:
         out["results/base_import/info.json"] = {"base_model": canonical(config["base_model"]), "eval": init_settings}
     if PRETRAIN_BASE:
         out["results/report/base_training.png"] = {"plateau": canonical(config["base"]["train"]["plateau"])}
-    if "svd" in lesa_spaces():
-        for name in ("svd_continuity.png", "svd_continuity.json"):
-            out[f"results/report/{name}"] = {"matrices": config["report"]["continuity_matrices"]}
     return out

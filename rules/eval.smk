@@ -25,16 +25,39 @@ rule evaluate:
     script: "../scripts/evaluate.py"
 
 
+# The fixed val slice every step-0 and CPT evaluation reads.
+FIXED_SLICE = canonical({k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")})
+
+
 rule init_loss:
     input:
         model=init_model,
         val="results/tokens/val.bin",
     output: "results/init/{model}.json"
     log: "logs/init_loss/{model}.log"
-    params: eval=canonical({k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")})
+    params: eval=FIXED_SLICE
     wildcard_constraints:
         model=f"base|{MODEL_PATTERN}",
     threads: config["resources"]["train_threads"]
     resources: **job(mem_mb(4 * deepest_expansion(), 2048), evaluation_runtime(), gpu=True)
     conda: CONDA_ENV
     script: "../scripts/init_loss.py"
+
+
+# Seam diagnostics (deepen/seams.py) of each method's expanded model (its first seed's), before CPT and after each
+# of its CPT rows' first seed.
+rule seams:
+    input:
+        model="results/models/{model}",
+        plan="results/layers/{model}/plan.json",
+        trained=lambda wildcards: list(trained_rows(wildcards.model).values()),
+        val="results/tokens/val.bin",
+    output: "results/seams/{model}.json"
+    log: "logs/seams/{model}.log"
+    params:
+        eval={**FIXED_SLICE, "eval_tokens": config["report"]["seam_tokens"] or config["cpt"]["eval_tokens"]},
+        freezes=lambda wildcards: list(trained_rows(wildcards.model)),
+    threads: config["resources"]["train_threads"]
+    resources: **job(mem_mb(4 * deepest_expansion(), 2048), seams_runtime(), gpu=True)
+    conda: CONDA_ENV
+    script: "../scripts/seams.py"

@@ -9,9 +9,7 @@ rule extract_weights:
 
 
 rule generate_layers:
-    input:
-        unpack(generation_inputs),
-        base=BASE_DIR,
+    input: unpack(generation_inputs)
     output:
         new_layers="results/layers/{model}/new_layers.safetensors",
         plan="results/layers/{model}/plan.json",
@@ -24,7 +22,7 @@ rule generate_layers:
 
 rule reconstruct:
     input:
-        base=BASE_DIR,
+        base=lambda wildcards: method_base_dir(wildcards.model.partition("/")[0]),
         tokenizer=TOKENIZER_DIR,
         plan="results/layers/{model}/plan.json",
         new_layers="results/layers/{model}/new_layers.safetensors",

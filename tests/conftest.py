@@ -58,9 +58,12 @@ def seeded_subset(cfg: dict, **changes) -> dict:
 
 
 def pytest_collection_modifyitems(items):
-    """The tests that read the quick run first, so that under pytest-xdist one worker starts it at once while
-    another makes the second run (the ``slurm_cluster`` group) and the rest wait for neither."""
-    items.sort(key=lambda item: "quick_run" not in item.fixturenames)
+    """First the file of the tests that read the second quick run, then the files of those that read the first, then
+    the rest: pytest-xdist (--dist loadfile, in this order) hands the first file to one worker, which starts the
+    second run at once, and the next to another, which starts the first meanwhile."""
+    second = {item.path for item in items if "quick_rerun" in item.fixturenames}
+    first = {item.path for item in items if "quick_run" in item.fixturenames}
+    items.sort(key=lambda item: (item.path not in second, item.path not in first))
 
 
 @pytest.fixture(scope="session")

@@ -42,16 +42,22 @@ def family_config(family: str):
 FAMILIES = ["llama", "smollm2_shape", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"]
 
 
+def random_model(family: str):
+    """A tiny model of ``family`` drawn with seed 0, its norms and biases random too (so that a wrong copy shows)."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(family_config(family))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.uniform_(-0.5, 0.5) if family.startswith("gemma") or name.endswith("bias") else p.uniform_(0.5, 1.5)
+    return model
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_model(request, tmp_path_factory):
     """A random tiny model of the family with random norms and biases, its stacks, SVDs and predictors."""
     root = tmp_path_factory.mktemp(request.param)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(family_config(request.param))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.uniform_(-0.5, 0.5) if request.param.startswith("gemma") or name.endswith("bias") else p.uniform_(0.5, 1.5)
+    model = random_model(request.param)
     model.save_pretrained(root / "base")
     arch = architecture_for(model.config.model_type)
     for m in arch.matrices:

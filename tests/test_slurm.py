@@ -1,6 +1,7 @@
-"""The quick run's second, seeded part (tests/conftest.py: quick_rerun) through profiles/slurm on a one-node SLURM
-cluster (tests/slurm_cluster.py): every job the workflow submits runs on the cluster (its results equal the local
-run's: tests/test_determinism.py)."""
+"""The quick run's seeded part again (tests/conftest.py: quick_rerun), with the same seed, through profiles/slurm on a
+one-node SLURM cluster (tests/slurm_cluster.py) where one can be started: every job the workflow submits runs on
+the cluster, and the results equal the first, local run's. The tests that start a cluster live in this file:
+pytest-xdist hands a file to one worker (--dist loadfile), and one cluster runs at a time."""
 
 import json
 import os
@@ -10,10 +11,22 @@ import pytest
 import yaml
 
 import slurm_cluster
-from conftest import copy_run, snakemake
+from conftest import SEEDED_METHODS, copy_run, snakemake
+from test_determinism import method_of, model_hashes, summary_numbers
 
 
-@pytest.mark.xdist_group("slurm_cluster")  # one test cluster at a time
+def test_same_seed_gives_identical_results(quick_rerun, quick_run):
+    # through SLURM where a cluster can be started here, and from a working directory outside the workflow
+    # (conftest): neither may change a result
+    again = quick_rerun.workdir
+    assert not (again / "Snakefile").exists() and not (again / "config").exists()
+    first, second = model_hashes(quick_run), model_hashes(again)
+    assert {method_of(k) for k in second} == {"base", *SEEDED_METHODS}
+    assert len(second) >= 9 and second.items() <= first.items()  # the base, 3 expanded models, 5 CPT runs
+    ran = {"base", *SEEDED_METHODS}
+    assert summary_numbers(again) == [row for row in summary_numbers(quick_run) if row["method"] in ran]
+
+
 def test_quick_config_runs_every_job_through_the_slurm_profile(quick_rerun):
     if quick_rerun.cluster is None:
         pytest.skip(quick_rerun.why_local)
@@ -25,10 +38,8 @@ def test_quick_config_runs_every_job_through_the_slurm_profile(quick_rerun):
     assert set(local) <= {"all", "report", "base_training_curve", "task_data"}, local
     assert len(submitted) == jobs - len(local) >= 30, (len(submitted), jobs, local)
     assert submitted <= completed  # each ran on the cluster and finished there
-    # that its results equal the local run's: tests/test_determinism.py
 
 
-@pytest.mark.xdist_group("slurm_cluster")
 def test_a_cpt_job_over_two_slurm_tasks_follows_the_local_curve(quick_run, tmp_path):
     """cpt.nodes: 2 through the profile: the job gets two SLURM tasks, srun starts a torchrun in each, and they
     meet in a c10d rendezvous, as on two nodes. The one-node test cluster holds both tasks; the curve must be

@@ -4,18 +4,22 @@ the model's own initialisation would)."""
 
 from __future__ import annotations
 
-from .registry import Option, method
+from .registry import ALIGN, Option, method
 
 
-@method("copy")
+@method("copy", options={"align": ALIGN})
 def copy_lower(opts, source, entry):
     """Each new layer is a copy of its lower neighbour."""
     return source.layer(entry["between"][0])
 
 
-@method("average", needs_upper=True)
+@method("average", needs_upper=True, options={"align": ALIGN})
 def average_neighbours(opts, source, entry):
-    """Avg-DeUS: the element-wise mean of the two neighbours' tensors."""
+    """Avg-DeUS: the element-wise mean of the two neighbours' tensors. With ``align: true`` the neighbours' heads
+    and neurons are matched first, by the exact assignment OpT-DeUS uses: close to OpT-DeUS with exact plans, but
+    the matching is chained from layer 0 up rather than solved per pair, it re-orders the upper neighbour to the
+    lower (OpT-DeUS moves the lower), and it leaves the residual stream alone where OpT-DeUS also maps its
+    channels (the o_proj rows' plan), which changes the function."""
     lower, upper = entry["between"]
     a, b = source.layer(lower), source.layer(upper)
     return {m: 0.5 * (a[m] + b[m]) for m in a}

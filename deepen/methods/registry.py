@@ -54,6 +54,13 @@ METHODS: dict[str, Method] = {}
 # Options every method takes, defined in config/schema.yaml; a method declares the rest.
 COMMON_OPTIONS = ("generator", "placement", "zero_init", "freeze", "seeds", "cpt")
 
+# Declared by the methods that offer it: the method runs on the aligned base (deepen/align.py), which computes the
+# base's function. Its weights, its artifacts and the layers reconstruction carries over all come from there.
+# No default filled in (None): results made before the option existed keep their generation settings.
+ALIGN = Option({"type": "boolean"}, None,
+               "run on the aligned base (default: false): every layer's MLP neurons and attention heads re-ordered to "
+               "match its lower neighbour's, the same function (deepen/align.py)")
+
 
 def register(method: Method) -> Method:
     clash = [k for k in method.options if k in COMMON_OPTIONS]
@@ -143,3 +150,8 @@ def required_artifacts(opts: dict) -> dict[str, str]:
 
 def is_stochastic(opts: dict) -> bool:
     return method_of(opts).stochastic
+
+
+def runs_aligned(opts: dict) -> bool:
+    """Whether the method of ``opts`` runs on the aligned base (its ``align`` option)."""
+    return bool(with_defaults(opts).get("align"))

@@ -16,13 +16,15 @@ if TYPE_CHECKING:
 class RunFacts:
     """What decides a run's panels and the files they read: the config (defaults filled in), how the base model
     comes (pretrain, directory or gguf), the base's linear matrix types, the artifacts the methods read
-    ({name: file pattern}, deepen/methods), and the names of the embedded evaluation tasks."""
+    ({name: file pattern}, deepen/methods), the names of the embedded evaluation tasks, and the artifacts the methods
+    with ``align: true`` read on the aligned base."""
 
     config: dict
     base_kind: str
     linear_matrices: list[str]
     method_artifacts: dict[str, str] = field(default_factory=dict)
     embedded_tasks: list[str] = field(default_factory=list)
+    aligned_artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

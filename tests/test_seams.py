@@ -1,0 +1,61 @@
+"""Seam diagnostics (deepen/seams.py) and LESA's shrink factor (deepen/predictor.py: shrink_factor)."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from deepen import plan as plans
+from deepen.pipeline import generate_stage, reconstruct_stage
+from deepen.predictor import shrink_factor
+from deepen.seams import seam_diagnostics, skipped
+
+VAL = np.random.default_rng(0).integers(0, 128, 512).astype(np.uint16)
+
+
+def expanded(tiny_llama_dir, weights_dir, tmp_path, method, opts):
+    out = tmp_path / method
+    generate_stage(method, {"placement": "top_half", **opts}, tiny_llama_dir, weights_dir, out / "layers")
+    reconstruct_stage(method, tiny_llama_dir, tiny_llama_dir, out / "layers/plan.json",
+                      out / "layers/new_layers.safetensors", out / "model", max_shard_mb=1)
+    model = AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32).eval()
+    return model, plans.load(out / "layers/plan.json")["plan"]
+
+
+def test_a_zero_initialised_layer_passes_the_stream_on_and_costs_nothing_to_skip(tiny_llama_dir, weights_dir,
+                                                                                 tmp_path):
+    model, plan = expanded(tiny_llama_dir, weights_dir, tmp_path, "llama_pro", {"generator": "copy", "zero_init": True})
+    seams = seam_diagnostics(model, plan, VAL, 16, 256, 4)
+    added = [layer for layer in seams["layers"] if layer["added"]]
+    assert [layer["position"] for layer in added] == [i for i, e in enumerate(plan) if e["from"] == "new"] != []
+    assert all(layer["cosine"] == pytest.approx(1.0, abs=1e-6) and layer["skip_loss_delta"] == 0.0 for layer in added)
+    carried = [layer for layer in seams["layers"] if not layer["added"]]
+    assert [layer["base_layer"] for layer in carried] == list(range(6)) and all(l["cosine"] < 0.999 for l in carried)
+
+
+def test_a_random_layer_changes_the_stream_and_skipping_it_changes_the_loss(tiny_llama_dir, weights_dir, tmp_path):
+    model, plan = expanded(tiny_llama_dir, weights_dir, tmp_path, "random", {"generator": "random", "init_std": 0.5})
+    seams = seam_diagnostics(model, plan, VAL, 16, 256, 4)
+    added = [layer for layer in seams["layers"] if layer["added"]]
+    assert added and all(layer["cosine"] < 0.99 and abs(layer["skip_loss_delta"]) > 1e-4 for layer in added)
+    # skipping is undone when the context closes
+    ids = torch.from_numpy(VAL[:32].astype(np.int64)).view(2, 16)
+    with torch.no_grad():
+        before = model(ids).logits
+        with skipped(model.model.layers[added[0]["position"]]):
+            without = model(ids).logits
+        after = model(ids).logits
+    assert torch.equal(before, after) and not torch.allclose(before, without)
+
+
+def test_the_shrink_factor_minimises_the_held_out_error():
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(8, 5, generator=g)
+    pred = 2.5 * true + 0.1 * torch.randn(8, 5, generator=g)  # twice too large: the best factor is about 0.4
+    fit = {"shrink": {"pred_dot_true": float((pred * true).sum()), "pred_sq": float((pred * pred).sum())}}
+    factor = shrink_factor([fit])
+    errors = {a: float(((a * pred - true) ** 2).sum()) for a in (factor - 0.01, factor, factor + 0.01)}
+    assert 0.35 < factor < 0.45 and errors[factor] == min(errors.values())
+    # a prediction pointing away from the truth is best not made at all: 0 (zero-init), never below
+    assert shrink_factor([{"shrink": {"pred_dot_true": -3.0, "pred_sq": 2.0}}]) == 0.0
+    assert shrink_factor([{"shrink": {"pred_dot_true": 5.0, "pred_sq": 2.0}}]) == 1.0
