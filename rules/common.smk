@@ -24,8 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Found beside the workflow, not in the run's working directory (snakemake --directory RUN).
-TASK_TEMPLATES = os.path.join(workflow.basedir, "config", "tasks")
+# Found beside the workflow, not in the run's working directory (snakemake --directory RUN); relative to that
+# directory, so that a run moved or copied with its workflow keeps its evaluations (Snakemake compares input paths).
+TASK_TEMPLATES = os.path.relpath(os.path.join(workflow.basedir, "config", "tasks"))
 
 
 def task_templates() -> list[str]:

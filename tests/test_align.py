@@ -85,24 +85,21 @@ def test_a_family_with_a_tensor_the_permutation_would_have_to_move_is_refused(tm
 
 
 def test_aligned_methods_and_calibrated_lesa_run_in_the_workflow_beside_the_others(quick_run, tmp_path):
-    """LESA (with `shrink: auto`) and Avg-DeUS on the aligned base, added to a finished quick run: the aligned base and
+    """LESA with `shrink: auto` on the aligned base, added to a finished quick run (step 0 only): the aligned base and
     its own SVD, predictor and leave-one-out fits are made, nothing of the first run reruns but the report, and the
     report sets the aligned continuity and predictor rows beside the base's."""
     work = copy_run(quick_run, tmp_path / "run")
     cfg = yaml.safe_load((work / "config/quick.yaml").read_text())
-    cfg["methods"].update(
-        lesa_aligned={"generator": "lesa", "align": True, "shrink": "auto", "placement": "top_half", "cpt": False},
-        avg_deus_aligned={"generator": "average", "align": True, "placement": "top_half", "cpt": False})
+    cfg["methods"]["lesa_aligned"] = {"generator": "lesa", "align": True, "shrink": "auto", "placement": "top_half",
+                                      "cpt": False}
     (work / "config/aligned.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = snakemake(work, "--cores", "2", "--configfile", "config/aligned.yaml")
     ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M))
     assert {"align_base", "extract_weights_aligned", "svd_aligned", "predictor_aligned", "predictor_heldout_aligned",
             "svd_continuity_aligned", "generate_layers", "reconstruct", "init_loss", "seams"} <= ran, ran
     assert ran.isdisjoint({"pretrain_base", "extract_weights", "svd", "predictor", "continual_pretrain", "evaluate"})
-    # the aligned methods' models carry the aligned base's layers and compute its function where the layers came
-    # from the base: both start from the same base function
-    for model in ("lesa_aligned", "avg_deus_aligned"):
-        assert "results/aligned/base" in (work / f"results/models/{model}/README.md").read_text()
+    # its model carries the aligned base's layers (reconstruction checked them against it)
+    assert "results/aligned/base" in (work / "results/models/lesa_aligned/README.md").read_text()
     fits = json.loads((work / "results/aligned/predictor_heldout/svd/q_proj.json").read_text())
     assert 0.0 <= fits["shrink_factor"] <= 1.0
     md = (work / "results/report/summary.md").read_text()
@@ -110,4 +107,4 @@ def test_aligned_methods_and_calibrated_lesa_run_in_the_workflow_beside_the_othe
     assert "`shrink: auto` scales each new matrix by" in md
     assert "| lesa_aligned | before CPT |" in md and (work / "results/report/seams.png").exists()
     steps0 = {row["method"] for row in csv.DictReader(open(work / "results/report/init.csv"))}
-    assert {"lesa_aligned", "avg_deus_aligned"} <= steps0
+    assert "lesa_aligned" in steps0

@@ -124,7 +124,8 @@ def test_nothing_reruns_after_a_complete_run(quick_run):
 def test_changing_the_cpt_lr_reruns_only_training_evaluation_and_report(quick_run):
     cfg = variant(quick_run, "lr.yaml", lambda c: c["cpt"].update(lr=5e-4))
     rules = {rule for rule, _ in planned_jobs(quick_run, cfg)}
-    assert rules == {"continual_pretrain", "evaluate", "report", "manifest", "all"}
+    # the seams after CPT are measured on the trained models
+    assert rules == {"continual_pretrain", "evaluate", "seams", "report", "manifest", "all"}
 
 
 def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
@@ -135,6 +136,7 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
         ("generate_layers", "model=llama_pro"),
         ("reconstruct", "model=llama_pro"),
         ("init_loss", "model=llama_pro"),
+        ("seams", "model=llama_pro"),
         *((rule, f"method=llama_pro, freeze={f}, seed=0") for rule in ("continual_pretrain", "evaluate")
           for f in ("new_only", "all")),
         # quick.yaml's SFT branch expands with llama_pro: its dense and DLO variants start from that model,
