@@ -74,6 +74,8 @@ def on_method_base(method: str, path: str) -> str:
 
 def method_base_dir(method: str) -> str:
     return ALIGNED_BASE_DIR if method_aligned(method) else BASE_DIR
+
+
 METHODS = list(config["methods"])
 # One CPT run per (method, freeze policy, seed); the base's own CPT is the row ("base", "all").
 RUNS = runs(config)
@@ -285,11 +287,6 @@ def cpt_model(wildcards) -> str:
     if wildcards.method == "base":
         return BASE_DIR
     return f"results/models/{model_of(wildcards.method, wildcards.seed)}"
-
-
-def seam_models() -> list[str]:
-    """The expanded model of each method that seam diagnostics look at: its first seed's."""
-    return list(dict.fromkeys(model_of(m, 0) for m in METHODS))
 
 
 def trained_rows(model: str) -> dict[str, str]:
