@@ -24,8 +24,8 @@ from .arch import Architecture, architecture_for, split_layer_key
 from .atomic import atomic_dir
 from .extract import read_model_config
 from .ot_align import OTSettings, as_permutation, neuron_features, transport_plan
-from .reconstruct import TOKENIZER_FILES, shard
-from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, tensor_nbytes
+from .reconstruct import TOKENIZER_FILES
+from .tensorio import CheckpointReader, write_sharded
 
 EXACT = OTSettings(solver="emd")
 # How each matrix type moves: by query head (rows or, for o_proj, columns), by KV group, or by MLP neuron.
@@ -162,27 +162,20 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3) -> dict:
     reader = CheckpointReader(base_dir)
     perms, stats = alignment_plan(reader, arch, config)
     shape = Shape.of(config)
-    names = reader.keys()
-    specs = [(n, reader.shape(n), reader.dtype(n)) for n in names]
-    groups = shard([tensor_nbytes(s, d) for _, s, d in specs], max_shard_bytes)
+    specs = [(n, reader.shape(n), reader.dtype(n)) for n in reader.keys()]
     record = {"base": str(base_dir), "method": "exact assignment to the aligned lower neighbour, bottom to top",
               "layers": stats, "permutations": [asdict(p) for p in perms]}
+
+    def put(writer, name):
+        parts = split_layer_key(name)
+        matrix = arch.matrix_of(parts[2]) if parts and parts[0] == arch.layer_prefix else None
+        if matrix in MOVES:
+            writer.write(name, permute_tensor(matrix, reader.get(name), perms[parts[1]], shape).contiguous())
+        else:
+            writer.copy_bytes(name, *reader.byte_range(name))
+
     with atomic_dir(out_dir) as tmp:
-        weight_map = {}
-        for k, group in enumerate(tqdm(groups, desc="write aligned base", leave=False)):
-            fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
-            with StreamingWriter(tmp / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
-                for i in group:
-                    name = names[i]
-                    parts = split_layer_key(name)
-                    matrix = arch.matrix_of(parts[2]) if parts and parts[0] == arch.layer_prefix else None
-                    if matrix in MOVES:
-                        writer.write(name, permute_tensor(matrix, reader.get(name), perms[parts[1]], shape).contiguous())
-                    else:
-                        writer.copy_bytes(name, *reader.byte_range(name))
-                    weight_map[name] = fname
-        total = sum(tensor_nbytes(s, d) for _, s, d in specs)
-        (tmp / INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+        write_sharded(tmp, specs, put, max_shard_bytes, desc="write aligned base")
         for name in ("config.json", "generation_config.json", *TOKENIZER_FILES):
             if (base_dir / name).exists():
                 shutil.copy2(base_dir / name, tmp / name)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .arch import architecture_for
 from .gguf_file import GGUFError, GGUFHeader, read_header, read_tensor
@@ -247,8 +246,7 @@ def import_gguf(gguf_path, out_dir, dtype: str = "float32", max_shard_bytes: int
     """Write ``out_dir`` as an HF model directory; return what deepen_import.json records."""
     import torch
 
-    from .reconstruct import shard
-    from .tensorio import INDEX_NAME, SINGLE_NAME, StreamingWriter, tensor_nbytes
+    from .tensorio import write_sharded
     from .atomic import atomic_dir
 
     gguf_path = Path(gguf_path)
@@ -259,28 +257,19 @@ def import_gguf(gguf_path, out_dir, dtype: str = "float32", max_shard_bytes: int
     out_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     plan = tensor_plan(header, config)
     specs = [(hf, list(header.tensors[g].shape), out_dtype) for g, hf in plan]
-    sizes = [tensor_nbytes(s, d) for _, s, d in specs]
-    groups = shard(sizes, max_shard_bytes)
+    gguf_name = {hf: g for g, hf in plan}
     types: dict[str, int] = {}
+
+    def put(writer, hf):
+        g = gguf_name[hf]
+        types[header.tensors[g].type_name] = types.get(header.tensors[g].type_name, 0) + 1
+        t = torch.from_numpy(np.ascontiguousarray(convert_tensor(header, family, config, g)))
+        if not torch.isfinite(t).all():
+            raise GGUFError(f"{gguf_path}: tensor {g!r} has NaN or Inf values: corrupt file")
+        writer.write(hf, t.to(out_dtype))
+
     with atomic_dir(out_dir) as tmp:
-        weight_map = {}
-        progress = tqdm(total=len(plan), desc=f"import {gguf_path.name}", leave=False)
-        for k, group in enumerate(groups):
-            fname = SINGLE_NAME if len(groups) == 1 else f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
-            with StreamingWriter(tmp / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
-                for i in group:
-                    g, hf = plan[i]
-                    types[header.tensors[g].type_name] = types.get(header.tensors[g].type_name, 0) + 1
-                    t = torch.from_numpy(np.ascontiguousarray(convert_tensor(header, family, config, g)))
-                    if not torch.isfinite(t).all():
-                        raise GGUFError(f"{gguf_path}: tensor {g!r} has NaN or Inf values: corrupt file")
-                    writer.write(hf, t.to(out_dtype))
-                    weight_map[hf] = fname
-                    progress.update()
-        progress.close()
-        if len(groups) > 1:
-            (tmp / INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": sum(sizes)},
-                                                      "weight_map": weight_map}, indent=1))
+        write_sharded(tmp, specs, put, max_shard_bytes, desc=f"import {gguf_path.name}", single_file=True)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if tokenizer:
             save_tokenizer(gguf_path, tmp)

@@ -7,14 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
-from tqdm import tqdm
 
 from . import plan as plans
 from .arch import architecture_for, split_layer_key
 from .atomic import atomic_dir
 from .disk import ensure_free
 from .extract import read_model_config
-from .tensorio import INDEX_NAME, CheckpointReader, StreamingWriter, same_bytes, tensor_nbytes
+from .tensorio import CheckpointReader, same_bytes, tensor_nbytes, write_sharded
 
 
 class ReconstructionError(RuntimeError):
@@ -72,20 +71,6 @@ def check_untouched_layers(written: CheckpointReader, base: CheckpointReader, pl
                         f"{arch.matrix_of(name[len(prefix):]) or name[len(prefix):]}, as the plan says")
 
 
-def shard(sizes: list[int], max_bytes: int) -> list[list[int]]:
-    """Consecutive groups of tensor indices, each at most ``max_bytes`` (a larger tensor stands alone)."""
-    groups, current, total = [], [], 0
-    for i, size in enumerate(sizes):
-        if current and total + size > max_bytes:
-            groups.append(current)
-            current, total = [], 0
-        current.append(i)
-        total += size
-    if current:
-        groups.append(current)
-    return groups
-
-
 def expanded_config(config: dict, plan: list[dict]) -> dict:
     config = dict(config)
     config["num_hidden_layers"] = len(plan)
@@ -127,25 +112,15 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
     sources = {"base": CheckpointReader(base_dir), "new": CheckpointReader(new_layers_path)}
     tensors = output_tensors(sources["base"], plan, arch)
     specs = [(name, sources[kind].shape(src), sources[kind].dtype(src)) for name, (kind, src) in tensors]
-    sizes = [tensor_nbytes(s, d) for _, s, d in specs]
-    groups = shard(sizes, max_shard_bytes)
-    ensure_free(out_dir.parent, sum(sizes), f"reconstruct {method}")
+    ensure_free(out_dir.parent, sum(tensor_nbytes(s, d) for _, s, d in specs), f"reconstruct {method}")
+    source_of = dict(tensors)
+
+    def put(writer, name):
+        kind, src = source_of[name]
+        writer.copy_bytes(name, *sources[kind].byte_range(src))
 
     with atomic_dir(out_dir) as tmp:
-        weight_map, total = {}, 0
-        progress = tqdm(total=len(specs), desc=f"reconstruct {method}", leave=False)
-        for k, group in enumerate(groups):
-            fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
-            with StreamingWriter(tmp / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
-                for i in group:
-                    name, (kind, src) = tensors[i]
-                    writer.copy_bytes(name, *sources[kind].byte_range(src))
-                    weight_map[name] = fname
-                    progress.update()
-                total += writer.nbytes
-        progress.close()
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (tmp / INDEX_NAME).write_text(json.dumps(index, indent=1))
+        write_sharded(tmp, specs, put, max_shard_bytes, desc=f"reconstruct {method}")
         check_untouched_layers(CheckpointReader(tmp), sources["base"], plan, arch)
         (tmp / "config.json").write_text(json.dumps(expanded_config(config, plan), indent=2))
         if (base_dir / "generation_config.json").exists():

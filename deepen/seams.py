@@ -10,7 +10,7 @@ import contextlib
 import numpy as np
 import torch
 
-from .train import FixedWindows, fixed_slice_loss
+from .train import fixed_slice_loss
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -32,30 +32,31 @@ def skipped(layer: torch.nn.Module):
         handle.remove()
 
 
-def layer_cosines(model, windows: torch.Tensor, batch_size: int) -> list[float]:
-    """Per decoder layer, the mean over tokens of cos(hidden state entering, hidden state leaving)."""
+@contextlib.contextmanager
+def recorded_cosines(model):
+    """While open, every forward pass adds to the list it yields, per decoder layer, the mean over tokens so far
+    of cos(hidden state entering, hidden state leaving)."""
     layers = decoder_layers(model)
     sums = torch.zeros(len(layers), dtype=torch.float64)
-    count = 0
+    tokens = torch.zeros(len(layers), dtype=torch.float64)
+    means: list[float] = []
 
     def recorder(index):
         def record(module, args, kwargs, output):
             entering = args[0] if args else kwargs["hidden_states"]
             leaving = output[0] if isinstance(output, tuple) else output
-            sums[index] += torch.nn.functional.cosine_similarity(entering.double(), leaving.double(), dim=-1).sum()
+            cos = torch.nn.functional.cosine_similarity(entering.double(), leaving.double(), dim=-1)
+            sums[index] += cos.sum()
+            tokens[index] += cos.numel()
         return record
 
     handles = [layer.register_forward_hook(recorder(i), with_kwargs=True) for i, layer in enumerate(layers)]
     try:
-        with torch.no_grad():
-            for start in range(0, len(windows), batch_size):
-                batch = windows[start : start + batch_size]
-                model(input_ids=batch)
-                count += batch.numel()
+        yield means
     finally:
         for h in handles:
             h.remove()
-    return (sums / count).tolist()
+        means[:] = (sums / tokens).tolist()
 
 
 def seam_diagnostics(model, plan: list[dict], val_tokens: np.ndarray, seq_len: int, max_tokens: int,
@@ -63,9 +64,8 @@ def seam_diagnostics(model, plan: list[dict], val_tokens: np.ndarray, seq_len: i
     """Per layer of the expanded ``model`` (built by ``plan``): where it came from, its cosine; per added layer, the
     val loss without it minus the val loss with every layer."""
     model.eval()
-    windows = FixedWindows(val_tokens, seq_len, max_tokens).tokens
-    cosines = layer_cosines(model, windows, batch_size)
-    whole = fixed_slice_loss(model, val_tokens, seq_len, max_tokens, batch_size)
+    with recorded_cosines(model) as cosines:  # on the same pass as the whole model's loss
+        whole = fixed_slice_loss(model, val_tokens, seq_len, max_tokens, batch_size)
     layers = []
     for position, entry in enumerate(plan):
         row = {"position": position, "added": entry["from"] == "new", "cosine": cosines[position]}

@@ -11,7 +11,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -316,3 +316,43 @@ def write_tensors(path, tensors: Iterator[tuple[str, torch.Tensor]] | dict, spec
     with StreamingWriter(path, specs, metadata) as writer:
         for name, tensor in tensors:
             writer.write(name, tensor)
+
+
+def shard(sizes: list[int], max_bytes: int) -> list[list[int]]:
+    """Consecutive groups of tensor indices, each at most ``max_bytes`` (a larger tensor stands alone)."""
+    groups, current, total = [], [], 0
+    for i, size in enumerate(sizes):
+        if current and total + size > max_bytes:
+            groups.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def write_sharded(out_dir, specs: list[tuple[str, list[int], torch.dtype]],
+                  put: Callable[[StreamingWriter, str], None], max_shard_bytes: int, desc: str = "",
+                  single_file: bool = False) -> None:
+    """Write the tensors ``specs`` declares, in order, into the folder ``out_dir`` as an HF checkpoint: shards of at
+    most ``max_shard_bytes`` and their index. ``put(writer, name)`` writes tensor ``name`` (``write`` or
+    ``copy_bytes``). With ``single_file``, a checkpoint that fits one shard is model.safetensors, without an index."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    groups = shard([tensor_nbytes(s, d) for _, s, d in specs], max_shard_bytes)
+    weight_map, total = {}, 0
+    progress = tqdm(total=len(specs), desc=desc, leave=False)
+    for k, group in enumerate(groups):
+        fname = SINGLE_NAME if single_file and len(groups) == 1 else f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
+        with StreamingWriter(out_dir / fname, [specs[i] for i in group], metadata={"format": "pt"}) as writer:
+            for i in group:
+                put(writer, specs[i][0])
+                weight_map[specs[i][0]] = fname
+                progress.update()
+        total += writer.nbytes
+    progress.close()
+    if not (single_file and len(groups) == 1):
+        (out_dir / INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
+                                                     indent=1))
