@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-
 from . import plan as plans
 from .arch import architecture_for, split_layer_key
 from .atomic import atomic_dir

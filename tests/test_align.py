@@ -48,6 +48,31 @@ def test_the_aligned_base_computes_the_base_function(family, tmp_path):
             assert torch.equal(a.get(name), b.get(name)), name
 
 
+def test_copy_on_the_aligned_base_is_the_model_copy_makes_on_the_base(tmp_path):
+    """A copied layer is one whole layer with its rows re-ordered inside, so interpolation copy with ``align: true``
+    computes what it computes without; a method that mixes two layers' rows (Avg-DeUS) does not."""
+    from deepen.pipeline import extract_stage, generate_stage, reconstruct_stage
+
+    base = random_base("llama", tmp_path / "base")
+    align_base(base, tmp_path / "aligned")
+    ids = torch.randint(0, 128, (2, 24), generator=torch.Generator().manual_seed(1))
+    out = {}
+    for source in ("base", "aligned"):
+        root = tmp_path / source
+        for m in LLAMA.matrices:
+            extract_stage(root, m, tmp_path / f"weights_{source}" / f"{m}.safetensors")
+        for method, generator in (("interp_copy", "copy"), ("avg_deus", "average")):
+            layers, model = tmp_path / f"layers_{source}_{method}", tmp_path / f"model_{source}_{method}"
+            generate_stage(method, {"generator": generator, "placement": "top_half"}, root,
+                           tmp_path / f"weights_{source}", layers)
+            reconstruct_stage(method, root, root, layers / "plan.json", layers / "new_layers.safetensors", model,
+                              max_shard_mb=1)
+            out[source, method] = logits(model, ids)
+    assert out["base", "interp_copy"].shape[-1] == 128
+    assert (out["aligned", "interp_copy"] - out["base", "interp_copy"]).abs().max() <= 1e-5
+    assert (out["aligned", "avg_deus"] - out["base", "avg_deus"]).abs().max() > 1e-3
+
+
 def test_alignment_undoes_a_known_permutation(tmp_path):
     """Layer 1 made an exact re-ordering of layer 0 (its heads within KV groups, its groups, its neurons): aligning
     it to layer 0 must find that re-ordering and give back layer 0's tensors."""

@@ -1,12 +1,16 @@
 """Seam diagnostics (deepen/seams.py) and LESA's shrink factor (deepen/predictor.py: shrink_factor)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from deepen import plan as plans
-from deepen.pipeline import generate_stage, reconstruct_stage
+from deepen.arch import LLAMA
+from deepen.pipeline import generate_stage, predictor_heldout_stage, predictor_stage, reconstruct_stage
 from deepen.predictor import shrink_factor
 from deepen.seams import seam_diagnostics, skipped
 
@@ -59,3 +63,32 @@ def test_the_shrink_factor_minimises_the_held_out_error():
     # a prediction pointing away from the truth is best not made at all: 0 (zero-init), never below
     assert shrink_factor([{"shrink": {"pred_dot_true": -3.0, "pred_sq": 2.0}}]) == 0.0
     assert shrink_factor([{"shrink": {"pred_dot_true": 5.0, "pred_sq": 2.0}}]) == 1.0
+
+
+def test_lesa_on_raw_weights_scales_its_new_matrices_by_shrink(tiny_llama_dir, weights_dir, tmp_path):
+    """``shrink`` with ``svd: false``: a number scales every predicted matrix, ``auto`` by the factor the raw-weight
+    predictor's leave-one-out fits recorded; the norms are the neighbours' mean either way."""
+    cfg = dict(hidden=16, lr=1e-3, weight_decay=0.01, batch_size=16, epochs=2, norm_weight=5e-4, seed=0)
+    predictors, heldout = tmp_path / "predictor_nosvd", tmp_path / "predictor_heldout"
+    for m in LLAMA.linear:
+        predictor_stage(weights_dir / f"{m}.safetensors", "weights", cfg, predictors / f"{m}.pt",
+                        predictors / f"{m}.json")
+        predictor_heldout_stage(weights_dir / f"{m}.safetensors", "weights", cfg, None, heldout / f"{m}.json")
+    new = {}
+    for shrink in (None, 0.5, "auto"):
+        opts = {"generator": "lesa", "svd": False, "placement": "top_half",
+                **({} if shrink is None else {"shrink": shrink})}
+        artifacts = {"predictor_nosvd": predictors, **({"predictor_heldout": heldout} if shrink == "auto" else {})}
+        generate_stage("lesa_nosvd", opts, tiny_llama_dir, weights_dir, tmp_path / f"layers_{shrink}", artifacts)
+        new[shrink] = load_file(tmp_path / f"layers_{shrink}" / "new_layers.safetensors")
+    factors = {m: json.loads((heldout / f"{m}.json").read_text())["shrink_factor"] for m in LLAMA.linear}
+    assert all(0.0 <= f <= 1.0 for f in factors.values()) and any(0.0 < f < 1.0 for f in factors.values())
+    assert new[None].keys() == new[0.5].keys() == new["auto"].keys() and new[None]
+    for name, full in new[None].items():
+        m = name.rsplit(".", 1)[1]
+        if m in LLAMA.linear:
+            assert full.abs().max() > 0, name
+            torch.testing.assert_close(new[0.5][name], 0.5 * full, rtol=1e-6, atol=0)
+            torch.testing.assert_close(new["auto"][name], factors[m] * full, rtol=1e-6, atol=0)
+        else:
+            assert torch.equal(new[0.5][name], full) and torch.equal(new["auto"][name], full), name
