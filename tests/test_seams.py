@@ -92,3 +92,14 @@ def test_lesa_on_raw_weights_scales_its_new_matrices_by_shrink(tiny_llama_dir, w
             torch.testing.assert_close(new["auto"][name], factors[m] * full, rtol=1e-6, atol=0)
         else:
             assert torch.equal(new[0.5][name], full) and torch.equal(new["auto"][name], full), name
+
+
+def test_every_model_of_the_seams_figure_has_a_line_of_its_own():
+    """More models than the palette has colours (the SmolLM2 config has 15, matplotlib's default cycle 10): a
+    colour comes back only with another dash."""
+    from deepen.report.panel_seams import DASHES, line_styles
+
+    models = [f"m{i}" for i in range(45)]
+    colour, dash = line_styles(models, palette=[f"c{i}" for i in range(20)])
+    assert len({(colour[m], DASHES[dash[m] % len(DASHES)]) for m in models}) == len(models)
+    assert colour["m0"] == colour["m20"] and dash["m0"] != dash["m20"]

@@ -34,6 +34,18 @@ def _summary(result: dict) -> tuple[str, str, str]:
             f"{top['skip_loss_delta']:+.4f} (layer {top['position']})")
 
 
+DASHES = ["-", "--", ":", "-."]
+
+
+def line_styles(models: list[str], palette) -> tuple[dict, dict]:
+    """One colour per model, the same in both panels, and the index of its first dash: past the palette's length
+    a colour comes back with the next dash, so no two models share a line. A model's second freeze after CPT
+    takes the dash after its own."""
+    colour = {model: palette[i % len(palette)] for i, model in enumerate(models)}
+    dash = {model: i // len(palette) for i, model in enumerate(models)}
+    return colour, dash
+
+
 def plot_seams(records: dict[str, dict], path) -> None:
     import matplotlib
 
@@ -41,16 +53,16 @@ def plot_seams(records: dict[str, dict], path) -> None:
     import matplotlib.pyplot as plt
 
     stages = ["before CPT", "after CPT"]
+    colour, dash = line_styles(list(records), plt.get_cmap("tab20").colors)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     for ax, stage in zip(axes, stages):
         for model, record in records.items():
-            for label, result in _stages(record):
-                if not label.startswith(stage):
-                    continue
+            for k, (label, result) in enumerate(r for r in _stages(record) if r[0].startswith(stage)):
                 xs = [layer["position"] for layer in result["layers"]]
                 ys = [layer["cosine"] for layer in result["layers"]]
                 name = model if stage == "before CPT" else f"{model} {label.removeprefix('after CPT ')}"
-                line, = ax.plot(xs, ys, "-", lw=1.2, label=name)
+                line, = ax.plot(xs, ys, DASHES[(dash[model] + k) % len(DASHES)], color=colour[model], lw=1.2,
+                                label=name)
                 added = [(x, y) for x, y, layer in zip(xs, ys, result["layers"]) if layer["added"]]
                 if added:
                     ax.plot(*zip(*added), "o", color=line.get_color(), ms=6, mfc="white")
