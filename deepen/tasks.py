@@ -16,28 +16,70 @@ import yaml
 from .corpus import read_documents
 
 CLOZE_LINE = re.compile(r"^(?P<head>.*\S)\s+(?P<word>[A-Za-z][A-Za-z']*)[,.;:!?]*$")
+# a sentence ends at . ! or ? (and closing quotes or brackets) where white space and a capital, digit or quote follow
+SENTENCE_END = re.compile(r"""[.!?]["')\]]*(?=\s+["'(\[]?[A-Z0-9])""")
+# a document whose median line is longer than this (prose: a paragraph or a whole document per line) is read by
+# sentences; verse and scripts run 30-60 characters a line
+MAX_LINE_CHARS = 100
+
+
+def has_line_structure(lines: list[str]) -> bool:
+    lengths = sorted(len(line) for line in lines)
+    return bool(lengths) and lengths[len(lengths) // 2] <= MAX_LINE_CHARS
+
+
+def sentences(line: str) -> list[str]:
+    """``line`` cut after each sentence end; joined, the pieces give the line back."""
+    cuts = [m.end() for m in SENTENCE_END.finditer(line)]
+    return [line[a:b] for a, b in zip([0] + cuts, cuts + [len(line)]) if b > a]
+
+
+def text_units(doc: str) -> list[str]:
+    """A document's units of text: its lines where it has a line structure (verse, a script, short lines), else
+    its sentences (prose stored one paragraph, or one document, per line)."""
+    lines = [line.strip() for line in doc.splitlines() if line.strip()]
+    if has_line_structure(lines):
+        return lines
+    return [s.strip() for line in lines for s in sentences(line) if s.strip()]
 
 
 def verse_lines(doc: str) -> list[str]:
-    """Spoken lines: not speaker labels, not empty, not act/scene headers."""
+    """Spoken lines (or sentences): not speaker labels, not act/scene headers."""
     out = []
-    for line in doc.splitlines():
-        s = line.strip()
-        if not s or s.endswith(":") or s.isupper() or s.startswith(("ACT ", "SCENE ", "Enter ", "Exit", "Exeunt")):
+    for s in text_units(doc):
+        if s.endswith(":") or s.isupper() or s.startswith(("ACT ", "SCENE ", "Enter ", "Exit", "Exeunt")):
             continue
         out.append(s)
     return out
+
+
+def text_pieces(doc: str, chunk_chars: int) -> list[str]:
+    """The document's text in pieces no longer than ``chunk_chars`` where possible, cut at line ends, then at
+    sentence ends, then at spaces; joined they give the document back."""
+    pieces = []
+    for line in doc.splitlines(keepends=True):
+        if len(line) <= chunk_chars:
+            pieces.append(line)
+            continue
+        for sentence in sentences(line):
+            while len(sentence) > chunk_chars:  # longer than a chunk: cut at the last space before its end
+                space = sentence.rfind(" ", 1, chunk_chars)
+                end = space + 1 if space > 0 else chunk_chars
+                pieces.append(sentence[:end])
+                sentence = sentence[end:]
+            pieces.append(sentence)
+    return pieces
 
 
 def ppl_docs(docs: list[str], chunk_chars: int, max_docs: int) -> list[dict]:
     chunks = []
     for doc in docs:
         current = ""
-        for line in doc.splitlines(keepends=True):
-            if len(current) + len(line) > chunk_chars and current:
+        for piece in text_pieces(doc, chunk_chars):
+            if len(current) + len(piece) > chunk_chars and current:
                 chunks.append({"text": current})
                 current = ""
-            current += line
+            current += piece
         if current.strip():
             chunks.append({"text": current})
     return chunks[:max_docs]
@@ -50,12 +92,12 @@ def _spread(items: list, n: int, rng: random.Random) -> list:
 def cloze_docs(docs: list[str], context_lines: int, max_docs: int, rng: random.Random) -> list[dict]:
     out = []
     for doc in docs:
-        lines = doc.splitlines()
-        for i, line in enumerate(lines):
-            m = CLOZE_LINE.match(line.strip())
-            if i < context_lines or not m or len(line.split()) < 4 or line.strip().endswith(":"):
+        units = text_units(doc)
+        for i, unit in enumerate(units):
+            m = CLOZE_LINE.match(unit)
+            if i < context_lines or not m or len(unit.split()) < 4 or unit.endswith(":"):
                 continue
-            context = "\n".join(lines[i - context_lines : i] + [m["head"]])
+            context = "\n".join(units[i - context_lines : i] + [m["head"]])
             out.append({"context": context, "target": m["word"]})
     return _spread(out, max_docs, rng)
 
@@ -77,6 +119,15 @@ def next_line_docs(docs: list[str], context_lines: int, max_docs: int, rng: rand
     return _spread(out, max_docs, rng)
 
 
+WHY_EMPTY = {
+    "ppl": "the test split holds no text",
+    "cloze": "no line or sentence of the test split has four words or more, ends in a word and follows "
+             "{context_lines} others in its document (eval.context_lines)",
+    "next_line": "no document of the test split has {need} lines or sentences (eval.context_lines + 1, and four "
+                 "different ones for the choices)",
+}
+
+
 def build_task_data(test_txt, out_dir, cfg: dict) -> None:
     """Write one jsonl per task kind into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -90,7 +141,10 @@ def build_task_data(test_txt, out_dir, cfg: dict) -> None:
     }
     for name, rows in data.items():
         if not rows:
-            raise ValueError(f"task data {name!r} is empty: the test split is too small")
+            why = WHY_EMPTY[name].format(context_lines=cfg["context_lines"],
+                                         need=max(cfg["context_lines"] + 1, 4))
+            raise ValueError(f"task data {name!r} (task deepen_{name}) cannot be built from the "
+                             f"{len(docs)} test documents: {why}")
         with open(out_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
@@ -194,8 +248,7 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
             for local in found or []:
                 config = task_yaml(local, lm_eval_index.task_index[local.task].yaml_path, local_dir)
                 (local_dir / f"{local.task}.yaml").write_text(yaml.safe_dump(config))
-            merged["benchmarks"][name] = {**describe(found[0]), "tasks": len(found)} if found else \
-                {"source": "lm-eval", "split": "", "note": "read by lm-eval from its own dataset source"}
+            merged["benchmarks"][name] = describe(found) if found else {"source": "lm-eval", "split": "", "note": ""}
         paths = [include] + ([str(cfg["include_path"])] if cfg.get("include_path") else []) + [str(local_dir)]
         # lm-eval's own index (thousands of YAMLs) only when a task is in neither folder
         manager = task_manager(cfg["tasks"], paths)

@@ -114,7 +114,7 @@ def canonical(value):
 
 # What an evaluation job runs: every eval setting but those that only shape the embedded tasks' data.
 EVAL_PARAMS = canonical({k: config["eval"][k] for k in ("tasks", "batch_size", "num_fewshot", "precision",
-                                                        "include_path")})
+                                                        "include_path", "benchmark_data", "limit", "seed")})
 
 
 GROWTH = config["growth"]["enabled"]
@@ -216,7 +216,13 @@ def evaluation_runtime() -> int:
     """Minutes for lm-eval on the deepest model: each task scores at most ``max_docs`` documents of
     up to a chunk of text (taken as 2 characters per token, generously)."""
     ev = config["eval"]
-    tokens = len(ev["tasks"]) * ev["max_docs"] * max(ev["ppl_chunk_chars"], 1000) / 2
+    embedded = [t for t in ev["tasks"] if t in embedded_task_names(TASK_TEMPLATES)]
+    tokens = len(embedded) * ev["max_docs"] * max(ev["ppl_chunk_chars"], 1000) / 2
+    # a registered task: up to ~15,000 items (MMLU) of four choices of ~150 tokens each, unless eval.limit cuts it
+    for task in ev["tasks"]:
+        if task not in embedded:
+            limit = ev["limit"].get(task) if isinstance(ev["limit"], dict) else ev["limit"]
+            tokens += (limit * (57 if task == "mmlu" else 1) if limit else 15000) * 4 * 150
     return evaluation_minutes(BASE_PARAMS * deepest_expansion(), tokens, RES["train_flops_per_second"],
                               RES["runtime_safety"])
 
@@ -407,6 +413,9 @@ def artifact_settings() -> dict:
     init_settings = {k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")}
     for model in INIT_MODELS:
         out[f"results/init/{model}.json"] = {"eval": init_settings, "model": init_model(SimpleNamespace(model=model))}
+        if config["eval"]["step0"]:
+            out[f"results/eval/init/{model}.json"] = {"eval": canonical(config["eval"]),
+                                                      "model": init_model(SimpleNamespace(model=model))}
     if IMPORT_BASE:
         out["results/base"] = {"base_model": canonical(config["base_model"]), "source": GGUF_FILE}
         out["results/base_import/info.json"] = {"base_model": canonical(config["base_model"]), "eval": init_settings}

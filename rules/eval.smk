@@ -25,6 +25,17 @@ rule evaluate:
     script: "../scripts/evaluate.py"
 
 
+# The base and every expanded model before CPT, on the same tasks (eval.step0).
+use rule evaluate as evaluate_init with:
+    input:
+        model=init_model,
+        **EVAL_INPUTS,
+    output: "results/eval/init/{model}.json"
+    log: "logs/evaluate/init/{model}.log"
+    wildcard_constraints:
+        model=f"base|{MODEL_PATTERN}",
+
+
 # The fixed val slice every step-0 and CPT evaluation reads.
 FIXED_SLICE = canonical({k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")})
 

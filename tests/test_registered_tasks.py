@@ -1,16 +1,13 @@
 """Tasks beyond the embedded ones: a task in lm-eval's standard YAML format, registered under its own name from
-eval.include_path, runs through the path lm-eval's registered tasks (ARC, HellaSwag, ...) take; the report
-tables them with their average."""
+eval.include_path, runs through the path lm-eval's registered tasks (ARC, HellaSwag, ...) take."""
 
 import json
-import math
 
 import pytest
 import torch
 
 from conftest import REPO
-from deepen.registered_tasks import headline, registered_task_problems
-from deepen.report.panel_benchmarks import standard_task_section
+from deepen.registered_tasks import registered_task_problems
 from deepen.tasks import evaluate
 
 QUESTIONS = [("What is the colour of the sky?", ["green", "blue", "red"], 1),
@@ -100,25 +97,3 @@ def test_a_task_whose_data_file_is_missing_is_named_before_any_job(local_task, t
         data=tmp_path / "missing.jsonl"))
     problems = registered_task_problems(["broken_qa"], str(broken))
     assert len(problems) == 1 and problems[0].startswith("eval.tasks: 'broken_qa': its dataset cannot be loaded")
-
-
-def row(seeds: dict[int, dict[str, float]]) -> dict:
-    return {"seeds": {s: {"eval": m} for s, m in seeds.items()}}
-
-
-def test_the_report_tables_each_task_by_its_headline_metric_with_the_average():
-    rows = {"llama_pro/new_only": row({0: {"arc_easy/acc": 0.50, "arc_easy/acc_norm": 0.40, "piqa/acc": 0.60},
-                                       1: {"arc_easy/acc": 0.52, "arc_easy/acc_norm": 0.44, "piqa/acc": 0.64}}),
-            "solar/new_only": row({0: {"arc_easy/acc_norm": 0.30, "piqa/acc": 0.70}})}
-    assert headline(rows["llama_pro/new_only"]["seeds"][0]["eval"], "arc_easy") == ("acc_norm", 0.40)
-    lines = standard_task_section(rows, ["arc_easy", "piqa", "mmlu"])
-    assert "| row | arc_easy (acc_norm) | piqa (acc) | Average |" in lines
-    pro = next(l for l in lines if l.startswith("| `llama_pro/new_only`"))
-    cells = [c.strip() for c in pro.strip("|").split("|")]
-    # two seeds: means 0.42 and 0.62; per-seed averages 0.50 and 0.54, mean 0.52 with a t interval
-    assert cells[1].startswith("0.420 ± ") and cells[2].startswith("0.620 ± ") and cells[3].startswith("0.520 ± ")
-    half = float(cells[3].split("± ")[1])
-    assert math.isclose(half, 12.706 * 0.02, rel_tol=1e-2)  # t(0.975, 1) x sd 0.0283 / sqrt(2)
-    solar = next(l for l in lines if l.startswith("| `solar/new_only`"))
-    assert "| 0.300 | 0.700 | 0.500 |" in solar
-    assert any("mmlu" in l and "No headline metric" in l for l in lines)

@@ -29,10 +29,12 @@ def load_runs(runs: list[dict]) -> dict[str, dict]:
         name = row_name(r["method"], r["freeze"])
         info = json.loads(Path(r["info"]).read_text())
         row = rows.setdefault(name, {"method": r["method"], "freeze": r["freeze"], "info": info, "seeds": {}})
+        evaluation = json.loads(Path(r["eval"]).read_text())
         row["seeds"][int(r["seed"])] = {
             "metrics": read_metrics(r["metrics"]),
-            "eval": {k: v for k, v in flat_metrics(json.loads(Path(r["eval"]).read_text())).items()
-                     if not k.endswith("sample_len")},
+            "eval": {k: v for k, v in flat_metrics(evaluation).items() if not k.endswith("sample_len")},
+            # per-item scores and where the items came from, for the benchmark table's paired comparisons
+            "evaluation": {k: evaluation.get(k, {}) for k in ("items", "leaves", "benchmarks")},
             "info": info,
         }
     return rows
