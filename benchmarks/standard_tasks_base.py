@@ -31,11 +31,11 @@ sys.path.insert(0, str(REPO))
 # the first part travels alone (a transfer takes 64 MiB), the second with the data, the tokenizer and wheels
 PART_BYTES = 58 * 1024**2
 FIRST = ["piqa", "arc_easy", "hellaswag"]  # the tasks the README quotes
-REST = ["arc_challenge", "winogrande", "boolq", "openbookqa", "lambada_openai", "mmlu"]
+REST = ["arc_challenge", "winogrande", "boolq", "openbookqa", "lambada_openai"]
 # (route, task) in the order they run: what a cut-off run must have finished first
 PLAN = ([("deepen_fp32", t) for t in FIRST] + [("lm_eval_fp32", t) for t in FIRST] +
-        [("deepen_bf16", t) for t in FIRST] + [("deepen_fp32", t) for t in REST] +
-        [("deepen_bf16", t) for t in REST])
+        [("deepen_fp32", t) for t in REST] + [("deepen_bf16", t) for t in FIRST] + [("deepen_fp32", "mmlu")] +
+        [("deepen_bf16", t) for t in REST + ["mmlu"]])
 
 
 def prepare(out: str) -> None:
@@ -109,7 +109,7 @@ def lm_eval_direct(model_dir: Path, task: str, data_root: str, batch_size: int, 
 
 
 def run(run_dir: str, parts: list[str], out: str, work: str, limit: int | None, budget: float, batch_size: int,
-        threads: int) -> None:
+        threads: int, done: str | None = None) -> None:
     import torch
 
     from deepen.base_import import import_gguf
@@ -140,7 +140,12 @@ def run(run_dir: str, parts: list[str], out: str, work: str, limit: int | None, 
     data_root = str(work / "data" / "hf_datasets")
     say(f"model and data ready ({time.time() - started:.1f} s)")
     items: dict[str, dict] = {}
+    finished = set()
+    if done:  # a summary.jsonl of an earlier run: its pairs are not run again
+        finished = {(r["route"], r["task"]) for r in map(json.loads, Path(done).read_text().splitlines())}
     for route, task in PLAN:
+        if (route, task) in finished:
+            continue
         if time.time() - started > budget:
             say(f"skipped {route} {task}: past the {budget:.0f} s budget")
             continue
@@ -183,11 +188,13 @@ def main() -> None:
     r.add_argument("--budget-seconds", type=float, default=float("inf"))
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--done", help="an earlier run's summary.jsonl: the pairs it finished are skipped")
     args = ap.parse_args()
     if args.command == "prepare":
         prepare(args.out)
     else:
-        run(args.dir, args.parts, args.out, args.work, args.limit, args.budget_seconds, args.batch_size, args.threads)
+        run(args.dir, args.parts, args.out, args.work, args.limit, args.budget_seconds, args.batch_size, args.threads,
+            args.done)
 
 
 if __name__ == "__main__":
