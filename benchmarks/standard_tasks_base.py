@@ -109,7 +109,7 @@ def lm_eval_direct(model_dir: Path, task: str, data_root: str, batch_size: int, 
 
 
 def run(run_dir: str, parts: list[str], out: str, work: str, limit: int | None, budget: float, batch_size: int,
-        threads: int, done: str | None = None) -> None:
+        threads: int, done: str | None = None, plan: list[tuple[str, str]] = PLAN) -> None:
     import torch
 
     from deepen.base_import import import_gguf
@@ -143,7 +143,7 @@ def run(run_dir: str, parts: list[str], out: str, work: str, limit: int | None, 
     finished = set()
     if done:  # a summary.jsonl of an earlier run: its pairs are not run again
         finished = {(r["route"], r["task"]) for r in map(json.loads, Path(done).read_text().splitlines())}
-    for route, task in PLAN:
+    for route, task in plan:
         if (route, task) in finished:
             continue
         if time.time() - started > budget:
@@ -189,12 +189,17 @@ def main() -> None:
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--done", help="an earlier run's summary.jsonl: the pairs it finished are skipped")
+    r.add_argument("--routes", nargs="*", default=None, help="run only these routes (deepen_fp32, lm_eval_fp32, "
+                   "deepen_bf16)")
+    r.add_argument("--tasks", nargs="*", default=None, help="run only these tasks")
     args = ap.parse_args()
     if args.command == "prepare":
         prepare(args.out)
     else:
+        plan = [(r, t) for r, t in PLAN if (args.routes is None or r in args.routes) and
+                (args.tasks is None or t in args.tasks)]
         run(args.dir, args.parts, args.out, args.work, args.limit, args.budget_seconds, args.batch_size, args.threads,
-            args.done)
+            args.done, plan)
 
 
 if __name__ == "__main__":

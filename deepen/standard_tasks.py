@@ -174,5 +174,5 @@ def describe(found: list[LocalTask]) -> dict:
     source = first.source if len(found) == 1 else os.path.commonpath([f.source for f in found])
     note = ""
     if first.spec.lm_eval_split != first.scored:
-        note = f"lm-eval scores the {first.spec.lm_eval_split} split; the local data has {first.scored}"
+        note = f"lm-eval scores the {first.spec.lm_eval_split} split, which the local data does not have"
     return {"source": source, "split": first.scored, "note": note, "tasks": len(found)}

