@@ -204,7 +204,8 @@ def test_adding_a_seed_reruns_only_the_new_seeds_runs_and_the_report(quick_run):
     # the random control draws new layers for the new seed; every other model is reused
     others = {(rule, wc) for rule, wc in jobs
               if rule not in ("continual_pretrain", "evaluate", "report", "manifest", "all")}
-    assert others == {(rule, "model=random/seed1") for rule in ("generate_layers", "reconstruct", "init_loss")}
+    assert others == {(rule, "model=random/seed1") for rule in ("generate_layers", "reconstruct", "init_loss",
+                                                                 "evaluate_init")}
     assert {rule for rule, _ in jobs} >= {"report", "all"}
 
 
