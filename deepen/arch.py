@@ -131,3 +131,36 @@ def split_layer_key(name: str) -> tuple[str, int, str] | None:
     if not m:
         return None
     return m["prefix"], int(m["index"]), m["rest"]
+
+
+ATTENTION_KERNELS = ("sdpa", "eager", "flash_attention_2")
+
+
+def causal_lm_class(model_type: str):
+    """transformers' causal-LM class of ``model_type`` (a config's), e.g. Gemma2ForCausalLM for gemma2."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
+
+
+def attention_kernels(model_class) -> list[str]:
+    """The attention implementations ``model_class`` takes here: sdpa and flash_attention_2 where the class supports
+    them (Gemma 2 has no sdpa), flash_attention_2 only with the flash_attn package installed; eager always."""
+    import importlib.util
+
+    out = ["sdpa"] if getattr(model_class, "_supports_sdpa", False) else []
+    if getattr(model_class, "_supports_flash_attn", False) and importlib.util.find_spec("flash_attn"):
+        out.append("flash_attention_2")
+    return out + ["eager"]
+
+
+def attention_for(model_class, requested: str) -> str:
+    """The kernel a training run sets: ``auto`` is the first the class takes (sdpa, else eager)."""
+    kernels = attention_kernels(model_class)
+    if requested == "auto":
+        return kernels[0]
+    if requested not in kernels:
+        raise ValueError(f"attn_implementation {requested!r} is not available for {model_class.__name__} "
+                         f"(available: {', '.join(kernels)}, or auto)")
+    return requested

@@ -289,6 +289,7 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         problems += training_problems("base.train", config["base"]["train"])
     if config["sft"]["enabled"] and "train" in config["sft"]:
         problems += training_problems("sft.train", config["sft"]["train"])
+    problems += attention_problems(config, model["model_type"])
     problems += corpus_problems(config["corpus"], load_datasets)
     if config["growth"]["enabled"]:
         problems += _growth_problems(config, model)
@@ -305,6 +306,22 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
             problems.append(f"sft.dlo.unrouted_edge_layers: {edge} first and {edge} last layers unrouted leave "
                             f"no routed layer of {sft['expansion']!r}'s {depth}")
     return problems
+
+
+def attention_problems(config: dict, model_type: str) -> list[str]:
+    """An attention kernel named in a training section that the base's model class cannot take."""
+    from .arch import attention_kernels, causal_lm_class
+
+    sections = {"cpt": config["cpt"], "base.train": config.get("base", {}).get("train", {}),
+                "sft.train": config["sft"].get("train", {}) if config["sft"]["enabled"] else {}}
+    named = {s: t["attn_implementation"] for s, t in sections.items() if t.get("attn_implementation", "auto") != "auto"}
+    if not named:
+        return []
+    model_class = causal_lm_class(model_type)
+    kernels = attention_kernels(model_class)
+    return [f"{section}.attn_implementation: {kernel!r} is not available for the base's family {model_type!r} "
+            f"({model_class.__name__}; available: {', '.join(kernels)}, or auto)"
+            for section, kernel in named.items() if kernel not in kernels]
 
 
 GROWTH_TRAIN_KEYS = ("batch_size", "seq_len", "lr", "eval_interval")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .arch import attention_for
 from .atomic import atomic_dir
 from .disk import ensure_free
 from .launch import is_main_process, world_size
@@ -314,7 +315,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     if cfg["frozen_dtype"] == "bfloat16":
         cast_frozen_linears(model, torch.bfloat16)
     if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(cfg["attn_implementation"])
+        model.set_attn_implementation(attention_for(type(model), cfg["attn_implementation"]))
     if isinstance(train_tokens, Dataset):  # examples already encoded (SFT), not a token stream
         train_set, val_set = train_tokens, val_tokens
     else:

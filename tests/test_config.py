@@ -72,6 +72,10 @@ BAD_CONFIGS = {
                                              "base.train.frozen_dtype: bfloat16 frozen parameters need precision bf16"),
     "unknown precision": (lambda c: c["cpt"].update(precision="fp8"), "cpt.precision: 'fp8' is not one of"),
     "unknown attention": (lambda c: c["cpt"].update(attn_implementation="flash"), "cpt.attn_implementation: 'flash'"),
+    # flash_attn is not installed here
+    "attention the base's class cannot take": (lambda c: c["cpt"].update(attn_implementation="flash_attention_2"),
+                                               "cpt.attn_implementation: 'flash_attention_2' is not available for the "
+                                               "base's family 'llama' (LlamaForCausalLM; available: sdpa, eager, or auto)"),
     "seq_len beyond positions": (lambda c: c["cpt"].update(seq_len=1024), "cpt.seq_len: 1024 exceeds"),
     "growth factor not dividing the layers": (lambda c: c["growth"].update(g=[3]), "growth.g: 3 does not divide"),
     "growth operators at no setting": (lambda c: c["growth"].update(operators_at={"g": 2, "d": 0.3}),

@@ -2,6 +2,7 @@
 model loads with AutoModelForCausalLM and runs, and LLaMA Pro keeps the base's function."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -197,3 +198,33 @@ def test_continued_pretraining_of_a_tied_model_keeps_one_tensor(family_model, tm
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "final", dtype=torch.float32)
     assert trained.lm_head.weight.data_ptr() == trained.model.embed_tokens.weight.data_ptr()
     assert not torch.equal(trained.model.embed_tokens.weight, before)  # it trained, as one tensor
+
+
+def test_a_cpt_step_runs_for_every_family_with_the_attention_it_takes(family_model, tmp_path):
+    """attn_implementation auto: sdpa where the class supports it, eager for Gemma 2 (transformers refuses sdpa
+    there); a kernel the class cannot take is a config error naming the family."""
+    import numpy as np
+
+    from deepen.arch import attention_for, causal_lm_class
+    from deepen.config import attention_problems
+    from deepen.train import train
+
+    family, root, _ = family_model
+    model = AutoModelForCausalLM.from_pretrained(root / "base", dtype=torch.float32)
+    expected = "eager" if family == "gemma2" else "sdpa"
+    assert attention_for(type(model), "auto") == expected
+    tokens = np.random.default_rng(0).integers(0, 128, 4000).astype(np.uint16)
+    cfg = dict(steps=2, batch_size=2, seq_len=16, lr=1e-3, eval_interval=2, eval_tokens=64, seed=0, freeze="all")
+    train(model, NoTokenizer(), tokens, tokens, cfg, tmp_path / "work", tmp_path / "final")
+    assert model.config._attn_implementation == expected
+    losses = [json.loads(l)["val_loss"] for l in (tmp_path / "work/metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "final").config.model_type == model.config.model_type
+    config = {"cpt": {"attn_implementation": "sdpa"}, "sft": {"enabled": False}}
+    problems = attention_problems(config, model.config.model_type)
+    if family == "gemma2":
+        assert problems == ["cpt.attn_implementation: 'sdpa' is not available for the base's family 'gemma2' "
+                            "(Gemma2ForCausalLM; available: eager, or auto)"]
+        assert causal_lm_class("gemma2").__name__ == "Gemma2ForCausalLM"
+    else:
+        assert problems == []
