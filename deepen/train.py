@@ -180,17 +180,21 @@ def _metrics_callback(path: Path, tokens_per_step: int, t0: float, plateau: dict
     return MetricsWriter()
 
 
-def _disk_callback(ckpt_dir: Path, checkpoint_bytes: int):
+def _checkpoint_callback(ckpt_dir: Path, checkpoint_bytes: int, keep_last: bool):
     from transformers import TrainerCallback
 
-    class CheckpointSpace(TrainerCallback):
-        """Before a step that saves a checkpoint, check there is room for it."""
+    class CheckpointPolicy(TrainerCallback):
+        """No checkpoint at the last step unless checkpoints are kept (the Trainer saves one there under a "steps"
+        strategy; the final model is written apart and the checkpoints deleted); before a step that saves one,
+        check there is room for it."""
 
         def on_step_end(self, args, state, control, **kw):
-            if args.save_steps and state.global_step % args.save_steps == 0:
+            if state.global_step >= state.max_steps and not keep_last:
+                control.should_save = False
+            if control.should_save:
                 ensure_free(ckpt_dir, checkpoint_bytes, f"checkpoint at step {state.global_step}")
 
-    return CheckpointSpace()
+    return CheckpointPolicy()
 
 
 def checkpoint_nbytes(model) -> int:
@@ -367,7 +371,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     )
     t0 = time.time()
     callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg["plateau"])
-    space = _disk_callback(ckpt_dir, checkpoint_nbytes(model))
+    space = _checkpoint_callback(ckpt_dir, checkpoint_nbytes(model), cfg["keep_checkpoints"])
     trainer = _sharding_on_cpu(Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
                                         callbacks=[callback, space])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

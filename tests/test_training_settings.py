@@ -132,3 +132,22 @@ def test_a_run_records_how_it_was_split(tiny_llama_dir, tmp_path):
                    work / "final")
     assert (result["strategy"], result["sharded_parameters"]) == ("ddp", 0)
     assert (result["micro_batch_size"], result["accumulation_steps"]) == (4, 2)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_no_checkpoint_is_written_at_the_last_step_only_to_be_deleted(tiny_llama_dir, tmp_path, monkeypatch, keep):
+    """The Trainer saves at the last step under a "steps" strategy; deepen writes the final model itself and deletes
+    the checkpoints after, so that save is skipped unless checkpoints are kept."""
+    from transformers import Trainer
+
+    saved = []
+    original = Trainer._save_checkpoint
+
+    def record(self, *args, **kwargs):
+        saved.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", record)
+    run(tiny_llama_dir, tmp_path, "ckpt", checkpoint_interval=4, keep_checkpoints=keep)
+    assert saved == ([4, 6] if keep else [4])
+    assert (tmp_path / "ckpt/checkpoints").exists() == keep
