@@ -290,6 +290,7 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
     if config["sft"]["enabled"] and "train" in config["sft"]:
         problems += training_problems("sft.train", config["sft"]["train"])
     problems += attention_problems(config, model["model_type"])
+    problems += device_problems(config["resources"]["device"], config["resources"]["gpus"])
     problems += corpus_problems(config["corpus"], load_datasets)
     if config["growth"]["enabled"]:
         problems += _growth_problems(config, model)
@@ -306,6 +307,12 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
             problems.append(f"sft.dlo.unrouted_edge_layers: {edge} first and {edge} last layers unrouted leave "
                             f"no routed layer of {sft['expansion']!r}'s {depth}")
     return problems
+
+
+def device_problems(requested: str, gpus: int) -> list[str]:
+    from .device import device_problems as problems
+
+    return problems(requested, gpus) if requested == "cuda" else []
 
 
 def attention_problems(config: dict, model_type: str) -> list[str]:

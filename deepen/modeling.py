@@ -34,10 +34,13 @@ def init_tiny_llama(model_cfg: dict, tokenizer, seed: int):
     return LlamaForCausalLM(tiny_llama_config(model_cfg, tokenizer))
 
 
-def load_causal_lm(path):
+def load_causal_lm(path, device=None, dtype=torch.float32):
+    """A model directory as a causal LM, in ``dtype`` (float32 unless a stage's device says otherwise: deepen.device),
+    on ``device`` (the CPU by default)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    return model.to(device) if device is not None else model
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -11,6 +11,7 @@ from . import plan as plans
 from .arch import architecture_for
 from .atomic import atomic_dir, atomic_path
 from .corpus import build_corpus
+from .device import evaluation_dtype, stage_device
 from .flops import training_flops_per_token
 from .generate import LayerSource, generate_layers
 from .launch import is_main_process, world_size
@@ -192,9 +193,9 @@ def import_base_stage(gguf_path, out_dir, dtype: str, max_shard_mb: int) -> None
     import_gguf(gguf_path, out_dir, dtype=dtype, max_shard_bytes=max_shard_mb * 1024**2)
 
 
-def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads: int = 1) -> None:
+def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads: int = 1, device: str = "auto") -> None:
     """A model's val loss on the fixed slice before any training: every expanded model's, trained or not,
-    and the base's."""
+    and the base's; on ``device`` (resources.device: deepen.device decides, and the dtype)."""
     import time
 
     import torch
@@ -207,18 +208,21 @@ def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads:
     torch.set_num_threads(max(1, threads))
     config = read_model_config(model_dir)
     check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
-    model = load_causal_lm(model_dir)
+    on = stage_device(device)
+    model = load_causal_lm(model_dir, on, evaluation_dtype(on))
     tokenizer = load_tokenizer(model_dir)
     t0 = time.time()
     result = fixed_slice_loss(model, open_tokens(val_bin, tokenizer), cfg["seq_len"], cfg["eval_tokens"],
                               cfg["batch_size"])
     write_json({"model": name, "layers": model.config.num_hidden_layers, "params": count_parameters(model),
-                **result, "seconds": round(time.time() - t0, 3)}, out_path)
+                **result, "seconds": round(time.time() - t0, 3), "device": on.type,
+                "dtype": str(evaluation_dtype(on)).removeprefix("torch.")}, out_path)
 
 
-def seams_stage(model_dir, plan_path, trained: dict, val_bin, cfg: dict, out_path, threads: int = 1) -> None:
+def seams_stage(model_dir, plan_path, trained: dict, val_bin, cfg: dict, out_path, threads: int = 1,
+                device: str = "auto") -> None:
     """Seam diagnostics (deepen/seams.py) on the fixed val slice of an expanded model before CPT and, per freeze
-    policy in ``trained`` ({freeze: CPT final model}), after it."""
+    policy in ``trained`` ({freeze: CPT final model}), after it; on ``device`` (deepen.device)."""
     import torch
 
     from .modeling import load_causal_lm
@@ -228,8 +232,10 @@ def seams_stage(model_dir, plan_path, trained: dict, val_bin, cfg: dict, out_pat
     plan = plans.load(plan_path)["plan"]
     tokens = open_tokens(val_bin, load_tokenizer(model_dir))
 
+    on = stage_device(device)
+
     def measure(path):
-        model = load_causal_lm(path)
+        model = load_causal_lm(path, on, evaluation_dtype(on))
         if len(plan) != model.config.num_hidden_layers:
             raise ValueError(f"{path}: {model.config.num_hidden_layers} layers, but its plan {plan_path} has {len(plan)}")
         return seam_diagnostics(model, plan, tokens, cfg["seq_len"], cfg["eval_tokens"], cfg["batch_size"])

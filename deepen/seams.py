@@ -46,7 +46,7 @@ def recorded_cosines(model):
             entering = args[0] if args else kwargs["hidden_states"]
             leaving = output[0] if isinstance(output, tuple) else output
             cos = torch.nn.functional.cosine_similarity(entering.double(), leaving.double(), dim=-1)
-            sums[index] += cos.sum()
+            sums[index] += cos.sum().item()  # the model's device, whichever; the sums stay on the CPU
             tokens[index] += cos.numel()
         return record
 

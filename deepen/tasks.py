@@ -209,8 +209,8 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
 
     ``cfg``: the eval section: ``tasks`` (embedded ones from ``templates_dir``, lm-eval's registered ones, and
     those of ``include_path``), ``num_fewshot`` (per task; a task not named there: 0 for embedded tasks, the
-    task's own default for the others), ``limit`` (a seeded subset per task), ``batch_size``, ``precision``,
-    ``benchmark_data``. Beside lm-eval's results: each item's scores (``items``), where each registered task's
+    task's own default for the others), ``limit`` (a seeded subset per task), ``batch_size``, ``precision`` (auto:
+    deepen.device's evaluation dtype), ``device`` (resources.device), ``benchmark_data``. Beside lm-eval's results: each item's scores (``items``), where each registered task's
     items came from (``benchmarks``)."""
     import tempfile
 
@@ -220,6 +220,7 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
     from lm_eval.tasks import get_task_dict
 
     from . import dlo  # noqa: F401  registers the DLO model type with transformers' Auto classes
+    from .device import evaluation_dtype, stage_device
     from .registered_tasks import task_manager, task_sources
     from .standard_tasks import describe, task_yaml
 
@@ -229,8 +230,10 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
     sources, problems = task_sources(registered, cfg.get("include_path"), cfg.get("benchmark_data"))
     if problems:
         raise ValueError("\n".join(problems))
-    lm = HFLM(pretrained=str(model_dir), batch_size=cfg["batch_size"],
-              device="cuda" if torch.cuda.is_available() else "cpu", dtype=EVAL_DTYPES[cfg.get("precision", "fp32")])
+    device = stage_device(cfg.get("device", "auto"))
+    precision = cfg.get("precision", "auto")
+    dtype = str(evaluation_dtype(device)).removeprefix("torch.") if precision == "auto" else EVAL_DTYPES[precision]
+    lm = HFLM(pretrained=str(model_dir), batch_size=cfg["batch_size"], device=str(device), dtype=dtype)
     shots = cfg.get("num_fewshot") or {}
     # simple_evaluate takes one few-shot count for all its tasks: one call per count
     by_shots: dict = {}
@@ -271,6 +274,7 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
         leaves = merged["leaves"].get(name, [])
         info["items_scored"] = sum(len(merged["items"][leaf]["doc_id"]) for leaf in leaves)
         info["items_total"] = sum(merged["n-samples"].get(leaf, {}).get("original", 0) for leaf in leaves)
+    merged["device"], merged["dtype"] = device.type, dtype
     return json.loads(json.dumps(merged, default=str))
 
 

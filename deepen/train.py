@@ -69,10 +69,11 @@ def fixed_slice_loss(model, val_tokens: np.ndarray, seq_len: int, max_tokens: in
     was_training = model.training
     model.eval()
     total = 0.0
+    device = next(model.parameters()).device
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
-            batch = windows.tokens[start : start + batch_size]
-            total += model(input_ids=batch, labels=batch).loss.item() * len(batch)
+            batch = windows.tokens[start : start + batch_size].to(device)
+            total += model(input_ids=batch, labels=batch).loss.float().item() * len(batch)
     model.train(was_training)
     return {"val_loss": total / len(windows), "val_tokens": len(windows) * seq_len}
 

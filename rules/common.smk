@@ -114,7 +114,8 @@ def canonical(value):
 
 # What an evaluation job runs: every eval setting but those that only shape the embedded tasks' data.
 EVAL_PARAMS = canonical({k: config["eval"][k] for k in ("tasks", "batch_size", "num_fewshot", "precision",
-                                                        "include_path", "benchmark_data", "limit", "seed")})
+                                                        "include_path", "benchmark_data", "limit", "seed")}
+                        | {"device": config["resources"]["device"]})
 
 
 GROWTH = config["growth"]["enabled"]

@@ -46,7 +46,9 @@ rule init_loss:
         val="results/tokens/val.bin",
     output: "results/init/{model}.json"
     log: "logs/init_loss/{model}.log"
-    params: eval=FIXED_SLICE
+    params:
+        eval=FIXED_SLICE,
+        device=config["resources"]["device"],
     wildcard_constraints:
         model=f"base|{MODEL_PATTERN}",
     threads: config["resources"]["train_threads"]
@@ -68,6 +70,7 @@ rule seams:
     params:
         eval={**FIXED_SLICE, "eval_tokens": config["report"]["seam_tokens"] or config["cpt"]["eval_tokens"]},
         freezes=lambda wildcards: list(trained_rows(wildcards.model)),
+        device=config["resources"]["device"],
     threads: config["resources"]["train_threads"]
     resources: **job(mem_mb(4 * deepest_expansion(), 2048), seams_runtime(), gpu=True)
     conda: CONDA_ENV

@@ -10,4 +10,5 @@ from deepen.pipeline import init_loss_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    init_loss_stage(s.wildcards.model, s.input.model, s.input.val, dict(s.params.eval), s.output[0], threads=s.threads)
+    init_loss_stage(s.wildcards.model, s.input.model, s.input.val, dict(s.params.eval), s.output[0], threads=s.threads,
+                    device=s.params.device)

@@ -12,4 +12,5 @@ from deepen.pipeline import seams_stage  # noqa: E402
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     trained = dict(zip(s.params.freezes, s.input.trained))
-    seams_stage(s.input.model, s.input.plan, trained, s.input.val, dict(s.params.eval), s.output[0], threads=s.threads)
+    seams_stage(s.input.model, s.input.plan, trained, s.input.val, dict(s.params.eval), s.output[0], threads=s.threads,
+                device=s.params.device)

@@ -72,6 +72,8 @@ BAD_CONFIGS = {
                                              "base.train.frozen_dtype: bfloat16 frozen parameters need precision bf16"),
     "unknown precision": (lambda c: c["cpt"].update(precision="fp8"), "cpt.precision: 'fp8' is not one of"),
     "unknown attention": (lambda c: c["cpt"].update(attn_implementation="flash"), "cpt.attn_implementation: 'flash'"),
+    "cuda without a GPU": (lambda c: c["resources"].update(device="cuda"),
+                           "resources.device: cuda, but this machine has no GPU and resources.gpus requests none"),
     # flash_attn is not installed here
     "attention the base's class cannot take": (lambda c: c["cpt"].update(attn_implementation="flash_attention_2"),
                                                "cpt.attn_implementation: 'flash_attention_2' is not available for the "
