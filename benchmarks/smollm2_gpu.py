@@ -31,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gguf_parts import join_parts, split_file  # noqa: E402  (beside this script)
+
 PART_BYTES = 48 * 1024**2
 
 
@@ -59,30 +61,11 @@ def prepare(config_path: str, out: str, parts_bytes: int = PART_BYTES) -> None:
         ids = tokenize_documents(work / "data" / f"{split}.txt", tokenizer)
         np.save(out / f"{split}_tokens.npy", ids.astype(np.uint16 if len(tokenizer) < 2**16 else np.uint32))
         print(f"{split}: {len(ids):,} tokens")
-    for old in out.glob("base.gguf.part*"):
-        old.unlink()
-    data = source.read_bytes()
-    for k, start in enumerate(range(0, len(data), parts_bytes)):
-        (out / f"base.gguf.part{k}").write_bytes(data[start : start + parts_bytes])
+    parts = split_file(source, out, parts_bytes)
     shutil.rmtree(work)
     (out / "run.json").write_text(json.dumps({"config": config, "gguf_name": source.name,
-                                              "gguf_bytes": len(data)}, indent=1))
-    print(f"wrote {out}: run.json, token files, {k + 1} part(s) of {source.name}")
-
-
-def _join_parts(run_dir: Path, extra: list[str], dest: Path, size: int) -> Path:
-    parts = {}
-    for folder in [run_dir, *map(Path, extra)]:
-        for p in folder.glob("base.gguf.part*"):
-            parts.setdefault(int(p.name.rsplit("part", 1)[1]), p)
-    if not parts or sorted(parts) != list(range(len(parts))):
-        raise SystemExit(f"GGUF parts found: {sorted(parts)}; need 0..n without gaps (--parts names more folders)")
-    with open(dest, "wb") as f:
-        for k in sorted(parts):
-            f.write(parts[k].read_bytes())
-    if dest.stat().st_size != size:
-        raise SystemExit(f"joined GGUF has {dest.stat().st_size} bytes, run.json says {size}")
-    return dest
+                                              "gguf_bytes": source.stat().st_size}, indent=1))
+    print(f"wrote {out}: run.json, token files, {parts} part(s) of {source.name}")
 
 
 def _predictor_job(args) -> str:
@@ -144,7 +127,8 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
         (out / "timings.json").write_text(json.dumps(timings, indent=1))
         return result
 
-    gguf = timed("join GGUF parts", _join_parts, run_dir, parts, work / spec["gguf_name"], spec["gguf_bytes"])
+    gguf = timed("join GGUF parts", join_parts, [run_dir, *map(Path, parts)], work / spec["gguf_name"],
+                 spec["gguf_bytes"])
     base = work / "base"
     if not (base / "config.json").exists():
         timed("import GGUF", import_gguf, gguf, base, max_shard_bytes=1 << 40, tokenizer=False)

