@@ -80,18 +80,52 @@ def _predictor_job(args) -> str:
     return Path(pt).stem
 
 
+# tests: a run named in FAIL_ENV fails on purpose; after KILL_ENV runs the process dies as a time limit would kill
+# it. Either way the runs that finished are kept, and the report has them.
+FAIL_ENV = "DEEPEN_GPU_RUNNER_FAIL"
+KILL_ENV = "DEEPEN_GPU_RUNNER_KILL_AFTER"
+
+
 def _cpt_job(args) -> str:
+    import contextlib
+
     import numpy as np
 
     from deepen.pipeline import continue_pretraining
 
     method, model_dir, tokens_dir, cfg, run_dir, threads = args
-    train = np.load(Path(tokens_dir) / "train_tokens.npy", mmap_mode="r")
-    val = np.load(Path(tokens_dir) / "val_tokens.npy", mmap_mode="r")
-    continue_pretraining(method, model_dir, np.asarray(train), np.asarray(val), cfg, run_dir, Path(run_dir) / "final",
-                         Path(run_dir) / "info.json", threads=threads)
+    name = f"{method}/{cfg['freeze']}/seed{cfg['seed']}"
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    # each run logs to its own file, progress bars off: several runs at once would drown the terminal
+    os.environ["TQDM_DISABLE"] = "1"
+    with open(Path(run_dir) / "log.txt", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        if os.environ.get(FAIL_ENV) == name:
+            raise RuntimeError(f"{name}: failed on purpose ({FAIL_ENV})")
+        train = np.load(Path(tokens_dir) / "train_tokens.npy", mmap_mode="r")
+        val = np.load(Path(tokens_dir) / "val_tokens.npy", mmap_mode="r")
+        continue_pretraining(method, model_dir, np.asarray(train), np.asarray(val), cfg, run_dir,
+                             Path(run_dir) / "final", Path(run_dir) / "info.json", threads=threads)
     shutil.rmtree(Path(run_dir) / "final")  # the comparison needs the curves, not 0.7 GB per run
-    return f"{method}/{cfg['freeze']}/seed{cfg['seed']}"
+    return name
+
+
+def _each_as_done(fn, jobs: list, workers: int):
+    """(job, result or the exception it raised) as each job finishes."""
+    if workers <= 1:
+        for job in jobs:
+            try:
+                yield job, fn(job)
+            except Exception as e:  # one failed run must not lose the others
+                yield job, e
+        return
+    import multiprocessing
+    from concurrent.futures import as_completed
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(fn, job): job for job in jobs}
+        for future in as_completed(futures):
+            error = future.exception()
+            yield futures[future], error if error is not None else future.result()
 
 
 def _map(fn, jobs: list, workers: int):
@@ -167,8 +201,27 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
         model_dir = base if method == "base" else work / "models" / model_name(config, method, seed)
         jobs.append((method, str(model_dir), str(run_dir), {**cpt, "seed": seed, "freeze": freeze},
                      str(work / "cpt" / method / freeze / f"seed{seed}"), device_threads))
-    timed(f"CPT ({len(jobs)} runs, {parallel} at a time)", _map, _cpt_job, jobs, parallel)
-    timed("report", write_report, config, runs, work, out)
+    # the base and the reference method first: the report needs their rows, and a run cut off early then has one
+    reference = config["report"]["reference"]
+    jobs.sort(key=lambda job: (job[0] != "base", job[0] != reference))
+    failures, finished = {}, 0
+    t0 = time.time()
+    for job, result in _each_as_done(_cpt_job, jobs, parallel):
+        name = f"{job[0]}/{job[3]['freeze']}/seed{job[3]['seed']}"
+        if isinstance(result, Exception):
+            failures[name] = f"{type(result).__name__}: {result}"
+            print(f"CPT {name} FAILED: {failures[name]} (its log: {Path(job[4]) / 'log.txt'})", flush=True)
+            (out / "failures.json").write_text(json.dumps(failures, indent=1))
+            continue
+        print(f"[{time.time() - t0:8.1f} s] CPT {name}", flush=True)
+        try:  # the report of the runs finished so far, rewritten as each one finishes
+            timed("report", write_report, config, runs, work, out)
+        except Exception as e:  # e.g. the reference row has no run yet
+            print(f"report not written yet: {type(e).__name__}: {e}", flush=True)
+        finished += 1
+        if os.environ.get(KILL_ENV) and finished >= int(os.environ[KILL_ENV]):
+            os._exit(137)
+    timings[f"CPT ({len(jobs)} runs, {parallel} at a time)"] = round(time.time() - t0, 2)
     tokens = {s: int(np.load(run_dir / f"{s}_tokens.npy", mmap_mode="r").shape[0]) for s in ("train", "val")}
     (out / "timings.json").write_text(json.dumps({**timings, "tokens": tokens}, indent=1))
 

@@ -53,18 +53,32 @@ def test_gpu_runner_prepares_here_and_runs_without_the_workflow_packages(tmp_pat
     (tmp_path / "run" / "base.gguf.part0").rename(tmp_path / "later" / "base.gguf.part0")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
-    proc = subprocess.run([sys.executable, script, "run", "--dir", str(tmp_path / "run"), "--parts",
-                           str(tmp_path / "later"), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                           "--parallel", "1", "--threads", "1"], env=env, capture_output=True, text=True, timeout=900)
+    def run(name, **more_env):
+        return subprocess.run([sys.executable, script, "run", "--dir", str(tmp_path / "run"), "--parts",
+                               str(tmp_path / "later"), "--work", str(tmp_path / name), "--out",
+                               str(tmp_path / f"{name}_out"), "--parallel", "1", "--threads", "1"],
+                              env={**env, **more_env}, capture_output=True, text=True, timeout=900)
+
+    # one CPT run fails: the others finish, the report has them, the failure is recorded
+    proc = run("work", DEEPEN_GPU_RUNNER_FAIL="opt_deus/new_only/seed1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    md = (tmp_path / "out/summary.md").read_text()
-    for row in ("base/all", "llama_pro/new_only", "lesa/new_only", "opt_deus/new_only"):
+    assert "opt_deus/new_only/seed1" in json.loads((tmp_path / "work_out/failures.json").read_text())
+    md = (tmp_path / "work_out/summary.md").read_text()
+    for row in ("base/all", "llama_pro/new_only", "lesa/new_only"):
         assert f"| `{row}` | 2 |" in md
+    assert "| `opt_deus/new_only` | 1 |" in md
+    # the runs log to their own files, not to the terminal
+    assert "Running" not in proc.stdout and (tmp_path / "work/cpt/lesa/new_only/seed0/log.txt").exists()
     assert "## Step 0: every model before training" in md and "The papers' claims" in md
-    timings = json.loads((tmp_path / "out/timings.json").read_text())
+    timings = json.loads((tmp_path / "work_out/timings.json").read_text())
     assert {"import GGUF", "svd gate_proj", "report"} <= set(timings) and timings["tokens"]["train"] > 0
-    assert (tmp_path / "out/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "work_out/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert torch.cuda.is_available() or "device: cpu" in proc.stdout
+    # cut off after three CPT runs, as a time limit would: the report of what finished is there
+    proc = run("cut", DEEPEN_GPU_RUNNER_KILL_AFTER="3")
+    assert proc.returncode == 137, proc.stdout[-3000:] + proc.stderr[-3000:]
+    md = (tmp_path / "cut_out/summary.md").read_text()
+    assert "| `base/all` | 2 |" in md and "| `llama_pro/new_only` | 1 |" in md and "lesa/new_only" not in md
 
 
 def test_gpu_cpt_benchmark_runs_every_setting_at_a_tiny_size_on_cpu():
