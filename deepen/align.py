@@ -118,8 +118,8 @@ def permute_tensor(matrix: str, t: torch.Tensor, perm: LayerPermutation, shape: 
     return t
 
 
-def _layer(reader: CheckpointReader, arch: Architecture, index: int) -> dict:
-    return {m: reader.get(arch.tensor_name(index, m)).double() for m in MOVES if m in arch.layer_tensors}
+def _layer(reader: CheckpointReader, arch: Architecture, index: int, device) -> dict:
+    return {m: reader.get(arch.tensor_name(index, m)).to(device, torch.float64) for m in MOVES if m in arch.layer_tensors}
 
 
 def _distance(a: dict, b: dict) -> float:
@@ -128,18 +128,21 @@ def _distance(a: dict, b: dict) -> float:
     return float((fa - fb).norm(dim=1).mean())
 
 
-def alignment_plan(reader: CheckpointReader, arch: Architecture, config: dict) -> tuple[list, list[dict]]:
+def alignment_plan(reader: CheckpointReader, arch: Architecture, config: dict,
+                   device=None) -> tuple[list, list[dict]]:
     """Each layer's permutation (layer 0's is the identity), and per layer the mean distance of its MLP neurons
-    to the lower neighbour's before and after alignment, and the share of neurons and heads that moved."""
+    to the lower neighbour's before and after alignment, and the share of neurons and heads that moved. The
+    cost matrices and distances compute on ``device`` (default the CPU) in float64; the assignments on the CPU."""
+    device = torch.device("cpu") if device is None else torch.device(device)
     shape = Shape.of(config)
     num_layers = config["num_hidden_layers"]
     check_permutable(arch, shape, {m: reader.shape(arch.tensor_name(0, m)) for m in arch.matrices})
     identity = LayerPermutation(list(range(shape.heads)), list(range(shape.kv_heads)),
                                 list(range(config["intermediate_size"])))
     perms, stats = [identity], []
-    lower_aligned = lower_raw = _layer(reader, arch, 0)
+    lower_aligned = lower_raw = _layer(reader, arch, 0, device)
     for index in tqdm(range(1, num_layers), desc="align layers", leave=False):
-        raw = _layer(reader, arch, index)
+        raw = _layer(reader, arch, index, device)
         perm = layer_permutation(raw, lower_aligned, shape)
         aligned = {m: permute_tensor(m, t, perm, shape) for m, t in raw.items()}
         stats.append({"layer": index,
@@ -152,7 +155,7 @@ def alignment_plan(reader: CheckpointReader, arch: Architecture, config: dict) -
     return perms, stats
 
 
-def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3) -> dict:
+def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3, device=None) -> dict:
     """Write the aligned copy of the HF model directory ``base_dir`` into ``out_dir``: the same files, every
     layer's tensors re-ordered (alignment_plan), every other tensor copied byte for byte. Returns the
     alignment's record (also written as deepen_alignment.json)."""
@@ -160,7 +163,7 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3) -> dict:
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
     reader = CheckpointReader(base_dir)
-    perms, stats = alignment_plan(reader, arch, config)
+    perms, stats = alignment_plan(reader, arch, config, device)
     shape = Shape.of(config)
     specs = [(n, reader.shape(n), reader.dtype(n)) for n in reader.keys()]
     record = {"base": str(base_dir), "method": "exact assignment to the aligned lower neighbour, bottom to top",

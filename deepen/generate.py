@@ -34,14 +34,19 @@ class LayerSource:
     cache: dict[str, Any] = field(default_factory=dict)
     # the plan being run (set by generate_layers): its length is the expanded model's depth
     plan: list[dict] = field(default_factory=list)
+    # where the methods compute (deepen.device): the layers they read are put there; None is the CPU
+    device: Any = None
 
     @property
     def num_layers(self) -> int:
         return self.weights.num_layers
 
     def layer(self, index: int) -> Layer:
-        """Base layer ``index``'s tensors, float32."""
-        return {m: self.weights.get(m, index).float() for m in self.weights.matrices}
+        """Base layer ``index``'s tensors, float32, on the source's device."""
+        return {m: self.on_device(self.weights.get(m, index).float()) for m in self.weights.matrices}
+
+    def on_device(self, t):
+        return t if self.device is None else t.to(self.device)
 
     def memo(self, key: str, load: Callable[[], Any]) -> Any:
         if key not in self.cache:
@@ -77,7 +82,7 @@ def generate_layers(opts: dict, source: LayerSource, out_dir: str | Path, name: 
                     lower, upper = entry["between"]
                     raise FloatingPointError(f"{name}: new layer {entry['id']} (between base layers {lower} and "
                                              f"{upper}) {m} has NaN or Inf")
-                writer.write(f"new.{entry['id']}.{m}", t.to(weights.dtype(m)).contiguous())
+                writer.write(f"new.{entry['id']}.{m}", t.to("cpu", weights.dtype(m)).contiguous())
     info = {"method": name, "generator": opts["generator"], "base_layers": weights.num_layers}
     plans.save(plan, out_dir / "plan.json", **info)
     return {"plan": plan, **info}

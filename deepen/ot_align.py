@@ -32,18 +32,28 @@ def euclidean_cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
+def euclidean_cost_on(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """:func:`euclidean_cost` of float64 tensors on their device (a GPU's product), returned to the CPU."""
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return torch.sqrt(torch.clamp(sq, min=0.0)).cpu().numpy()
+
+
 def transport_plan(a_feats: torch.Tensor, b_feats: torch.Tensor, settings: OTSettings) -> torch.Tensor:
-    """The (n × n) plan between A's and B's feature rows, with POT's 1/n row sums.
+    """The (n × n) plan between A's and B's feature rows, with POT's 1/n row sums, on their device.
 
     Exact OT between uniform marginals of the same size is an assignment problem: its optimal plan is a
     permutation scaled by 1/n, which scipy's linear_sum_assignment finds (the optimum ``ot.emd`` finds, about
-    twice as fast, and without POT). The entropic plan comes from POT's log-domain sinkhorn."""
-    a = a_feats.detach().double().numpy()
-    b = b_feats.detach().double().numpy()
-    n = a.shape[0]
-    if b.shape[0] != n:
-        raise AlignmentError(f"cannot align {n} rows to {b.shape[0]} rows")
-    cost = euclidean_cost(a, b)
+    twice as fast, and without POT). The entropic plan comes from POT's log-domain sinkhorn. The cost matrix
+    (float64) is computed where the rows are (numpy's product on the CPU, torch's on a GPU); the solvers run on
+    the CPU."""
+    n = a_feats.shape[0]
+    if b_feats.shape[0] != n:
+        raise AlignmentError(f"cannot align {n} rows to {b_feats.shape[0]} rows")
+    device = a_feats.device
+    if device.type == "cpu":
+        cost = euclidean_cost(a_feats.detach().double().numpy(), b_feats.detach().double().numpy())
+    else:
+        cost = euclidean_cost_on(a_feats.detach().double(), b_feats.detach().double())
     if settings.solver == "emd":
         from scipy.optimize import linear_sum_assignment
 
@@ -58,7 +68,7 @@ def transport_plan(a_feats: torch.Tensor, b_feats: torch.Tensor, settings: OTSet
         plan = ot.sinkhorn(marg, marg, cost, reg=settings.reg, method="sinkhorn_log", numItermax=100_000)
     else:
         raise AlignmentError(f"unknown OT solver {settings.solver!r}; use emd or sinkhorn")
-    return torch.from_numpy(np.asarray(plan))
+    return torch.from_numpy(np.asarray(plan)).to(device)
 
 
 def mapping(plan: torch.Tensor, settings: OTSettings) -> torch.Tensor:
@@ -101,7 +111,7 @@ def align_attention_heads(A: dict, B: dict, n_heads: int, n_kv: int, settings: O
     q_out, o_out, T_heads = [], [], []
     for g in range(n_kv):
         if rep == 1:
-            T_head = torch.eye(1, dtype=T_group.dtype)
+            T_head = torch.eye(1, dtype=T_group.dtype, device=T_group.device)
         else:
             T_head = mapping(transport_plan(q_grouped[g], q_heads_B[g], settings), settings)
         T_heads.append(T_head)
@@ -173,7 +183,7 @@ def fuse_layers(A: dict, B: dict, n_heads: int, n_kv: int, settings: OTSettings,
     is mapped half-way with the residual stream; ``output_norms`` (Gemma 2's norms of the attention and
     MLP outputs) scale the channels o_proj and down_proj write, so they move with those rows. Every other
     vector (input norms, Qwen3's per-head q/k norms, which whole-head moves leave valid) is averaged as
-    it is."""
+    it is. Computes on the device of A's and B's tensors, in float64."""
     A = {k: v.double() for k, v in A.items()}
     B = {k: v.double() for k, v in B.items()}
     # 1. attention
@@ -186,7 +196,8 @@ def fuse_layers(A: dict, B: dict, n_heads: int, n_kv: int, settings: OTSettings,
     # 2. the residual-stream map from o_proj's rows; post-attention norm half-way between T_o and identity
     T_o = residual_map(A, B, settings)
     A["o_proj"] = T_o @ A["o_proj"]
-    A[mlp_input_norm] = (0.5 * T_o + 0.5 * torch.eye(T_o.shape[0], dtype=T_o.dtype)) @ A[mlp_input_norm]
+    identity = torch.eye(T_o.shape[0], dtype=T_o.dtype, device=T_o.device)
+    A[mlp_input_norm] = (0.5 * T_o + 0.5 * identity) @ A[mlp_input_norm]
     for norm in output_norms:
         A[norm] = T_o @ A[norm]
     # 3. MLP inputs read the residual stream: map gate/up columns with T_o before aligning neurons;

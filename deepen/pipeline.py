@@ -263,53 +263,58 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
     extract_matrix(check_model_dir(base_dir, arch, config), arch, config["num_hidden_layers"], matrix, out_path)
 
 
-def align_stage(base_dir, out_dir) -> None:
-    """The aligned base (deepen/align.py); the log lists how far each layer's neurons lay from its lower
-    neighbour's before and after."""
+def align_stage(base_dir, out_dir, device: str = "auto") -> None:
+    """The aligned base (deepen/align.py), its cost matrices on ``device`` (deepen.device); the log lists how far
+    each layer's neurons lay from its lower neighbour's before and after."""
     from .align import align_base
 
-    record = align_base(base_dir, out_dir)
+    record = align_base(base_dir, out_dir, device=stage_device(device))
     for layer in record["layers"]:
         print(f"layer {layer['layer']}: {layer['neurons_moved']:.0%} of neurons and {layer['heads_moved']:.0%} of "
               f"heads moved; mean neuron distance to layer {layer['layer'] - 1} "
               f"{layer['neuron_distance_raw']:.4g} -> {layer['neuron_distance_aligned']:.4g}")
 
 
-def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, artifacts: dict | None = None) -> None:
-    """``artifacts``: {name: folder} of what the method declares it reads besides the weights."""
+def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, artifacts: dict | None = None,
+                   device: str = "auto") -> None:
+    """``artifacts``: {name: folder} of what the method declares it reads besides the weights; the methods compute
+    on ``device`` (deepen.device)."""
     from .extract import LayerWeights, read_model_config
 
     config = read_model_config(base_dir)
     arch = architecture_for(config.get("model_type", ""))
     source = LayerSource(LayerWeights(weights_dir, arch.matrices), arch, config,
-                         {name: Path(folder) for name, folder in (artifacts or {}).items()})
+                         {name: Path(folder) for name, folder in (artifacts or {}).items()},
+                         device=stage_device(device))
     generate_layers(opts, source, out_dir, method)
 
 
-def svd_stage(weights_path, out_path, report_path) -> None:
+def svd_stage(weights_path, out_path, report_path, device: str = "auto") -> None:
+    """LESA's SVD of one matrix type, on ``device`` (deepen.device; deepen/svd.py says what differs on a GPU)."""
     from .svd import svd_stage as run
 
-    run(weights_path, out_path, report_path)
+    run(weights_path, out_path, report_path, device=stage_device(device))
 
 
-def predictor_stage(source_path, key: str, cfg: dict, pt_path, json_path, threads=1) -> None:
+def predictor_stage(source_path, key: str, cfg: dict, pt_path, json_path, threads=1, device: str = "auto") -> None:
     import torch
 
     from .predictor import BlockSource, save_predictor, train_predictor
 
     torch.set_num_threads(max(1, threads))
-    model, report = train_predictor(BlockSource(source_path, key), cfg)
+    model, report = train_predictor(BlockSource(source_path, key), cfg, device=stage_device(device))
     save_predictor(model, report, pt_path, json_path)
 
 
-def predictor_heldout_stage(source_path, key: str, cfg: dict, layers: list[int] | None, json_path, threads=1) -> None:
+def predictor_heldout_stage(source_path, key: str, cfg: dict, layers: list[int] | None, json_path, threads=1,
+                            device: str = "auto") -> None:
     """Leave-one-out fits of LESA's predictor on one matrix type: how well each held-out layer is predicted."""
     import torch
 
     from .predictor import BlockSource, heldout_fit
 
     torch.set_num_threads(max(1, threads))
-    write_json(heldout_fit(BlockSource(source_path, key), cfg, layers), json_path)
+    write_json(heldout_fit(BlockSource(source_path, key), cfg, layers, device=stage_device(device)), json_path)
 
 
 def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb) -> None:

@@ -103,14 +103,14 @@ def trivial_predictions(lower: torch.Tensor, upper: torch.Tensor) -> dict[str, t
             "zero": torch.zeros_like(lower)}
 
 
-def _eval(model, source: BlockSource, layer: int) -> tuple[dict, dict]:
+def _eval(model, source: BlockSource, layer: int, device) -> tuple[dict, dict]:
     """The held-out layer's MSE of the predictor and of the trivial predictors, and the two sums that give the
     factor ``a`` minimising the weight-space error of ``a`` × the prediction (shrink_factor)."""
-    lower, mid, upper = source.get(layer - 1), source.get(layer), source.get(layer + 1)
+    lower, mid, upper = (source.get(l).to(device) for l in (layer - 1, layer, layer + 1))
     with torch.no_grad():
         pred = model(lower, upper)
     mse = lambda a: torch.mean((a - mid) ** 2).item()  # noqa: E731
-    weights = source.row_scales()[:, None] ** 2
+    weights = source.row_scales().to(device)[:, None] ** 2
     shrink = {"pred_dot_true": float((weights * pred * mid).sum()), "pred_sq": float((weights * pred * pred).sum())}
     return {"predictor": mse(pred), **{k: mse(v) for k, v in trivial_predictions(lower, upper).items()}}, shrink
 
@@ -124,18 +124,21 @@ def shrink_factor(fits: list[dict]) -> float:
 
 
 def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] = print,
-                    withhold: int | None = None) -> tuple[LayerPredictor, dict]:
+                    withhold: int | None = None, device=None) -> tuple[LayerPredictor, dict]:
     """Train on the rows of every interior triplet (but the one whose middle layer is ``withhold``), all
     triplets' rows shuffled together each epoch. cfg: hidden, lr, batch_size, epochs, norm_weight, seed,
-    weight_decay. With ``withhold``, the report has that layer's MSE after every epoch."""
+    weight_decay. With ``withhold``, the report has that layer's MSE after every epoch. On ``device`` (default
+    the CPU; deepen.device), in float32; the initial weights and the minibatch order are drawn on the CPU, the same
+    on every device. The model comes back on the CPU."""
+    device = torch.device("cpu") if device is None else torch.device(device)
     torch.manual_seed(cfg["seed"])
-    model = LayerPredictor(source.d_in, cfg["hidden"])
+    model = LayerPredictor(source.d_in, cfg["hidden"]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.01))
     targets = np.array([l for l in interior_layers(source.num_layers) if l != withhold])
     gen = torch.Generator().manual_seed(cfg["seed"])
     samples = len(targets) * source.rows
     history = {"epoch": [], "train_loss": [], "heldout_mse": []}
-    held = (source.get(withhold - 1), source.get(withhold), source.get(withhold + 1)) if withhold else None
+    held = tuple(source.get(l).to(device) for l in (withhold - 1, withhold, withhold + 1)) if withhold else None
     for epoch in tqdm(range(cfg["epochs"]), desc="predictor epochs", leave=False):
         model.train()
         total = 0.0
@@ -143,7 +146,7 @@ def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] =
         for start in range(0, samples, cfg["batch_size"]):
             idx = order[start : start + cfg["batch_size"]]
             layers, rows = targets[idx // source.rows], idx % source.rows
-            lower, mid, upper = (source.gather(layers + d, rows) for d in (-1, 0, 1))
+            lower, mid, upper = (source.gather(layers + d, rows).to(device) for d in (-1, 0, 1))
             loss = lesa_loss(model(lower, upper), mid, cfg["norm_weight"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -161,19 +164,20 @@ def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] =
     model.eval()
     report = {"train_layers": targets.tolist(), **history, "config": cfg}
     if withhold:
-        against, shrink = _eval(model, source, withhold)
+        against, shrink = _eval(model, source, withhold, device)
         report.update(heldout_layer=withhold, heldout_against_baselines=against, heldout_shrink=shrink)
     else:
         del report["heldout_mse"]
-    return model, report
+    return model.cpu(), report
 
 
-def heldout_fit(source: BlockSource, cfg: dict, layers: list[int] | None, log: Callable[[str], None] = print) -> dict:
+def heldout_fit(source: BlockSource, cfg: dict, layers: list[int] | None, log: Callable[[str], None] = print,
+                device=None) -> dict:
     """Leave-one-out fits: for each held-out layer a predictor trained without its triplet, scored on it against
-    the trivial predictors."""
+    the trivial predictors (on ``device``, as train_predictor)."""
     fits = []
     for layer in heldout_layers(source.num_layers, layers):
-        _, report = train_predictor(source, cfg, log, withhold=layer)
+        _, report = train_predictor(source, cfg, log, withhold=layer, device=device)
         fits.append({"layer": layer, "heldout_mse": report["heldout_mse"], "train_loss": report["train_loss"],
                      "against_baselines": report["heldout_against_baselines"], "shrink": report["heldout_shrink"]})
     return {"fits": fits, "shrink_factor": shrink_factor(fits), "config": cfg}

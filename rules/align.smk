@@ -5,7 +5,8 @@ rule align_base:
     input: base=BASE_DIR
     output: directory(ALIGNED_BASE_DIR)
     log: "logs/aligned/align_base.log"
-    resources: **job(mem_mb(2.5), streaming_runtime(3))
+    params: device=DEVICE
+    resources: **job(mem_mb(2.5), streaming_runtime(3), gpu=True)
     conda: CONDA_ENV
     script: "../scripts/align_base.py"
 

@@ -112,10 +112,12 @@ def canonical(value):
         return [canonical(v) for v in value]
     return value
 
+# Where the stages that compute with tensors run (deepen.device): the job's GPU, in the rules that request one.
+DEVICE = config["resources"]["device"]
 # What an evaluation job runs: every eval setting but those that only shape the embedded tasks' data.
 EVAL_PARAMS = canonical({k: config["eval"][k] for k in ("tasks", "batch_size", "num_fewshot", "precision",
                                                         "include_path", "benchmark_data", "limit", "seed")}
-                        | {"device": config["resources"]["device"]})
+                        | {"device": DEVICE})
 
 
 GROWTH = config["growth"]["enabled"]

@@ -48,7 +48,7 @@ rule init_loss:
     log: "logs/init_loss/{model}.log"
     params:
         eval=FIXED_SLICE,
-        device=config["resources"]["device"],
+        device=DEVICE,
     wildcard_constraints:
         model=f"base|{MODEL_PATTERN}",
     threads: config["resources"]["train_threads"]
@@ -70,7 +70,7 @@ rule seams:
     params:
         eval={**FIXED_SLICE, "eval_tokens": config["report"]["seam_tokens"] or config["cpt"]["eval_tokens"]},
         freezes=lambda wildcards: list(trained_rows(wildcards.model)),
-        device=config["resources"]["device"],
+        device=DEVICE,
     threads: config["resources"]["train_threads"]
     resources: **job(mem_mb(4 * deepest_expansion(), 2048), seams_runtime(), gpu=True)
     conda: CONDA_ENV

@@ -14,8 +14,10 @@ rule generate_layers:
         new_layers="results/layers/{model}/new_layers.safetensors",
         plan="results/layers/{model}/plan.json",
     log: "logs/generate_layers/{model}.log"
-    params: options=generation_params
-    resources: **job(mem_mb(0.2), streaming_runtime(4))
+    params:
+        options=generation_params,
+        device=DEVICE,
+    resources: **job(mem_mb(0.2), streaming_runtime(4), gpu=True)
     conda: CONDA_ENV
     script: "../scripts/generate_layers.py"
 

@@ -4,8 +4,10 @@ rule svd:
         svd="results/svd/{matrix}.safetensors",
         report="results/svd/{matrix}.json",
     log: "logs/svd/{matrix}.log"
-    params: matrix="{matrix}"
-    resources: **job(mem_mb(0.5), streaming_runtime(3))
+    params:
+        matrix="{matrix}",
+        device=DEVICE,
+    resources: **job(mem_mb(0.5), streaming_runtime(3), gpu=True)
     conda: CONDA_ENV
     script: "../scripts/svd.py"
 
@@ -21,9 +23,10 @@ rule predictor:
     params:
         key=lambda wildcards: space_key(PREDICTOR_SPACES[wildcards.predictor]),
         train=PREDICTOR_TRAIN,
+        device=DEVICE,
     wildcard_constraints:
         predictor="|".join(PREDICTOR_SPACES),
-    resources: **job(mem_mb(0.5), predictor_runtime())
+    resources: **job(mem_mb(0.5), predictor_runtime(), gpu=True)
     conda: CONDA_ENV
     script: "../scripts/predictor.py"
 
@@ -36,6 +39,7 @@ rule predictor_heldout:
         key=lambda wildcards: space_key(wildcards.space),
         train=PREDICTOR_TRAIN,
         layers=config["predictor"]["heldout_layers"],
-    resources: **job(mem_mb(0.5), predictor_runtime(len(config["predictor"]["heldout_layers"] or [0])))
+        device=DEVICE,
+    resources: **job(mem_mb(0.5), predictor_runtime(len(config["predictor"]["heldout_layers"] or [0])), gpu=True)
     conda: CONDA_ENV
     script: "../scripts/predictor_heldout.py"

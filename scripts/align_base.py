@@ -10,4 +10,4 @@ from deepen.pipeline import align_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    align_stage(s.input.base, s.output[0])
+    align_stage(s.input.base, s.output[0], device=s.params.device)

@@ -11,4 +11,5 @@ s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     for blocks, model, curve in zip(s.input.blocks, s.output.models, s.output.curves):
         print(f"== {Path(blocks).stem}", flush=True)
-        predictor_stage(blocks, s.params.key, dict(s.params.train), model, curve, threads=s.threads)
+        predictor_stage(blocks, s.params.key, dict(s.params.train), model, curve, threads=s.threads,
+                        device=s.params.device)

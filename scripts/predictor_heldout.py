@@ -11,4 +11,5 @@ s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     for blocks, fits in zip(s.input.blocks, s.output.fits):
         print(f"== {Path(blocks).stem}", flush=True)
-        predictor_heldout_stage(blocks, s.params.key, dict(s.params.train), s.params.layers, fits, threads=s.threads)
+        predictor_heldout_stage(blocks, s.params.key, dict(s.params.train), s.params.layers, fits, threads=s.threads,
+                                device=s.params.device)

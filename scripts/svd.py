@@ -9,4 +9,4 @@ from deepen.pipeline import svd_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    svd_stage(s.input.weights, s.output.svd, s.output.report)
+    svd_stage(s.input.weights, s.output.svd, s.output.report, device=s.params.device)

@@ -45,3 +45,64 @@ def test_step0_losses_and_seams_on_an_explicit_cpu_are_bit_identical_to_the_runs
                 quick_run / "results/tokens/val.bin", cfg, tmp_path / "seams.json", device="cpu")
     again = json.loads((tmp_path / "seams.json").read_text())["before"]
     assert again == json.loads((quick_run / "results/seams/lesa.json").read_text())["before"]
+
+
+def _tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_svd_predictor_and_generation_on_an_explicit_cpu_are_bit_identical_to_the_runs(quick_run, tmp_path):
+    """LESA's SVD, its predictor and the layers of LESA and OpT-DeUS, with device cpu named: the run's tensors."""
+    from deepen.pipeline import generate_stage, predictor_stage, svd_stage
+
+    quick = yaml.safe_load((quick_run / "config/quick.yaml").read_text())
+    results = quick_run / "results"
+    svd_stage(results / "weights/k_proj.safetensors", tmp_path / "k_proj.safetensors", tmp_path / "k_proj.json",
+              device="cpu")
+    again, before = _tensors(tmp_path / "k_proj.safetensors"), _tensors(results / "svd/k_proj.safetensors")
+    assert again.keys() == before.keys() and all(torch.equal(again[k], before[k]) for k in before)
+    assert json.loads((tmp_path / "k_proj.json").read_text())["device"] == "cpu"
+
+    train = {**quick["predictor"], "seed": quick["seed"]}
+    predictor_stage(results / "svd/up_proj.safetensors", "V", train, tmp_path / "up.pt", tmp_path / "up.json",
+                    device="cpu")
+    again, before = (torch.load(p, weights_only=True)["state_dict"] for p in (tmp_path / "up.pt",
+                                                                              results / "predictor/up_proj.pt"))
+    assert all(torch.equal(again[k], before[k]) for k in before)
+    assert (json.loads((tmp_path / "up.json").read_text())["train_loss"]
+            == json.loads((results / "predictor/up_proj.json").read_text())["train_loss"])
+
+    for method, artifacts in (("lesa", {"svd": results / "svd", "predictor": results / "predictor"}),
+                              ("opt_deus", {})):
+        opts = {k: v for k, v in quick["methods"][method].items() if k not in ("freeze", "seeds", "cpt")}
+        generate_stage(method, opts, results / "base", results / "weights", tmp_path / method, artifacts,
+                       device="cpu")
+        again, before = (_tensors(d / "new_layers.safetensors") for d in (tmp_path / method, results / "layers" / method))
+        assert again.keys() == before.keys() and all(torch.equal(again[k], before[k]) for k in before), method
+
+
+def test_the_rules_that_request_a_gpu_are_those_whose_code_uses_one():
+    """A rule that passes resources.device to its stage, or trains (the Trainer takes the job's GPU), requests one;
+    no other rule does."""
+    import re
+    from pathlib import Path
+
+    trains = {"pretrain_base.py", "continual_pretrain.py", "growth_run.py", "sft.py"}
+    requests, uses = set(), set()
+    for smk in sorted((Path(__file__).parent.parent / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = list(re.finditer(r"^\s*(?:use )?rule (\w+)", text, flags=re.M))
+        for match, end in zip(starts, [m.start() for m in starts[1:]] + [len(text)]):
+            if match.group(0).lstrip().startswith("use"):
+                continue  # inherits its rule's resources and script
+            name, body = match.group(1), text[match.end():end]
+            script = re.search(r'script: "\.\./scripts/(\w+\.py)"', body)
+            if "gpu=True" in body or "gpu=config" in body:
+                requests.add(name)
+            if "device=DEVICE" in body or "EVAL_PARAMS" in body or (script and script.group(1) in trains):
+                uses.add(name)
+    assert requests == uses, (requests - uses, uses - requests)
+    assert {"svd", "predictor", "predictor_heldout", "generate_layers", "align_base", "init_loss", "seams",
+            "evaluate", "continual_pretrain"} <= requests

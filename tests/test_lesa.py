@@ -13,12 +13,16 @@ from deepen.svd import float32_array, svd_stage
 from deepen.tensorio import CheckpointReader, write_tensors
 
 
+@pytest.mark.parametrize("float64_gram", [False, True], ids=["cpu_route", "gpu_route"])
 @pytest.mark.parametrize("layers, d_out, d_in", [(5, 12, 8), (3, 30, 4)])
-def test_streaming_svd_matches_the_explicit_svd(tmp_path, layers, d_out, d_in):
+def test_streaming_svd_matches_the_explicit_svd(tmp_path, layers, d_out, d_in, float64_gram):
+    """Both routes: numpy's float32 Gram (the CPU's) and torch's float64 Gram (a GPU's, here run on the CPU)."""
     torch.manual_seed(0)
     stack = torch.randn(layers, d_out, d_in)
     write_tensors(tmp_path / "w.safetensors", {"weights": stack})
-    report = svd_stage(tmp_path / "w.safetensors", tmp_path / "svd.safetensors", tmp_path / "svd.json")
+    report = svd_stage(tmp_path / "w.safetensors", tmp_path / "svd.safetensors", tmp_path / "svd.json",
+                       float64_gram=float64_gram)
+    assert report["gram"] == ("float64" if float64_gram else "float32")
     out = load_file(tmp_path / "svd.safetensors")
     concat = torch.cat(list(stack.double()), dim=1)  # d_out × L·d_in
     s_ref = torch.linalg.svdvals(concat)

@@ -88,3 +88,25 @@ def test_the_smollm2_configs_are_valid(smollm2_file, name):
     model = base_model_config(cfg)
     assert model["num_hidden_layers"] == 30 and model["tie_word_embeddings"] and model["num_key_value_heads"] == 3
     assert all(m["freeze"] == "new_only" for m in cfg["methods"].values())
+
+
+@pytest.mark.parametrize("matrix", ["k_proj", "o_proj", "down_proj"])
+def test_the_gpu_routes_float64_gram_gives_the_cpu_routes_singular_values_on_smollm2(imported, tmp_path, matrix):
+    """On a GPU the SVD's Gram matrix is accumulated and decomposed in float64 (deepen/svd.py); run here on the CPU,
+    that route's singular values of the real model's weights agree with the float32 route's within 1e-6 relative
+    (every value above the guard floor), and its reconstruction is at least as accurate."""
+    from deepen.pipeline import extract_stage
+    from deepen.svd import RELATIVE_FLOOR, svd_stage
+    from deepen.tensorio import CheckpointReader
+
+    extract_stage(imported, matrix, tmp_path / "w.safetensors")
+    s, error = {}, {}
+    for float64_gram in (False, True):
+        out = tmp_path / f"svd_{float64_gram}.safetensors"
+        report = svd_stage(tmp_path / "w.safetensors", out, tmp_path / f"svd_{float64_gram}.json",
+                           float64_gram=float64_gram)
+        s[float64_gram] = CheckpointReader(out).get("S").double()
+        error[float64_gram] = report["max_relative_reconstruction_error"]
+    kept = s[True] > RELATIVE_FLOOR * s[True].max()
+    assert ((s[False] - s[True]).abs()[kept] / s[True][kept]).max() < 1e-6
+    assert error[True] <= error[False] < 1e-5

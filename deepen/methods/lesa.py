@@ -50,7 +50,7 @@ def _predictors(opts, source):
     from ..predictor import load_predictor
 
     folder = source.artifacts[PREDICTOR if opts["svd"] else PREDICTOR_RAW]
-    return {m: load_predictor(folder / f"{m}.pt") for m in source.arch.linear}
+    return {m: source.on_device(load_predictor(folder / f"{m}.pt")) for m in source.arch.linear}
 
 
 def _svd_blocks(source):
@@ -81,10 +81,12 @@ def lesa_layer(opts, source, entry):
         for m in source.arch.linear:
             if opts["svd"]:
                 svd = source.memo("svd", lambda: _svd_blocks(source))[m]  # V blocks; U and S live in the same file
-                scaled_u = source.memo(f"scaled_u.{m}", lambda: svd.reader.get("U") * svd.reader.get("S")[None, :])
-                out[m] = scaled_u @ predictors[m](svd.get(lower), svd.get(upper))
+                scaled_u = source.memo(f"scaled_u.{m}", lambda: source.on_device(svd.reader.get("U")
+                                                                                 * svd.reader.get("S")[None, :]))
+                out[m] = scaled_u @ predictors[m](source.on_device(svd.get(lower)), source.on_device(svd.get(upper)))
             else:
-                out[m] = predictors[m](weights.get(m, lower).float(), weights.get(m, upper).float())
+                out[m] = predictors[m](source.on_device(weights.get(m, lower).float()),
+                                       source.on_device(weights.get(m, upper).float()))
             out[m] = out[m] * factors[m]
     for m in source.arch.vectors:  # norms, and biases (Qwen2) alike: not predicted
         if opts["norm_source"] == "layer0":
