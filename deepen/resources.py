@@ -1,9 +1,10 @@
-"""What a job asks a cluster for (memory, run time), estimated from the model's size and the config.
+"""What a job asks a cluster for (memory, run time), estimated from the model's size and the config, for the jobs
+outside the comparison's tensor stages (the base's pretraining, growth, SFT, the report); those have a cost model
+of their own (deepen/stage_costs.py).
 
-One estimate per kind of work, so that a bigger model or a longer run asks for more without editing a
-rule: streaming stages scale with the bytes they read and write, training with its FLOPs, evaluation
-with the tokens it scores. A job killed for its time limit costs a rerun, a generous one only queue
-priority, so the estimates are multiplied by ``runtime_safety`` (config ``resources``).
+Streaming stages scale with the bytes they read and write, training with its FLOPs. A job killed for its time
+limit costs a rerun, a generous one only queue priority, so the estimates are multiplied by ``runtime_safety``
+(config ``resources``).
 """
 
 import math
@@ -43,8 +44,3 @@ def training_minutes(params: int, tokens: float, flops_per_second: float, safety
     (forward only, 2 FLOPs per parameter and token) counted as a fraction of the training tokens."""
     flops = 6 * params * tokens + 2 * params * tokens * eval_fraction
     return _minutes(flops / flops_per_second, safety)
-
-
-def evaluation_minutes(params: int, tokens: float, flops_per_second: float, safety: float) -> int:
-    """Scoring ``tokens`` tokens: forward passes only."""
-    return _minutes(2 * params * tokens / flops_per_second, safety)

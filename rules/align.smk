@@ -6,7 +6,7 @@ rule align_base:
     output: directory(ALIGNED_BASE_DIR)
     log: "logs/aligned/align_base.log"
     params: device=DEVICE
-    resources: **job(mem_mb(2.5), streaming_runtime(3), gpu=True)
+    resources: **stage_job("align_base", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/align_base.py"
 

@@ -15,8 +15,8 @@ from deepen.base_import import gguf_source  # noqa: E402
 from deepen.methods import build_plan, required_artifacts, runs_aligned  # noqa: E402
 from deepen.methods.lesa import PREDICTOR_SPACES, predictor_spaces  # noqa: E402
 from deepen.report import RunFacts, panel_inputs, panel_params  # noqa: E402
-from deepen.resources import (  # noqa: E402
-    DTYPE_BYTES, evaluation_minutes, memory_mb, parameter_count, streaming_minutes, training_minutes)
+from deepen.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes  # noqa: E402
+from deepen import stage_costs  # noqa: E402
 from deepen.tasks import embedded_task_names  # noqa: E402
 
 # Nothing is fetched at run time.
@@ -175,8 +175,9 @@ def job(mem_mb: int, runtime: int, gpu: bool = False, **more) -> dict:
 
 BASE_PARAMS = parameter_count(BASE_MODEL_CONFIG)
 # Bytes of the base's weights as stored: float32 when trained here, else the checkpoint's dtype.
-BASE_BYTES = BASE_PARAMS * (
-    4 if PRETRAIN_BASE else DTYPE_BYTES.get(BASE_MODEL_CONFIG.get("dtype") or BASE_MODEL_CONFIG.get("torch_dtype"), 4))
+BASE_WEIGHT_BYTES = 4 if PRETRAIN_BASE else DTYPE_BYTES.get(
+    BASE_MODEL_CONFIG.get("dtype") or BASE_MODEL_CONFIG.get("torch_dtype"), 4)
+BASE_BYTES = BASE_PARAMS * BASE_WEIGHT_BYTES
 # Every expanded model (one per seed for a generator that draws random numbers) and the base: each gets its
 # step-0 val loss on the fixed slice, trained or not.
 INIT_MODELS = init_models(config)
@@ -205,39 +206,19 @@ def training_runtime(train: dict, depth_factor: float = 1.0, processes: int = 1)
     return training_minutes(params, tokens, RES["train_flops_per_second"] * processes, RES["runtime_safety"])
 
 
-def seams_runtime() -> int:
-    """Minutes for seam diagnostics of the deepest model and its CPT rows: per model, a pass over the fixed slice
-    with every layer, one without each added layer."""
-    layers = BASE_MODEL_CONFIG["num_hidden_layers"]
-    passes = 2 + (deepest_expansion() - 1) * layers
-    tokens = (config["report"]["seam_tokens"] or config["cpt"]["eval_tokens"]) * passes * (1 + len({f for _, f, _ in RUNS}))
-    return evaluation_minutes(BASE_PARAMS * deepest_expansion(), tokens, RES["train_flops_per_second"],
-                              RES["runtime_safety"])
+# The cost of each tensor stage's most expensive job (deepen/stage_costs.py): its run time and memory requests.
+STAGE_COSTS = stage_costs.workflow_costs(config, BASE_MODEL_CONFIG, BASE_WEIGHT_BYTES,
+                                         embedded_task_names(TASK_TEMPLATES))
 
 
-def evaluation_runtime() -> int:
-    """Minutes for lm-eval on the deepest model: each task scores at most ``max_docs`` documents of
-    up to a chunk of text (taken as 2 characters per token, generously)."""
-    ev = config["eval"]
-    embedded = [t for t in ev["tasks"] if t in embedded_task_names(TASK_TEMPLATES)]
-    tokens = len(embedded) * ev["max_docs"] * max(ev["ppl_chunk_chars"], 1000) / 2
-    # a registered task: up to ~15,000 items (MMLU) of four choices of ~150 tokens each, unless eval.limit cuts it
-    for task in ev["tasks"]:
-        if task not in embedded:
-            limit = ev["limit"].get(task) if isinstance(ev["limit"], dict) else ev["limit"]
-            tokens += (limit * (57 if task == "mmlu" else 1) if limit else 15000) * 4 * 150
-    return evaluation_minutes(BASE_PARAMS * deepest_expansion(), tokens, RES["train_flops_per_second"],
-                              RES["runtime_safety"])
-
-
-def predictor_runtime(fits: int = 1) -> int:
-    """Minutes for ``fits`` fits of the layer predictor of the widest matrix: an MLP of 3 × width × hidden
-    weights, trained on one row per output dimension of every layer, ``epochs`` times."""
-    width = max(BASE_MODEL_CONFIG["hidden_size"], BASE_MODEL_CONFIG["intermediate_size"])
-    pred = config["predictor"]
-    params = 3 * width * pred["hidden"]
-    rows = BASE_MODEL_CONFIG["num_hidden_layers"] * width * pred["epochs"] * fits
-    return training_minutes(params, rows, RES["train_flops_per_second"], RES["runtime_safety"], eval_fraction=0)
+def stage_job(stage: str, gpu: bool = False, processes: int = 1, nodes: int = 1, **more) -> dict:
+    """``job`` with the run time the cost model gives ``stage`` at resources.train_flops_per_second per process
+    (``processes`` on each of ``nodes``) and resources.io_bytes_per_second, and the memory of a node's processes:
+    what the host holds beside a GPU where jobs get one (resources.gpus), else the stage's peak."""
+    cost = STAGE_COSTS[stage]
+    minutes = stage_costs.minutes(cost, RES["train_flops_per_second"] * processes * nodes,
+                                  RES["io_bytes_per_second"], RES["runtime_safety"])
+    return job(stage_costs.memory_mb(cost, on_gpu=RES["gpus"] > 0, processes=processes), minutes, gpu, **more)
 
 
 # What the predictors train with; the held-out layers only choose which leave-one-out fits run.

@@ -20,7 +20,7 @@ rule evaluate:
     log: "logs/evaluate/{method}/{freeze}/seed{seed}.log"
     params: eval=EVAL_PARAMS
     threads: config["resources"]["train_threads"]
-    resources: **job(mem_mb(4 * deepest_expansion(), 2048), evaluation_runtime(), gpu=True)
+    resources: **stage_job("evaluate", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/evaluate.py"
 
@@ -36,8 +36,9 @@ use rule evaluate as evaluate_init with:
         model=f"base|{MODEL_PATTERN}",
 
 
-# The fixed val slice every step-0 and CPT evaluation reads.
-FIXED_SLICE = canonical({k: config["cpt"][k] for k in ("seq_len", "eval_tokens", "batch_size")})
+# The fixed val slice every step-0 and CPT evaluation reads, a micro batch per forward pass.
+FIXED_SLICE = canonical({**{k: config["cpt"][k] for k in ("seq_len", "eval_tokens")},
+                         "batch_size": stage_costs.fixed_slice_batch(config["cpt"])})
 
 
 rule init_loss:
@@ -52,7 +53,7 @@ rule init_loss:
     wildcard_constraints:
         model=f"base|{MODEL_PATTERN}",
     threads: config["resources"]["train_threads"]
-    resources: **job(mem_mb(4 * deepest_expansion(), 2048), evaluation_runtime(), gpu=True)
+    resources: **stage_job("init_loss", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/init_loss.py"
 
@@ -72,6 +73,6 @@ rule seams:
         freezes=lambda wildcards: list(trained_rows(wildcards.model)),
         device=DEVICE,
     threads: config["resources"]["train_threads"]
-    resources: **job(mem_mb(4 * deepest_expansion(), 2048), seams_runtime(), gpu=True)
+    resources: **stage_job("seams", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/seams.py"

@@ -3,7 +3,7 @@ rule extract_weights:
     output: expand("results/weights/{matrix}.safetensors", matrix=ARCH.matrices)
     log: "logs/extract_weights.log"
     params: matrices=ARCH.matrices
-    resources: **job(mem_mb(0.1), streaming_runtime(2))
+    resources: **stage_job("extract_weights")
     conda: CONDA_ENV
     script: "../scripts/extract_weights.py"
 
@@ -17,7 +17,7 @@ rule generate_layers:
     params:
         options=generation_params,
         device=DEVICE,
-    resources: **job(mem_mb(0.2), streaming_runtime(4), gpu=True)
+    resources: **stage_job("generate_layers", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/generate_layers.py"
 
@@ -31,6 +31,6 @@ rule reconstruct:
     output: directory("results/models/{model}")
     log: "logs/reconstruct/{model}.log"
     params: max_shard_mb=config["reconstruct"]["max_shard_mb"]
-    resources: **job(mem_mb(0.2), streaming_runtime(2 * deepest_expansion()))
+    resources: **stage_job("reconstruct")
     conda: CONDA_ENV
     script: "../scripts/reconstruct.py"

@@ -7,7 +7,7 @@ rule svd:
     params:
         matrix="{matrix}",
         device=DEVICE,
-    resources: **job(mem_mb(0.5), streaming_runtime(3), gpu=True)
+    resources: **stage_job("svd", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/svd.py"
 
@@ -26,7 +26,7 @@ rule predictor:
         device=DEVICE,
     wildcard_constraints:
         predictor="|".join(PREDICTOR_SPACES),
-    resources: **job(mem_mb(0.5), predictor_runtime(), gpu=True)
+    resources: **stage_job("predictor", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/predictor.py"
 
@@ -40,6 +40,6 @@ rule predictor_heldout:
         train=PREDICTOR_TRAIN,
         layers=config["predictor"]["heldout_layers"],
         device=DEVICE,
-    resources: **job(mem_mb(0.5), predictor_runtime(len(config["predictor"]["heldout_layers"] or [0])), gpu=True)
+    resources: **stage_job("predictor_heldout", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/predictor_heldout.py"

@@ -9,8 +9,7 @@ rule continual_pretrain:
     threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
     resources:
         # several nodes: GPUs per node, through multinode_resources
-        **job(mem_mb(12 * deepest_expansion() * config["cpt"]["nproc"], 4096),
-              training_runtime(config["cpt"], deepest_expansion(), config["cpt"]["nproc"]),
-              gpu=config["cpt"]["nodes"] == 1, **multinode_resources()),
+        **stage_job("continual_pretrain", gpu=config["cpt"]["nodes"] == 1,
+                    processes=config["cpt"]["nproc"], nodes=config["cpt"]["nodes"], **multinode_resources()),
     conda: CONDA_ENV
     script: "../scripts/continual_pretrain.py"
