@@ -1,17 +1,20 @@
 """CPT throughput of a Llama-3.2-1B-shaped expansion (16 -> 24 layers, random weights) on one GPU: tokens/s and
 model FLOPs utilisation for `new_only` and `all`, with and without activation checkpointing, in bf16 mixed
-precision (float32 trainable weights, bf16 frozen linears under new_only) with sdpa attention; and one FSDP step
-on one GPU (FSDP2 over a one-process group), to show the sharded path runs there.
+precision (float32 trainable weights, bf16 frozen linears under new_only) with sdpa attention; and one step of
+torch's FSDP2 (`fully_shard` of each layer over a one-process group) on one GPU. That step shows the sharding
+primitive runs on the device; it is not deepen's training path (the Trainer with an FSDP plugin), which the
+distributed tests run on CPU processes.
 
 Needs only torch and transformers (and this checkout, for deepen.train's freezing and casting and
-deepen.flops); prints one line per setting. Sized to finish in a few minutes on one H100/H200:
+deepen.flops). Sized to finish in a few minutes on one H100/H200:
 
-    python benchmarks/gpu_cpt.py --seq-len 2048 --micro-batch 4 --steps 10
+    python benchmarks/gpu_cpt.py --seq-len 2048 --micro-batch 4 --steps 10 --out cpt_throughput.json
     python benchmarks/gpu_cpt.py --tiny                    # a CPU smoke test of the same code (tests)
 
 MFU counts deepen/flops.py's training FLOPs per token (forward, activation gradients down to the lowest
 trainable layer, weight gradients of what trains) against the GPU's dense bf16 peak (--peak-tflops; 989 for
-an H100/H200 SXM).
+an H100/H200 SXM) and against the bf16 matmul rate measured on the same device (8192³ products): the ceiling
+a training step could reach. ``--out`` gets every figure as each setting finishes.
 """
 
 from __future__ import annotations
@@ -97,7 +100,22 @@ def measure(model, added, policy, checkpointing, args, device, fsdp=False) -> di
             "loss": loss.item()}
 
 
-def main() -> None:
+def matmul_ceiling(device, size: int = 8192, repeats: int = 20) -> float:
+    """FLOP/s of bf16 products of two size × size matrices on ``device``."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return repeats * 2 * size**3 / (time.perf_counter() - t0)
+
+
+def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--micro-batch", type=int, default=4)
@@ -105,7 +123,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--tiny", action="store_true", help="a tiny model on the CPU: checks the code, not the speed")
-    args = ap.parse_args()
+    ap.add_argument("--out", help="a JSON file: every figure, rewritten as each setting finishes")
+    return ap.parse_args(argv)
+
+
+def run(args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     shape, base_layers = (SHAPE_TINY, 4) if args.tiny else (SHAPE_1B, 16)
     if args.tiny:
@@ -113,20 +135,34 @@ def main() -> None:
     added = added_layers(base_layers)
     layers = base_layers + len(added)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    ceiling = matmul_ceiling(device, 256 if args.tiny else 8192, 2 if args.tiny else 20)
     print(f"device: {name}; torch {torch.__version__}; {layers} layers ({base_layers} + {len(added)}), "
-          f"{args.micro_batch} x {args.seq_len} tokens per step, bf16 autocast, sdpa")
+          f"{args.micro_batch} x {args.seq_len} tokens per step, bf16 autocast, sdpa; bf16 matmul "
+          f"{ceiling / 1e12:.1f} TFLOP/s ({100 * ceiling / (args.peak_tflops * 1e12):.1f}% of the datasheet peak)",
+          flush=True)
     results = []
+    report = {"device": name, "torch": torch.__version__, "layers": layers, "added": added,
+              "tokens_per_step": args.micro_batch * args.seq_len, "peak_tflops": args.peak_tflops,
+              "bf16_matmul_flops_per_s": ceiling, "settings": results}
+
+    def keep(r):
+        r["mfu_of_measured_matmul"] = r["mfu"] * args.peak_tflops * 1e12 / ceiling
+        results.append(r)
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=1))
+
     for policy in ("new_only", "all"):
         for checkpointing in (False, True):
             model = build(shape, layers, device)
             r = measure(model, added, policy, checkpointing, args, device)
-            results.append(r)
+            keep(r)
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             peak = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
             print(f"{policy:8s} checkpointing={str(checkpointing):5s}: {r['tokens_per_s']:10.0f} tokens/s, "
-                  f"MFU {100 * r['mfu']:5.1f}%{peak}, loss {r['loss']:.3f}", flush=True)
+                  f"MFU {100 * r['mfu']:5.1f}% ({100 * r['mfu_of_measured_matmul']:5.1f}% of the measured matmul)"
+                  f"{peak}, loss {r['loss']:.3f}", flush=True)
     # one FSDP step on one process: the sharded path (FSDP2 over a one-process group) runs on this device
     import torch.distributed as dist
 
@@ -135,11 +171,16 @@ def main() -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
     try:
         r = measure(build(shape, layers, device), added, "new_only", False, args, device, fsdp=True)
-        results.append(r)
-        print(f"FSDP, 1 process, new_only: one step, {r['tokens_per_s']:.0f} tokens/s, loss {r['loss']:.3f}")
+        keep(r)
+        print(f"FSDP2 fully_shard, 1 process, new_only: one step, {r['tokens_per_s']:.0f} tokens/s, "
+              f"loss {r['loss']:.3f}", flush=True)
     finally:
         dist.destroy_process_group()
-    print(json.dumps(results))
+    return report
+
+
+def main(argv=None) -> None:
+    print(json.dumps(run(parse(argv))["settings"]))
 
 
 if __name__ == "__main__":

