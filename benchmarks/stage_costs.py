@@ -249,8 +249,28 @@ def table(results: dict, out: Path) -> None:
     models = [("SmolLM2-135M (config/smollm2.yaml)", "config/smollm2.yaml", SMOLLM2, 2),
               ("Llama-3.2-1B shape (config/smollm2.yaml's methods and CPT)", "config/smollm2.yaml", LLAMA_1B, 2),
               ("Llama-3.1-8B (config/llama8b_slurm.yaml)", "config/llama8b_slurm.yaml", LLAMA_8B, 2)]
-    lines = [f"Measured by `python benchmarks/stage_costs.py --workdir /tmp/stage_costs --table docs/stage_costs.md` "
-             f"on {results['machine']}.", ""]
+    eff = rates["efficiency"]
+    lines = [
+        "# What each stage costs", "",
+        "deepen's cost model (`deepen/stage_costs.py`) gives each stage's FLOPs, bytes read and written and peak memory "
+        "from the model's shape and the config, without touching a tensor. The rules ask SLURM for the run time and "
+        "memory it gives (`resources.train_flops_per_second`, `resources.io_bytes_per_second`, "
+        "`resources.runtime_safety`), so a bigger model or a longer run asks for more without editing a rule.", "",
+        "This page is written by `python benchmarks/stage_costs.py --workdir /tmp/stage_costs --table "
+        "docs/stage_costs.md`, which first checks the model against measurements of the stages' own code at two "
+        f"sizes on {results['machine']} (benchmarks/README.md has the check). The times below are estimates:", "",
+        "- **2-core CPU**: each stage's FLOPs at the rate that stage reached in that measurement (SmolLM2's shape), "
+        "its bytes at the measured streaming rate, its exact assignments at the measured one-core rate;",
+        f"- **64-core node**: the same rates × {NODE_CORE_FACTOR} (optimistic: CPU products rarely scale so well), "
+        "bytes at 2 GB/s;",
+        "- **one H100**: CPT, step-0 losses, seams and lm-eval in bf16 at 36.7% of the 989 TFLOP/s datasheet peak "
+        "(the MFU measured for CPT at the 1B shape on an H200, whose compute peak is the H100's); the float32 and "
+        "float64 stages (SVD, predictors, alignment, generation) at the 67 TFLOP/s datasheet peak times the share of "
+        f"the CPU's float32 matmul rate they reached here (SVD {eff['svd']:.0%}, predictor {eff['predictor']:.0%}, "
+        f"alignment {eff['align_base']:.0%}, generation {eff['generate_layers']:.0%}): not measured on a GPU; "
+        "assignments stay on one CPU core.", "",
+        "Peak memory is one process's, float32, unsharded (FSDP divides the training state by the GPUs). A stage's "
+        "most expensive job is shown; *jobs* is how many the config runs.", ""]
     node_totals = []
     for title, path, s, weight_bytes in models:
         config = config_for(path)

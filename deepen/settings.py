@@ -1,13 +1,13 @@
-"""The one source of defaults: config/schema.yaml. The workflow fills them into the config when it checks it;
-code called without the workflow (tests, benchmarks, the GPU runner) takes them from here, never from its own
-fallbacks."""
+"""The one source of defaults: the config schema, which ships inside the package (deepen/schema.yaml;
+config/schema.yaml is a link to it). The workflow fills them into the config when it checks it; code called
+without the workflow (tests, benchmarks, the GPU runner) takes them from here, never from its own fallbacks."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
 
 
 @lru_cache(maxsize=1)

@@ -211,14 +211,14 @@ STAGE_COSTS = stage_costs.workflow_costs(config, BASE_MODEL_CONFIG, BASE_WEIGHT_
                                          embedded_task_names(TASK_TEMPLATES))
 
 
-def stage_job(stage: str, gpu: bool = False, processes: int = 1, nodes: int = 1, floor: int = 1024,
+def stage_job(stage: str, gpu: bool = False, processes: int = 1, job_nodes: int = 1, floor: int = 1024,
               **more) -> dict:
     """``job`` with the run time the cost model gives ``stage`` at resources.train_flops_per_second per process
-    (``processes`` on each of ``nodes``) and resources.io_bytes_per_second, and the memory of a node's processes:
+    (``processes`` on each of ``job_nodes``) and resources.io_bytes_per_second, and the memory of a node's processes:
     what the host holds beside a GPU where jobs get one (resources.gpus), else the stage's peak; at least ``floor``
     MB (a stage that imports the Trainer or lm-eval holds more than the bare interpreter)."""
     cost = STAGE_COSTS[stage]
-    minutes = stage_costs.minutes(cost, RES["train_flops_per_second"] * processes * nodes,
+    minutes = stage_costs.minutes(cost, RES["train_flops_per_second"] * processes * job_nodes,
                                   RES["io_bytes_per_second"], RES["runtime_safety"])
     return job(stage_costs.memory_mb(cost, on_gpu=RES["gpus"] > 0, processes=processes, floor=floor), minutes, gpu,
                **more)

@@ -10,7 +10,7 @@ rule continual_pretrain:
     resources:
         # several nodes: GPUs per node, through multinode_resources
         **stage_job("continual_pretrain", gpu=config["cpt"]["nodes"] == 1,
-                    processes=config["cpt"]["nproc"], nodes=config["cpt"]["nodes"], floor=4096 * config["cpt"]["nproc"],
+                    processes=config["cpt"]["nproc"], job_nodes=config["cpt"]["nodes"], floor=4096 * config["cpt"]["nproc"],
                     **multinode_resources()),
     conda: CONDA_ENV
     script: "../scripts/continual_pretrain.py"

@@ -1,0 +1,166 @@
+"""Where each per-layer tensor lives in a checkpoint, per architecture family.
+
+Every method talks about matrix *types* (``q_proj``, ``gate_proj``, ``input_layernorm`` …);
+this module is the one place that maps them to checkpoint tensor names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+LAYER_KEY = re.compile(r"^(?P<prefix>.*\.layers)\.(?P<index>\d+)\.(?P<rest>.+)$")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_types: tuple[str, ...]
+    layer_prefix: str
+    # matrix type -> tensor name inside one decoder layer
+    layer_tensors: dict[str, str]
+    # matrices that are the residual-stream outputs of a block; zeroing them makes the block the identity
+    output_matrices: tuple[str, ...] = ("o_proj", "down_proj")
+    # per-layer norm weights (every vector that scales activations)
+    norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
+    # per-layer bias vectors, each belonging to the rows of one matrix
+    biases: dict[str, str] = field(default_factory=dict)
+    # the norm weight that leaves activations unscaled: 1, or 0 where the model multiplies by (1 + weight)
+    norm_identity: float = 1.0
+    # the norm in front of the MLP, which reads the residual stream (OpT-DeUS maps it with the stream)
+    mlp_input_norm: str = "post_attention_layernorm"
+    # norms applied to a block's output before it joins the residual stream (Gemma 2): they scale the
+    # channels that o_proj's and down_proj's rows write
+    output_norms: tuple[str, ...] = ()
+
+    @property
+    def matrices(self) -> list[str]:
+        return list(self.layer_tensors)
+
+    @property
+    def linear(self) -> list[str]:
+        """The 2-D weight matrices (what LESA decomposes and predicts)."""
+        return [m for m in self.layer_tensors if m not in self.norms and m not in self.biases]
+
+    @property
+    def vectors(self) -> list[str]:
+        """Norms and biases: 1-D per-layer tensors."""
+        return [m for m in self.layer_tensors if m in self.norms or m in self.biases]
+
+    def tensor_name(self, layer: int, matrix: str) -> str:
+        return f"{self.layer_prefix}.{layer}.{self.layer_tensors[matrix]}"
+
+    def matrix_of(self, rest: str) -> str | None:
+        for matrix, name in self.layer_tensors.items():
+            if name == rest:
+                return matrix
+        return None
+
+
+LLAMA_TENSORS = {
+    "q_proj": "self_attn.q_proj.weight",
+    "k_proj": "self_attn.k_proj.weight",
+    "v_proj": "self_attn.v_proj.weight",
+    "o_proj": "self_attn.o_proj.weight",
+    "gate_proj": "mlp.gate_proj.weight",
+    "up_proj": "mlp.up_proj.weight",
+    "down_proj": "mlp.down_proj.weight",
+    "input_layernorm": "input_layernorm.weight",
+    "post_attention_layernorm": "post_attention_layernorm.weight",
+}
+
+# Llama and Mistral share the layout (Mistral differs in sliding-window attention, a config matter).
+LLAMA = Architecture(model_types=("llama", "mistral"), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS)
+
+# Qwen2: biases on q, k and v.
+QWEN2 = Architecture(
+    model_types=("qwen2",), layer_prefix="model.layers",
+    layer_tensors={**LLAMA_TENSORS, "q_bias": "self_attn.q_proj.bias", "k_bias": "self_attn.k_proj.bias",
+                   "v_bias": "self_attn.v_proj.bias"},
+    biases={"q_bias": "q_proj", "k_bias": "k_proj", "v_bias": "v_proj"},
+)
+
+# Qwen3: RMSNorm of each query and key head (one head_dim vector shared by all heads), no biases.
+QWEN3 = Architecture(
+    model_types=("qwen3",), layer_prefix="model.layers",
+    layer_tensors={**LLAMA_TENSORS, "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight"},
+    norms=("input_layernorm", "post_attention_layernorm", "q_norm", "k_norm"),
+)
+
+# Gemma 2: norms after attention and after the MLP as well as before each; norm weights are offsets from 1.
+GEMMA2 = Architecture(
+    model_types=("gemma2",), layer_prefix="model.layers",
+    layer_tensors={**LLAMA_TENSORS, "pre_feedforward_layernorm": "pre_feedforward_layernorm.weight",
+                   "post_feedforward_layernorm": "post_feedforward_layernorm.weight"},
+    norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+    norm_identity=0.0,
+    mlp_input_norm="pre_feedforward_layernorm",
+    output_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+)
+
+# Gemma 3 (text): Gemma 2's four norms, plus Qwen3-style RMSNorms of each query and key head, which like
+# every Gemma norm scale by 1 + weight.
+GEMMA3 = Architecture(
+    model_types=("gemma3_text",), layer_prefix="model.layers",
+    layer_tensors={**GEMMA2.layer_tensors, "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight"},
+    norms=GEMMA2.norms + ("q_norm", "k_norm"),
+    norm_identity=0.0,
+    mlp_input_norm="pre_feedforward_layernorm",
+    output_norms=GEMMA2.output_norms,
+)
+
+ARCHITECTURES = {t: a for a in (LLAMA, QWEN2, QWEN3, GEMMA2, GEMMA3) for t in a.model_types}
+
+
+class UnsupportedArchitecture(ValueError):
+    pass
+
+
+def architecture_for(model_type: str) -> Architecture:
+    try:
+        return ARCHITECTURES[model_type]
+    except KeyError:
+        raise UnsupportedArchitecture(
+            f"model_type {model_type!r} has no adapter (fused qkv projections and mixture-of-experts MLPs "
+            f"are not supported); supported model types: {', '.join(sorted(ARCHITECTURES))}"
+        ) from None
+
+
+def split_layer_key(name: str) -> tuple[str, int, str] | None:
+    """``model.layers.3.mlp.up_proj.weight`` -> (``model.layers``, 3, ``mlp.up_proj.weight``)."""
+    m = LAYER_KEY.match(name)
+    if not m:
+        return None
+    return m["prefix"], int(m["index"]), m["rest"]
+
+
+ATTENTION_KERNELS = ("sdpa", "eager", "flash_attention_2")
+
+
+def causal_lm_class(model_type: str):
+    """transformers' causal-LM class of ``model_type`` (a config's), e.g. Gemma2ForCausalLM for gemma2."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
+
+
+def attention_kernels(model_class) -> list[str]:
+    """The attention implementations ``model_class`` takes here: sdpa and flash_attention_2 where the class supports
+    them (Gemma 2 has no sdpa), flash_attention_2 only with the flash_attn package installed; eager always."""
+    import importlib.util
+
+    out = ["sdpa"] if getattr(model_class, "_supports_sdpa", False) else []
+    if getattr(model_class, "_supports_flash_attn", False) and importlib.util.find_spec("flash_attn"):
+        out.append("flash_attention_2")
+    return out + ["eager"]
+
+
+def attention_for(model_class, requested: str) -> str:
+    """The kernel a training run sets: ``auto`` is the first the class takes (sdpa, else eager)."""
+    kernels = attention_kernels(model_class)
+    if requested == "auto":
+        return kernels[0]
+    if requested not in kernels:
+        raise ValueError(f"attn_implementation {requested!r} is not available for {model_class.__name__} "
+                         f"(available: {', '.join(kernels)}, or auto)")
+    return requested
