@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 PART_BYTES = 58 * 1024**2
 
 from gguf_parts import join_parts, split_file  # noqa: E402  (beside this script)
-FIRST = ["piqa", "arc_easy", "hellaswag"]  # the tasks the README quotes
+FIRST = ["piqa", "arc_easy", "hellaswag"]  # the tasks docs/results.md quotes
 REST = ["arc_challenge", "winogrande", "boolq", "openbookqa", "lambada_openai"]
 # (route, task) in the order they run: what a cut-off run must have finished first
 PLAN = ([("deepen_fp32", t) for t in FIRST] + [("lm_eval_fp32", t) for t in FIRST] +

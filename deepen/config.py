@@ -291,6 +291,7 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         problems += training_problems("sft.train", config["sft"]["train"])
     problems += attention_problems(config, model["model_type"])
     problems += device_problems(config["resources"]["device"], config["resources"]["gpus"])
+    problems += process_problems(config["cpt"]["nproc"], config["resources"]["gpus"])
     problems += corpus_problems(config["corpus"], load_datasets)
     if config["growth"]["enabled"]:
         problems += _growth_problems(config, model)
@@ -307,6 +308,15 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
             problems.append(f"sft.dlo.unrouted_edge_layers: {edge} first and {edge} last layers unrouted leave "
                             f"no routed layer of {sft['expansion']!r}'s {depth}")
     return problems
+
+
+def process_problems(nproc: int, gpus: int) -> list[str]:
+    """One CPT process per GPU: a job given GPUs (resources.gpus) cannot run more processes than it has GPUs.
+    Without GPUs, processes share the CPU (gloo)."""
+    if gpus and nproc > gpus:
+        return [f"cpt.nproc: {nproc} processes, but each job has resources.gpus: {gpus} GPU(s); one process per "
+                f"GPU: set nproc to at most {gpus} (or gpus to {nproc})"]
+    return []
 
 
 def device_problems(requested: str, gpus: int) -> list[str]:

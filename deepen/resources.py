@@ -12,7 +12,7 @@ import math
 from .flops import layer_matmul_params
 
 # Starting Python and importing torch and transformers, loading and saving: measured 2-8 s per job on
-# 2 CPU cores (README); a shared filesystem on a cluster is slower.
+# 2 CPU cores (docs/configuration_guide.md); a shared filesystem on a cluster is slower.
 STARTUP_MINUTES = 5
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 

@@ -1,4 +1,4 @@
-# Supervised fine-tuning after expansion: the base, the dense expansion and DLO over it (README, DLO).
+# Supervised fine-tuning after expansion: the base, the dense expansion and DLO over it (docs/methods.md, DLO).
 
 
 # Text to a few thousand examples, and a table and a plot of small files: not worth a cluster job.

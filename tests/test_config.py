@@ -151,3 +151,25 @@ def test_the_8b_slurm_config_is_valid_for_llama_3_1_8b(tmp_path):
     assert cpt["batch_size"] // (cpt["nodes"] * cpt["nproc"] * cpt["micro_batch_size"]) == 8  # accumulation steps
     assert [r[:2] for r in runs(out)] == [("base", "all"), ("llama_pro", "new_only"), ("solar", "new_only"),
                                            ("lesa", "new_only"), ("opt_deus", "new_only")]
+
+
+def test_the_own_model_config_is_checked_as_a_user_would_run_it(tiny_llama_dir, tmp_path):
+    """config/own_model.yaml with its two paths filled in passes the check; growth and SFT are off."""
+    cfg = yaml.safe_load((REPO / "config/own_model.yaml").read_text())
+    (tmp_path / "texts").mkdir()
+    for i in range(50):
+        (tmp_path / "texts" / f"doc{i}.txt").write_text(f"document {i}\n" * 20)
+    cfg["base_model"] = str(tiny_llama_dir)
+    cfg["corpus"]["path"] = str(tmp_path / "texts")
+    cfg["cpt"]["seq_len"] = 64  # the tiny stand-in's context; a real base takes the file's 2048
+    out = validate_config(cfg, REPO / "config/schema.yaml", REPO / "config/tasks", load_datasets=False)
+    assert not out["growth"]["enabled"] and not out["sft"]["enabled"]
+    assert out["cpt"]["nproc"] <= out["resources"]["gpus"]
+
+
+def test_more_processes_than_gpus_is_refused():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["resources"] = {**cfg.get("resources", {}), "gpus": 1}
+    cfg["cpt"] = {**cfg["cpt"], "nproc": 4}
+    with pytest.raises(ConfigError, match=r"cpt.nproc: 4 processes, but each job has resources.gpus: 1"):
+        check(cfg)

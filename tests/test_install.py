@@ -22,9 +22,17 @@ print(json.dumps({"package": deepen.__file__, "schema": str(settings.SCHEMA_PATH
 
 
 def test_an_installed_deepen_checks_a_config_against_the_schema_it_carries(tmp_path):
+    import shutil
+
+    # from a copy of the package's sources: building in the checkout would leave build/ there
+    source = tmp_path / "src"
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / part, source / part)
+    shutil.copytree(REPO / "deepen", source / "deepen", ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-                    "--target", str(target), str(REPO)], check=True, capture_output=True, timeout=600)
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=600)
     assert (target / "deepen" / "schema.yaml").is_file() and not (target / "deepen" / "schema.yaml").is_symlink()
     # run from elsewhere, the installed copy first on the path: the checkout is not importable from there
     proc = subprocess.run([sys.executable, "-c", CHECK, str(target), str(REPO / "config/quick.yaml"),
