@@ -61,14 +61,27 @@ sys.path.insert(0, {repo!r}); sys.path.insert(0, {here!r})
 import torch
 torch.set_num_threads({threads})
 _bench_args = json.loads({args!r})
+# Peak memory of this process's own pages: ru_maxrss survives exec (a child started by a large parent reports the
+# parent's size) and counts mapped file pages; RssAnon, sampled every 2 ms, is what the stage allocated.
+import threading
+_bench_anon = [0]
+def _bench_sample():
+    while True:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                _bench_anon[0] = max(_bench_anon[0], int(line.split()[1]))
+        time.sleep(0.002)
+threading.Thread(target=_bench_sample, daemon=True).start()
 _bench_start = time.perf_counter()
 exec(_bench_args["setup"])
 _bench_setup = time.perf_counter() - _bench_start
 _bench_start = time.perf_counter()
 exec(_bench_args["code"])
 _bench_seconds = time.perf_counter() - _bench_start
-print(json.dumps({{"seconds": _bench_seconds, "setup_seconds": _bench_setup,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+_bench_hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+time.sleep(0.01)
+print(json.dumps({{"seconds": _bench_seconds, "setup_seconds": _bench_setup, "peak_rss_mb": _bench_hwm / 1024,
+                  "peak_anon_mb": _bench_anon[0] / 1024}}))
 """
 
 
@@ -87,6 +100,6 @@ def run_stage(name: str, code: str, threads: int, results: dict, setup: str = ""
     if not setup:
         del out["setup_seconds"]
     results[name] = out
-    extra = "".join(f"   {k} {v:.2f}" for k, v in out.items() if k not in ("seconds", "peak_rss_mb"))
+    extra = "".join(f"   {k} {v:.2f}" for k, v in out.items() if k not in ("seconds", "peak_rss_mb", "peak_anon_mb"))
     print(f"{name:40s} {out['seconds']:8.2f} s   peak RSS {out['peak_rss_mb'] / 1024:6.2f} GiB{extra}", flush=True)
     return out

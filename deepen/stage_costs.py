@@ -105,13 +105,13 @@ def forward_peak_bytes(shape: Shape, layers: int, batch: int, seq_len: int, dtyp
 def training_peak_bytes(shape: Shape, layers: int, trainable_layers: int, micro_batch: int, seq_len: int,
                         checkpointing: bool = False) -> float:
     """Training in float32 with AdamW: every weight, and for the trainable ones a gradient and two moments; the
-    activations a backward pass keeps, per token and layer about 12 hidden-size and 4 intermediate-size floats
+    activations a backward pass keeps, per token and layer about 14 hidden-size and 4 intermediate-size floats
     (one hidden state per layer with checkpointing), and the logits three times over (values, softmax,
     gradient)."""
     trainable = trainable_layers * shape.layer_params + (2 * shape.vocab * shape.hidden if trainable_layers == layers
                                                          else 0)
     tokens = micro_batch * seq_len
-    per_layer = shape.hidden if checkpointing else 12 * shape.hidden + 4 * shape.intermediate
+    per_layer = shape.hidden if checkpointing else 14 * shape.hidden + 4 * shape.intermediate
     return 4 * shape.params(layers) + 12 * trainable + 4 * tokens * (layers * per_layer + 3 * shape.vocab)
 
 
@@ -166,7 +166,10 @@ def align_cost(shape: Shape) -> StageCost:
     group_features = (shape.heads + 2 * shape.kv_heads) * shape.head_dim * h // shape.kv_heads
     flops = (L - 1) * (2 * i * i * 3 * h + 2 * shape.kv_heads**2 * group_features)
     base = shape.params() * shape.weight_bytes
-    return StageCost("align_base", 1, float(flops), base, base, 3 * 8 * i * i + 2 * 8 * shape.layer_params,
+    # five layers in float64 (the raw and aligned layer, its lower neighbour's, one permuted copy in flight), the
+    # neurons' features of two layers twice over, the distance matrices
+    return StageCost("align_base", 1, float(flops), base, base,
+                     3 * 8 * i * i + 5 * 8 * shape.layer_params + 4 * 8 * 3 * h * i,
                      serial_ops=float((L - 1) * (i**3 + shape.kv_heads**3)))
 
 
@@ -185,8 +188,10 @@ def generate_cost(shape: Shape, generator: str, new_layers: int, predictor: dict
         serial = float(i**3 + shape.heads**3)
     flops *= new_layers
     # per new layer two neighbours read (float32 matrices), one layer written
-    return StageCost("generate_layers", 1, flops, new_layers * 2 * 4 * lp, new_layers * 4 * lp,
-                     4 * 4 * lp + (3 * 8 * i * i if generator == "opt_deus" else 0), serial_ops=serial * new_layers)
+    # the neighbours (float32, and float64 copies for OT), the new layer, the neurons' features, OT's distance matrices
+    peak = 32 * lp + 4 * 8 * 3 * h * i + 3 * 8 * i * i if generator == "opt_deus" else 4 * 4 * lp
+    return StageCost("generate_layers", 1, flops, new_layers * 2 * 4 * lp, new_layers * 4 * lp, peak,
+                     serial_ops=serial * new_layers)
 
 
 def reconstruct_cost(shape: Shape, layers: int) -> StageCost:
@@ -251,6 +256,14 @@ def evaluation_tokens(ev: dict, embedded: list[str]) -> float:
     return tokens
 
 
+def in_turn(costs: list[StageCost]) -> StageCost:
+    """One job doing the work of ``costs`` one after another: their sums, the largest peak."""
+    first = costs[0]
+    return StageCost(first.stage, 1, sum(c.flops for c in costs), sum(c.bytes_read for c in costs),
+                     sum(c.bytes_written for c in costs), max(c.peak_bytes for c in costs),
+                     sum(c.serial_ops for c in costs), first.accelerated)
+
+
 def fixed_slice_batch(cpt: dict) -> int:
     """Sequences per forward pass of the step-0 losses and seams: CPT's micro batch where set (a global batch of
     256 × 4096 tokens is no forward pass), else its batch."""
@@ -285,11 +298,12 @@ def workflow_costs(config: dict, model_config: dict, weight_bytes: int = 4,
 
     # every stage, as a rule exists for it; jobs 0 where the config runs none
     costs["svd"] = jobs(widest(lambda m: svd_cost(shape, m)), bases * len(matrices) * ("svd" in needs))
+    # a predictor job trains one space's predictors, every matrix type in turn
     spaces = [s for s in ("predictor", "predictor_nosvd") if s in needs]
-    costs["predictor"] = jobs(widest(lambda m: predictor_cost(shape, m, predictor)), bases * len(spaces) * len(matrices))
+    costs["predictor"] = jobs(in_turn([predictor_cost(shape, m, predictor) for m in matrices]), bases * len(spaces))
     fits = len(predictor.get("heldout_layers") or [0])
-    costs["predictor_heldout"] = jobs(widest(lambda m: predictor_cost(shape, m, predictor, fits, "predictor_heldout")),
-                                      len(matrices) * bool(spaces))
+    costs["predictor_heldout"] = jobs(in_turn([predictor_cost(shape, m, predictor, fits, "predictor_heldout")
+                                               for m in matrices]), bases * len(spaces))
     costs["align_base"] = jobs(align_cost(shape), int(aligned))
     generated = [generate_cost(shape, methods[method]["generator"], len(new_layers(plans[method])), predictor)
                  for method in {m.partition("/")[0] for m in models}]
