@@ -4,7 +4,7 @@ here and never test ``torch.cuda`` themselves.
 ``auto`` is the GPU the job was given (SLURM's allocation, or CUDA_VISIBLE_DEVICES on a workstation) when torch
 sees one, else the CPU; ``cuda`` insists on a GPU; ``cpu`` never uses one. Evaluation (step-0 losses, seams,
 lm-eval) runs in bf16 on a GPU and float32 on a CPU, where bf16 matrix products are slow and float32 keeps the
-results the CPU runs always gave.
+results the CPU runs always gave; the SVD's Gram matrix in float64 on a GPU, float32 on a CPU.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ def evaluation_dtype(device):
     import torch
 
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def gram_in_float64(device) -> bool:
+    """Whether the SVD accumulates its Gram matrix in float64 (a GPU: float64 products are cheap there, and give
+    the CPU's float32 symmetric update's singular values within 1e-6 relative) or in float32 (the CPU route)."""
+    return device.type != "cpu"
 
 
 def device_problems(requested: str, gpus_per_job: int) -> list[str]:
