@@ -4,6 +4,7 @@ schema cannot say — generators that exist, placements that fit the model, a ta
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -202,6 +203,9 @@ def training_problems(section: str, train: dict, processes: int = 1) -> list[str
     if train.get("strategy", "ddp") == "fsdp" and processes == 1:
         problems.append(f"{section}.strategy: fsdp shards over several processes, and this section has one "
                         f"(nproc × nodes = 1); use ddp, or nproc 2 or more")
+    reporter = train.get("report_to", "none")
+    if reporter != "none" and importlib.util.find_spec(reporter) is None:
+        problems.append(f"{section}.report_to: {reporter} is not installed here (pip install {reporter})")
     if train.get("frozen_dtype", "float32") == "bfloat16" and train.get("precision", "fp32") != "bf16":
         problems.append(f"{section}.frozen_dtype: bfloat16 frozen parameters need precision bf16 (autocast), "
                         f"not {train.get('precision', 'fp32')}")

@@ -128,7 +128,9 @@ def freeze(model, policy: str, trainable_layers: list[int] | None) -> int:
 
 
 def config_digest(cfg: dict) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+    """What a checkpoint was trained under; where the losses are reported (report_to) changes nothing in it."""
+    computed = {k: v for k, v in cfg.items() if k != "report_to"}
+    return hashlib.sha256(json.dumps(computed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def plateau_reached(val_losses: list[float], window: int, min_rel_improvement: float) -> bool:
@@ -287,6 +289,24 @@ def _sharding_on_cpu(trainer_class):
     return Trainer
 
 
+def watch_callbacks(report_to: str, work_dir: Path) -> tuple[str, list]:
+    """(the Trainer's ``report_to``, callbacks) that send the losses where ``report_to`` says, into the run's folder:
+    TensorBoard's event files in tensorboard/, W&B's run in wandb/, offline unless the user is logged in."""
+    if report_to == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        return "none", [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(work_dir / "tensorboard")))]
+    if report_to == "wandb":
+        os.environ["WANDB_DIR"] = str(work_dir)
+        netrc = Path.home() / ".netrc"
+        logged_in = bool(os.environ.get("WANDB_API_KEY")) or (
+            netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+        if not logged_in:
+            os.environ.setdefault("WANDB_MODE", "offline")
+    return report_to, []
+
+
 def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final_dir,
           trainable_layers: list[int] | None = None, threads: int = 1) -> dict:
     """Train ``model`` for ``cfg['steps']`` optimizer steps; resume from ``work_dir`` checkpoints if any.
@@ -294,7 +314,8 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
 
     cfg keys: steps, batch_size, seq_len, lr, warmup_steps, weight_decay, eval_interval,
     eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule, precision, frozen_dtype,
-    micro_batch_size, gradient_checkpointing, attn_implementation (config/schema.yaml says what each does).
+    micro_batch_size, gradient_checkpointing, attn_implementation, report_to (config/schema.yaml says what each
+    does).
     """
     from transformers import Trainer, TrainingArguments
 
@@ -332,6 +353,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         raise ValueError("strategy fsdp shards over several processes and this run has one: use nproc 2 or more")
     checkpointing = cfg["gradient_checkpointing"]
     resume = _last_checkpoint(ckpt_dir, world)
+    reporter, watchers = watch_callbacks(cfg["report_to"], work_dir) if main else ("none", [])
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         max_steps=steps,
@@ -358,7 +380,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
         save_steps=cfg["checkpoint_interval"],
         save_total_limit=1,
         prediction_loss_only=True,
-        report_to="none",
+        report_to=reporter,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
@@ -374,7 +396,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
     callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg["plateau"])
     space = _checkpoint_callback(ckpt_dir, checkpoint_nbytes(model), cfg["keep_checkpoints"])
     trainer = _sharding_on_cpu(Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                                        callbacks=[callback, space])
+                                        callbacks=[callback, space, *watchers])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if callback.stopped_at is None and steps % cfg["eval_interval"]:
         trainer.evaluate()

@@ -12,7 +12,7 @@ if PRETRAIN_BASE:
         log: "logs/pretrain_base.log"
         params:
             model=canonical(config["base"]["model"]),
-            train=canonical(config["base"]["train"]),
+            train=computed(config["base"]["train"]),
             seed=config["seed"],
         threads: config["resources"]["base_threads"]
         resources: **job(mem_mb(16, 4096), training_runtime(config["base"]["train"]), gpu=True)

@@ -125,7 +125,13 @@ GROWTH = config["growth"]["enabled"]
 GROWTH_MODEL = canonical({k: BASE_MODEL_CONFIG[k] for k in (
     "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
     "max_position_embeddings") if k in BASE_MODEL_CONFIG}) if GROWTH else {}
-GROWTH_TRAIN = canonical(growth_train(config)) if GROWTH else {}
+def computed(train: dict) -> dict:
+    """A training section's settings without ``report_to``: where the losses go as a run goes changes nothing it
+    computes, so changing it reruns nothing (the scripts read it from the config)."""
+    return canonical({k: v for k, v in train.items() if k != "report_to"})
+
+
+GROWTH_TRAIN = computed(growth_train(config)) if GROWTH else {}
 GROWTH_SEEDS = list(range(config["growth"]["seeds"]))
 GROWTH_RUNS = growth_runs(config) if GROWTH else []
 
@@ -263,7 +269,7 @@ def generation_params(wildcards) -> dict:
 
 def cpt_params(wildcards) -> dict:
     cpt = {k: v for k, v in config["cpt"].items() if k != "seeds"}
-    return canonical({**cpt, "seed": int(wildcards.seed), "freeze": wildcards.freeze})
+    return computed({**cpt, "seed": int(wildcards.seed), "freeze": wildcards.freeze})
 
 
 def multinode_resources() -> dict:

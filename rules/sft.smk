@@ -29,7 +29,7 @@ rule sft:
     output: **run_outputs("results/sft/{variant}/seed{seed}")
     log: "logs/sft/{variant}/seed{seed}.log"
     params:
-        train=canonical(config["sft"].get("train", {})),
+        train=computed(config["sft"].get("train", {})),
         dlo=lambda wildcards: canonical(config["sft"]["dlo"]) if wildcards.variant == "dlo" else None,
     threads: config["resources"]["train_threads"]
     resources:

@@ -10,5 +10,6 @@ from deepen.pipeline import cpt_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    cpt_stage(s.wildcards.method, s.input.model, s.input.train, s.input.val, dict(s.params.train), Path(s.output.metrics).parent,
+    train = {**s.params.train, "report_to": s.config["cpt"].get("report_to", "none")}
+    cpt_stage(s.wildcards.method, s.input.model, s.input.train, s.input.val, train, Path(s.output.metrics).parent,
               s.output.final, s.output.info, threads=s.threads)

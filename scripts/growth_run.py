@@ -7,10 +7,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 
 from deepen.logs import to_log  # noqa: E402
+from deepen.config import growth_train  # noqa: E402
 from deepen.pipeline import growth_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     inputs = {name: s.input[name] for name in s.input.keys()}
-    growth_stage(s.rule.removeprefix("growth_"), s.params.model, s.params.train, s.params.steps, dict(s.wildcards),
+    train = {**s.params.train, "report_to": growth_train(s.config).get("report_to", "none")}
+    growth_stage(s.rule.removeprefix("growth_"), s.params.model, train, s.params.steps, dict(s.wildcards),
                  inputs, s.output.model, Path(s.output.metrics).parent, threads=s.threads)

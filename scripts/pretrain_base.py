@@ -10,5 +10,6 @@ from deepen.pipeline import pretrain_base_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    pretrain_base_stage(s.params.model, s.params.train, s.params.seed, s.input.tokenizer, s.input.train, s.input.val,
+    train = {**s.params.train, "report_to": s.config["base"]["train"].get("report_to", "none")}
+    pretrain_base_stage(s.params.model, train, s.params.seed, s.input.tokenizer, s.input.train, s.input.val,
                         s.output.model, Path(s.output.metrics).parent, threads=s.threads)

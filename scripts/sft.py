@@ -10,6 +10,7 @@ from deepen.pipeline import sft_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    sft_stage(s.wildcards.variant, s.input.model, Path(s.input.data).parent, dict(s.params.train),
+    train = {**s.params.train, "report_to": s.config["sft"].get("train", {}).get("report_to", "none")}
+    sft_stage(s.wildcards.variant, s.input.model, Path(s.input.data).parent, train,
               dict(s.params.dlo) if s.params.dlo else None, int(s.wildcards.seed), Path(s.output.metrics).parent,
               s.output.final, s.output.info, threads=s.threads)

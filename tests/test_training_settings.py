@@ -151,3 +151,32 @@ def test_no_checkpoint_is_written_at_the_last_step_only_to_be_deleted(tiny_llama
     run(tiny_llama_dir, tmp_path, "ckpt", checkpoint_interval=4, keep_checkpoints=keep)
     assert saved == ([4, 6] if keep else [4])
     assert (tmp_path / "ckpt/checkpoints").exists() == keep
+
+
+def test_tensorboard_gets_the_losses_the_metrics_file_has(tiny_llama_dir, tmp_path):
+    """report_to: tensorboard writes event files in the run's folder; read back, the validation losses are the
+    metrics file's, step for step, and the run itself is the plain one."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    watched = run(tiny_llama_dir, tmp_path, "watched", report_to="tensorboard")
+    plain = run(tiny_llama_dir, tmp_path, "plain")
+    assert_same_run(plain, watched, 0)
+    events = EventAccumulator(str(tmp_path / "watched" / "tensorboard"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("eval/loss")}
+    metrics, _ = watched
+    assert sorted(logged) == [m["step"] for m in metrics]
+    for m in metrics:
+        assert logged[m["step"]] == pytest.approx(m["val_loss"], rel=1e-6)
+    assert "train/loss" in events.Tags()["scalars"]
+
+
+def test_a_reporter_that_is_not_installed_is_a_config_error():
+    import importlib.util
+
+    from deepen.config import training_problems
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    assert training_problems("cpt", {**CFG, "report_to": "wandb"}) == [
+        "cpt.report_to: wandb is not installed here (pip install wandb)"]
