@@ -7,6 +7,9 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# snakemake --report report.html: this description of the run, a caption per figure and table (report/*.rst)
+report: "report/workflow.rst"
+
 
 # `--configfile my.yaml` replaces the embedded default instead of extending it, so a config that lists
 # fewer methods runs only those; `--config key=value` still edits the default. The default is the

@@ -42,6 +42,7 @@ use rule predictor_heldout as predictor_heldout_aligned with:
 use rule svd_continuity as svd_continuity_aligned with:
     input: svd=expand(aligned_path("results/svd/{matrix}.safetensors"), matrix=config["report"]["continuity_matrices"])
     output:
-        png=report("results/report/svd_continuity_aligned.png", category="LESA"),
+        png=report("results/report/svd_continuity_aligned.png", caption="../report/svd_continuity_aligned.rst",
+                   category="LESA"),
         ratios="results/report/svd_continuity_aligned.json",
     log: "logs/aligned/svd_continuity.log"

@@ -43,9 +43,9 @@ rule growth_report:
         small_metrics=growth_paths("results/growth/small/g{g}_d{d}/seed{seed}/metrics.jsonl"),
         small_info=growth_paths("results/growth/small/g{g}_d{d}/seed{seed}/info.json"),
     output:
-        png=report("results/report/growth_curves.png", category="Model growth"),
+        png=report("results/report/growth_curves.png", caption="../report/growth_curves.rst", category="Model growth"),
         md="results/report/growth.md",
-        csv=report("results/report/growth.csv", category="Model growth"),
+        csv=report("results/report/growth.csv", caption="../report/growth_csv.rst", category="Model growth"),
     log: "logs/growth/report.log"
     params: runs=GROWTH_RUNS
     resources: **job(2048, 10)

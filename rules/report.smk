@@ -6,18 +6,18 @@ rule report:
         evals=run_paths("results/eval/{method}/{freeze}/seed{seed}.json"),
         init=expand("results/init/{model}.json", model=INIT_MODELS),
     output:
-        csv=report("results/report/summary.csv", category="Summary"),
-        runs_csv=report("results/report/runs.csv", category="Summary"),
-        init_csv=report("results/report/init.csv", category="Summary"),
-        md=report("results/report/summary.md", category="Summary"),
-        curves=report("results/report/loss_curves.png", category="Loss curves"),
+        csv=report("results/report/summary.csv", caption="../report/summary_csv.rst", category="Summary"),
+        runs_csv=report("results/report/runs.csv", caption="../report/runs_csv.rst", category="Summary"),
+        init_csv=report("results/report/init.csv", caption="../report/init_csv.rst", category="Summary"),
+        md=report("results/report/summary.md", caption="../report/summary_md.rst", category="Summary"),
+        curves=report("results/report/loss_curves.png", caption="../report/loss_curves.rst", category="Loss curves"),
     log: "logs/report.log"
     params:
         runs=RUNS,
         target=config["report"]["target_loss"],
         reference=config["report"]["reference"],
         base_desc=base_description(),
-        cpt=canonical(config["cpt"]),
+        cpt=computed(config["cpt"]),
         init_models=INIT_MODELS,
         method_models=method_models(),
         trained=trained_methods(config),
@@ -31,7 +31,7 @@ rule report:
 rule svd_continuity:
     input: svd=expand("results/svd/{matrix}.safetensors", matrix=config["report"]["continuity_matrices"])
     output:
-        png=report("results/report/svd_continuity.png", category="LESA"),
+        png=report("results/report/svd_continuity.png", caption="../report/svd_continuity.rst", category="LESA"),
         ratios="results/report/svd_continuity.json",
     log: "logs/svd_continuity.log"
     params: matrices=config["report"]["continuity_matrices"]
@@ -49,7 +49,7 @@ if PRETRAIN_BASE:
         input:
             metrics="results/base_training/metrics.jsonl",
             info="results/base_training/info.json",
-        output: report("results/report/base_training.png", category="Base model")
+        output: report("results/report/base_training.png", caption="../report/base_training.rst", category="Base model")
         log: "logs/base_training_curve.log"
         params: plateau=canonical(config["base"]["train"]["plateau"])
         resources: **job(1024, 10)

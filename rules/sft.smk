@@ -53,8 +53,8 @@ rule sft_report:
         evals=sft_paths("results/sft/{variant}/seed{seed}/eval.json"),
     output:
         md="results/report/sft.md",
-        csv=report("results/report/sft.csv", category="SFT and DLO"),
-        png=report("results/report/dlo_execution.png", category="SFT and DLO"),
+        csv=report("results/report/sft.csv", caption="../report/sft_csv.rst", category="SFT and DLO"),
+        png=report("results/report/dlo_execution.png", caption="../report/dlo_execution.rst", category="SFT and DLO"),
     log: "logs/sft/report.log"
     params: runs=SFT_RUNS, expansion=config["sft"]["expansion"]
     resources: **job(2048, 10)

@@ -15,7 +15,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "deepen", "profiles", "envs"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "deepen", "profiles", "envs", "report"]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
