@@ -294,3 +294,6 @@ def test_snakemake_report_bundles_the_results(quick_run):
     snakemake(quick_run, "--configfile", "config/quick.yaml", "--report", "report.html")
     html = (quick_run / "report.html").read_text(errors="replace")
     assert "loss_curves.png" in html and "summary.csv" in html
+    # the run described from its config, and every figure and table captioned (report/*.rst)
+    assert "deepen expanded the base model (the tiny Llama pretrained here)" in html
+    assert "Validation loss against CPT steps" in html and "Every CPT run" in html
