@@ -225,8 +225,8 @@ def config_for(path: str) -> dict:
 
     from deepen.config import _default_filling_validator
 
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    if path != "config/config.yaml":
+    config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
+    if path != "config/toy.yaml":
         config.update(yaml.safe_load((REPO / path).read_text()))
     _default_filling_validator()(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
     return config

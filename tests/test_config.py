@@ -8,7 +8,7 @@ import yaml
 from conftest import REPO, copy_workflow, snakemake
 from deepen.config import ConfigError, runs, validate_config
 
-DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
+DEFAULT = yaml.safe_load((REPO / "config/toy.yaml").read_text())
 
 
 def check(cfg):
@@ -16,7 +16,7 @@ def check(cfg):
 
 
 def test_default_and_quick_configs_are_valid_and_get_defaults():
-    for name in ("config.yaml", "quick.yaml"):
+    for name in ("toy.yaml", "quick.yaml"):
         cfg = check(yaml.safe_load((REPO / "config" / name).read_text()))
         assert cfg["reconstruct"]["max_shard_mb"] == 2048
         assert cfg["cpt"]["schedule"] == "cosine"

@@ -14,7 +14,7 @@ from deepen.corpus import DOC_SEPARATOR, build_corpus, read_documents
 from deepen.tokenizer import load_tokenizer, train_tokenizer
 from deepen.tokens import open_tokens, write_token_file
 
-DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
+DEFAULT = yaml.safe_load((REPO / "config/toy.yaml").read_text())
 WORDS = "the king queen sword crown night morning river castle letter ghost storm".split()
 
 

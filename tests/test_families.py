@@ -14,7 +14,7 @@ from deepen.arch import UnsupportedArchitecture, architecture_for
 from deepen.pipeline import extract_stage, generate_stage, predictor_stage, reconstruct_stage, svd_stage
 from deepen.tensorio import CheckpointReader
 
-DEFAULT_METHODS = yaml.safe_load((REPO / "config/config.yaml").read_text())["methods"]
+DEFAULT_METHODS = yaml.safe_load((REPO / "config/toy.yaml").read_text())["methods"]
 SIZES = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=6, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64)
 

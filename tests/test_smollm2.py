@@ -79,7 +79,7 @@ def test_the_import_equals_transformers_own_gguf_loader(smollm2_file, imported):
     assert tok(text)["input_ids"] == theirs_tok(text)["input_ids"]
 
 
-@pytest.mark.parametrize("name", ["smollm2.yaml", "smollm2_gpu.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smollm2.yaml", "smollm2_gpu.yaml"])
 def test_the_smollm2_configs_are_valid(smollm2_file, name):
     from deepen.config import base_model_config, validate_config
 
@@ -88,6 +88,25 @@ def test_the_smollm2_configs_are_valid(smollm2_file, name):
     model = base_model_config(cfg)
     assert model["num_hidden_layers"] == 30 and model["tie_word_embeddings"] and model["num_key_value_heads"] == 3
     assert all(m["freeze"] == "new_only" for m in cfg["methods"].values())
+
+
+def test_the_default_asks_the_question_on_smollm2_with_every_main_row(smollm2_file, tmp_path):
+    """The first command's DAG: the five main methods and the base, each model's step-0 loss and benchmarks, CPT
+    of every row, the seams of every expanded model, the report; no growth or SFT."""
+    from conftest import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path)
+    out = snakemake(workdir, "-n", "--cores", "2").stdout
+    counts = {}
+    for line in out[out.index("Job stats:"):].splitlines()[3:]:
+        if not line.strip():
+            break
+        rule, count = line.split()
+        counts[rule] = int(count)
+    assert counts["continual_pretrain"] == counts["evaluate"] == 6  # five methods and the base, one seed
+    assert counts["init_loss"] == counts["evaluate_init"] == 6 and counts["seams"] == 5
+    assert counts["report"] == counts["import_base"] == 1
+    assert not {"pretrain_base", "growth_scratch", "sft"} & set(counts)
 
 
 @pytest.mark.parametrize("matrix", ["k_proj", "o_proj", "down_proj"])

@@ -121,7 +121,7 @@ def resolved(path="config/quick.yaml") -> dict:
 
     from deepen.config import _default_filling_validator
 
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
     config.update(yaml.safe_load((REPO / path).read_text()) or {})
     _default_filling_validator()(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
     return config

@@ -170,13 +170,13 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
     assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all"}
 
 
-def test_dry_run_of_the_default_config_lists_the_whole_dag(tmp_path):
+def test_dry_run_of_the_toy_config_lists_the_whole_dag(tmp_path):
     workdir = copy_workflow(tmp_path)
-    jobs = planned_jobs(workdir, "config/config.yaml")
+    jobs = planned_jobs(workdir, "config/toy.yaml")
     counts = {}
     for rule, _ in jobs:
         counts[rule] = counts.get(rule, 0) + 1
-    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    default = yaml.safe_load((REPO / "config/toy.yaml").read_text())
     methods, seeds = default["methods"], default["cpt"]["seeds"]
     assert seeds == 3
     assert counts["corpus"] == counts["tokenizer"] == counts["pretrain_base"] == counts["report"] == 1
