@@ -1,5 +1,6 @@
 # deepen: depth up-scaling of a pretrained language model, every method side by side.
-# Config: config/config.yaml (the embedded default); checked against config/schema.yaml at start-up.
+# Config: config/config.yaml (the default: SmolLM2, the five main methods); checked against config/schema.yaml at
+# start-up.
 
 import os
 
