@@ -29,13 +29,14 @@ def memory_mb(params: int, bytes_per_param: float, floor: int = 1024) -> int:
     return max(floor, int(params * bytes_per_param / 2**20) + 512)
 
 
-def _minutes(seconds: float, safety: float) -> int:
+def request_minutes(seconds: float, safety: float) -> int:
+    """A run-time request: startup, and ``safety`` × the estimated seconds."""
     return STARTUP_MINUTES + math.ceil(safety * seconds / 60)
 
 
 def streaming_minutes(nbytes: float, passes: float, bytes_per_second: float, safety: float) -> int:
     """A stage that reads or writes ``passes`` × ``nbytes`` (extraction, SVD, reconstruction)."""
-    return _minutes(nbytes * passes / bytes_per_second, safety)
+    return request_minutes(nbytes * passes / bytes_per_second, safety)
 
 
 def training_minutes(params: int, tokens: float, flops_per_second: float, safety: float,
@@ -43,4 +44,4 @@ def training_minutes(params: int, tokens: float, flops_per_second: float, safety
     """Training on ``tokens`` tokens at 6 FLOPs per parameter and token, with the periodic evaluations
     (forward only, 2 FLOPs per parameter and token) counted as a fraction of the training tokens."""
     flops = 6 * params * tokens + 2 * params * tokens * eval_fraction
-    return _minutes(flops / flops_per_second, safety)
+    return request_minutes(flops / flops_per_second, safety)

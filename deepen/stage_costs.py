@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .flops import layer_matmul_params, training_flops_per_token
 from .plan import added_layers, new_layers
-from .resources import STARTUP_MINUTES
+from .resources import STARTUP_MINUTES, parameter_count, request_minutes
 
 # Python, torch and transformers imported: the resident size of a stage process before it loads anything
 # (benchmarks/stage_costs.py measures it).
@@ -83,7 +83,7 @@ class Shape:
 
     def params(self, layers: int | None = None) -> int:
         """Weights of a model of ``layers`` layers (default the base's): the linear matrices, embedding and head."""
-        return (self.layers if layers is None else layers) * self.layer_params + 2 * self.vocab * self.hidden
+        return parameter_count({**self.config, "num_hidden_layers": self.layers if layers is None else layers})
 
 
 def forward_flops_per_token(shape: Shape, layers: int, seq_len: int) -> float:
@@ -233,8 +233,7 @@ def cpt_cost(shape: Shape, layers: int, trainable: list[int] | None, freeze: str
 def minutes(cost: StageCost, flops_per_second: float, io_bytes_per_second: float, safety: float,
             serial_ops_per_second: float = 1e9) -> int:
     """A job's run-time request: startup, and ``safety`` × the estimate."""
-    return STARTUP_MINUTES + math.ceil(safety * cost.seconds(flops_per_second, io_bytes_per_second,
-                                                             serial_ops_per_second) / 60)
+    return request_minutes(cost.seconds(flops_per_second, io_bytes_per_second, serial_ops_per_second), safety)
 
 
 def memory_mb(cost: StageCost, on_gpu: bool = False, processes: int = 1, floor: int = 1024) -> int:

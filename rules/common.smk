@@ -125,6 +125,8 @@ GROWTH = config["growth"]["enabled"]
 GROWTH_MODEL = canonical({k: BASE_MODEL_CONFIG[k] for k in (
     "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
     "max_position_embeddings") if k in BASE_MODEL_CONFIG}) if GROWTH else {}
+
+
 def computed(train: dict) -> dict:
     """A training section's settings without ``report_to``: where the losses go as a run goes changes nothing it
     computes, so changing it reruns nothing (the scripts read it from the config)."""
