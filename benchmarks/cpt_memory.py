@@ -3,7 +3,7 @@ by training setting, and what the same settings need for Llama-3.1-8B.
 
 Each setting runs in its own process: the model is built in float32, the 8 layers LLaMA Pro would add
 (a new one after every second base layer) train under ``new_only``, and one forward, backward and AdamW
-step runs as deepen's training stage sets them up (``deepen.train.freeze``, ``cast_frozen_linears``,
+step runs as deepen's training stage sets them up (``deepen.train.trainer.freeze``, ``cast_frozen_linears``,
 autocast for bf16, non-reentrant activation checkpointing). The printed model splits each peak into the
 static part (weights, gradients, AdamW's two moments, from the parameter counts) and the rest (activations,
 autocast's weight copies, the allocator), then projects the 8B figures from the 8B parameter counts.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, run_stage  # noqa: E402
-from deepen import plan as plans  # noqa: E402
+from deepen.expand import plan as plans  # noqa: E402
 
 SHAPES = {  # Llama-3.2-1B and Llama-3.1-8B
     "1b": dict(hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=128256, tied=True),
@@ -40,7 +40,7 @@ SETTINGS = {  # name: (freeze, precision, frozen_dtype, gradient checkpointing)
 SETUP = """
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from deepen.train import cast_frozen_linears, freeze
+from deepen.train.trainer import cast_frozen_linears, freeze
 s = {shape}
 config = LlamaConfig(vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["intermediate"],
                      num_hidden_layers={layers}, num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],

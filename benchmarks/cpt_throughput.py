@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine  # noqa: E402
 
-from deepen.train import RandomWindows, train  # noqa: E402
+from deepen.train.trainer import RandomWindows, train  # noqa: E402
 
 
 class FakeTokenizer:

@@ -37,7 +37,7 @@ def _timed(fn, *args, **kwargs):
 
 
 def check_svd(weights: Path, work: Path, device) -> dict:
-    from deepen.svd import svd_stage
+    from deepen.expand.lesa.svd import svd_stage
 
     cpu, t_cpu = _timed(svd_stage, weights / "gate_proj.safetensors", work / "cpu.safetensors", work / "cpu.json")
     dev, t_dev = _timed(svd_stage, weights / "gate_proj.safetensors", work / "dev.safetensors", work / "dev.json",
@@ -52,7 +52,7 @@ def check_svd(weights: Path, work: Path, device) -> dict:
 
 
 def check_predictor(svd_dir: Path, device) -> dict:
-    from deepen.predictor import BlockSource, train_predictor
+    from deepen.expand.lesa.predictor import BlockSource, train_predictor
 
     cfg = {"hidden": 256, "lr": 1e-3, "batch_size": 64, "epochs": 1, "norm_weight": 5e-4, "seed": 0}
     source = BlockSource(svd_dir / "cpu.safetensors", "V")
@@ -65,10 +65,10 @@ def check_predictor(svd_dir: Path, device) -> dict:
 
 
 def check_alignment(base: Path, device) -> dict:
-    from deepen.align import alignment_plan
-    from deepen.arch import architecture_for
-    from deepen.extract import read_model_config
-    from deepen.inputs import check_model_dir
+    from deepen.expand.align import alignment_plan
+    from deepen.models.families import architecture_for
+    from deepen.models.model_dir import read_model_config
+    from deepen.models.model_dir import check_model_dir
 
     config = read_model_config(base)
     arch = architecture_for(config["model_type"])
@@ -84,7 +84,7 @@ def check_alignment(base: Path, device) -> dict:
 def check_generation(base: Path, weights: Path, work: Path, device) -> dict:
     from safetensors.torch import load_file
 
-    from deepen.pipeline import generate_stage
+    from deepen.workflow.stages import generate_stage
 
     _, t_cpu = _timed(generate_stage, "opt_deus", OPT_DEUS, base, weights, work / "cpu", device="cpu")
     _, t_dev = _timed(generate_stage, "opt_deus", OPT_DEUS, base, weights, work / "dev", device=device.type)
@@ -98,12 +98,12 @@ def check_generation(base: Path, weights: Path, work: Path, device) -> dict:
 def check_losses(base: Path, work: Path, val_tokens: np.ndarray, fixed_slice: dict, device) -> tuple[dict, dict]:
     """The step-0 loss of the base on the fixed slice (cpt's seq_len, eval_tokens, batch_size) and the seams of
     the OpT-DeUS expansion (generated above) on both devices."""
-    from deepen import plan as plans
-    from deepen.device import evaluation_dtype
-    from deepen.modeling import load_causal_lm
-    from deepen.pipeline import reconstruct_stage
-    from deepen.seams import seam_diagnostics
-    from deepen.train import fixed_slice_loss
+    from deepen.expand import plan as plans
+    from deepen.core.device import evaluation_dtype
+    from deepen.models.modeling import load_causal_lm
+    from deepen.workflow.stages import reconstruct_stage
+    from deepen.evaluate.seams import seam_diagnostics
+    from deepen.train.trainer import fixed_slice_loss
 
     val_tokens = np.asarray(val_tokens, dtype=np.int64)
     seq, batch = fixed_slice["seq_len"], fixed_slice["batch_size"]

@@ -5,13 +5,13 @@ torch's FSDP2 (`fully_shard` of each layer over a one-process group) on one GPU.
 primitive runs on the device; it is not deepen's training path (the Trainer with an FSDP plugin), which the
 distributed tests run on CPU processes.
 
-Needs only torch and transformers (and this checkout, for deepen.train's freezing and casting and
-deepen.flops). Sized to finish in a few minutes on one H100/H200:
+Needs only torch and transformers (and this checkout, for deepen.train.trainer's freezing and casting and
+deepen.models.flops). Sized to finish in a few minutes on one H100/H200:
 
     python benchmarks/gpu_cpt.py --seq-len 2048 --micro-batch 4 --steps 10 --out cpt_throughput.json
     python benchmarks/gpu_cpt.py --tiny                    # a CPU smoke test of the same code (tests)
 
-MFU counts deepen/flops.py's training FLOPs per token (forward, activation gradients down to the lowest
+MFU counts deepen/models/flops.py's training FLOPs per token (forward, activation gradients down to the lowest
 trainable layer, weight gradients of what trains) against the GPU's dense bf16 peak (--peak-tflops; 989 for
 an H100/H200 SXM) and against the bf16 matmul rate measured on the same device (8192³ products): the ceiling
 a training step could reach. ``--out`` gets every figure as each setting finishes.
@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deepen import plan as plans  # noqa: E402
-from deepen.flops import training_flops_per_token  # noqa: E402
-from deepen.train import cast_frozen_linears, freeze  # noqa: E402
+from deepen.expand import plan as plans  # noqa: E402
+from deepen.models.flops import training_flops_per_token  # noqa: E402
+from deepen.train.trainer import cast_frozen_linears, freeze  # noqa: E402
 
 SHAPE_1B = dict(hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8,
                 vocab_size=128256, tie_word_embeddings=True)

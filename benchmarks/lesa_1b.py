@@ -48,35 +48,35 @@ from common import random_llama
 random_llama({str(base)!r}, {args.hidden}, {args.intermediate}, {args.layers}, {args.heads}, {args.kv_heads},
              {args.vocab}, shard_mb=2048)
 """, args.threads, results)
-    from deepen.arch import LLAMA
+    from deepen.models.families import LLAMA
 
     linear = LLAMA.linear
     run_stage("extraction (9 matrix types)", f"""
 for m in LLAMA.matrices:
     extract_stage({str(base)!r}, m, {str(root / 'weights')!r} + f"/{{m}}.safetensors")
-""", args.threads, results, setup="from deepen.pipeline import extract_stage\nfrom deepen.arch import LLAMA")
+""", args.threads, results, setup="from deepen.workflow.stages import extract_stage\nfrom deepen.models.families import LLAMA")
     # A stage's output must not exist beforehand: replacing a 1 GiB file costs the kernel time too.
     shutil.rmtree(root / "svd", ignore_errors=True)
     for m in linear:
         run_stage(f"svd {m}", f"""
 svd_stage({str(root / 'weights' / (m + '.safetensors'))!r}, {str(root / 'svd' / (m + '.safetensors'))!r},
           {str(root / 'svd' / (m + '.json'))!r})
-""", args.threads, results, setup="from deepen.pipeline import svd_stage\nimport deepen.svd")
+""", args.threads, results, setup="from deepen.workflow.stages import svd_stage\nimport deepen.expand.lesa.svd")
     cfg = dict(hidden=256, lr=1e-3, weight_decay=0.01, batch_size=64, epochs=args.epochs, norm_weight=5e-4,
                val_layer=None, seed=0)
     for m in [] if args.svd_only else linear:
         run_stage(f"predictor {m} ({args.epochs} epochs)", f"""
 predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
                 {str(root / 'predictor' / (m + '.pt'))!r}, {str(root / 'predictor' / (m + '.json'))!r}, threads={args.threads})
-""", args.threads, results, setup="from deepen.pipeline import predictor_stage\nimport deepen.predictor")
+""", args.threads, results, setup="from deepen.workflow.stages import predictor_stage\nimport deepen.expand.lesa.predictor")
     if not args.svd_only:
         run_stage("generation (lesa, top_half)", f"""
 generate_stage("lesa", {{"generator": "lesa", "placement": "top_half", "norm_source": "mean", "zero_init": False}},
                {str(base)!r}, {str(root / 'weights')!r}, {str(root / 'layers')!r},
                artifacts={{'svd': {str(root / 'svd')!r}, 'predictor': {str(root / 'predictor')!r}}})
-""", args.threads, results, setup="from deepen.pipeline import generate_stage\nimport deepen.methods")
+""", args.threads, results, setup="from deepen.workflow.stages import generate_stage\nimport deepen.expand.methods")
     naive_matrices = [] if args.skip_naive else args.naive_matrices.split(",")
-    from deepen.tensorio import CheckpointReader
+    from deepen.models.tensorio import CheckpointReader
 
     for m in naive_matrices:
         layers, d_out, d_in = CheckpointReader(root / "weights" / f"{m}.safetensors").shape("weights")
@@ -88,7 +88,7 @@ for w in stack:
     u_t @ w
 """, args.threads, results, setup=f"""
 import numpy as np
-from deepen.svd import gram_eigenvectors
+from deepen.expand.lesa.svd import gram_eigenvectors
 rng = np.random.default_rng(0)
 stack = [rng.standard_normal(({d_out}, {d_in}), dtype=np.float32) for _ in range({layers})]
 """)
@@ -103,7 +103,7 @@ print(json.dumps({{"max_rel_S_difference_e6": ((ours - s.double()).abs() / s.dou
 """, args.threads, results, setup=f"""
 from transformers import AutoModelForCausalLM
 from safetensors import safe_open
-from deepen.arch import LLAMA
+from deepen.models.families import LLAMA
 model = AutoModelForCausalLM.from_pretrained({str(base)!r}, dtype=torch.float32)
 """)
     (root / "results.json").write_text(json.dumps(results, indent=2))

@@ -40,7 +40,7 @@ def released_svd(stack: torch.Tensor):
 
 def released_predictor(v: list[torch.Tensor], seed: int, epochs: int, withhold: int | None = None):
     """The notebook's training: every interior triplet's rows in one dataset, shuffled together."""
-    from deepen.predictor import LayerPredictor
+    from deepen.expand.lesa.predictor import LayerPredictor
 
     torch.manual_seed(seed)
     targets = [i for i in range(1, len(v) - 1) if i != withhold]
@@ -74,9 +74,9 @@ def heldout_mse(v: list[torch.Tensor], layer: int, model) -> dict:
 
 
 def compare(model_dir: Path, work: Path, matrix: str, epochs: int, heldout: list[int]) -> dict:
-    from deepen.pipeline import extract_stage, svd_stage
-    from deepen.predictor import BlockSource, train_predictor
-    from deepen.tensorio import CheckpointReader
+    from deepen.workflow.stages import extract_stage, svd_stage
+    from deepen.expand.lesa.predictor import BlockSource, train_predictor
+    from deepen.models.tensorio import CheckpointReader
 
     weights = work / f"{matrix}.safetensors"
     if not weights.exists():

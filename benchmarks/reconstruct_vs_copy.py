@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, random_llama  # noqa: E402
 
-from deepen.arch import LLAMA  # noqa: E402
-from deepen.pipeline import extract_stage, generate_stage, reconstruct_stage  # noqa: E402
+from deepen.models.families import LLAMA  # noqa: E402
+from deepen.workflow.stages import extract_stage, generate_stage, reconstruct_stage  # noqa: E402
 
 
 def main():

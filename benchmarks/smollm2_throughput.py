@@ -89,7 +89,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM
 
-    from deepen.base_import import gguf_source, import_gguf
+    from deepen.models.gguf_import import gguf_source, import_gguf
 
     model_dir = Path(args.model) if args.model else Path(args.workdir) / "smollm2"
     if not (model_dir / "config.json").exists():

@@ -1,4 +1,4 @@
-"""The stage cost model (deepen/stage_costs.py) against CPU measurements at two sizes, and the docs' stage-cost table.
+"""The stage cost model (deepen/workflow/stage_costs.py) against CPU measurements at two sizes, and the docs' stage-cost table.
 
     python benchmarks/stage_costs.py --workdir /tmp/stage_costs --table docs/stage_costs.md
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from common import machine, random_llama, run_stage  # noqa: E402
-from deepen import stage_costs as sc  # noqa: E402
+from deepen.workflow import stage_costs as sc  # noqa: E402
 
 SMOLLM2 = dict(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, vocab=49152)
 SHAPES = {"40M": dict(hidden=384, intermediate=1024, layers=16, heads=6, kv_heads=2, vocab=16384),
@@ -55,8 +55,8 @@ def shape_config(s: dict) -> dict:
 
 
 def modelled(shape: sc.Shape) -> dict[str, sc.StageCost]:
-    from deepen.methods import build_plan
-    from deepen.plan import added_layers
+    from deepen.expand.methods import build_plan
+    from deepen.expand.plan import added_layers
 
     plan = build_plan(OPT_DEUS, shape.layers)
     added = added_layers(plan)
@@ -81,24 +81,24 @@ def stage_code(work: Path, s: dict) -> dict[str, tuple[str, str]]:
     matrices = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
                 "input_layernorm", "post_attention_layernorm"]
     return {
-        "extract_weights": ("from deepen.pipeline import extract_stage",
+        "extract_weights": ("from deepen.workflow.stages import extract_stage",
                             f"for m in {matrices!r}: extract_stage({base!r}, m, {weights!r} + f'/{{m}}.safetensors')"),
-        "svd k_proj": ("from deepen.svd import svd_stage",
+        "svd k_proj": ("from deepen.expand.lesa.svd import svd_stage",
                        f"svd_stage({weights!r} + '/k_proj.safetensors', {str(work)!r} + '/svd/k_proj.safetensors', "
                        f"{str(work)!r} + '/svd/k_proj.json')"),
-        "svd gate_proj": ("from deepen.svd import svd_stage",
+        "svd gate_proj": ("from deepen.expand.lesa.svd import svd_stage",
                           f"svd_stage({weights!r} + '/gate_proj.safetensors', "
                           f"{str(work)!r} + '/svd/gate_proj.safetensors', {str(work)!r} + '/svd/gate_proj.json')"),
-        "predictor gate_proj": ("from deepen.predictor import BlockSource, train_predictor\n"
+        "predictor gate_proj": ("from deepen.expand.lesa.predictor import BlockSource, train_predictor\n"
                                 f"source = BlockSource({str(work)!r} + '/svd/gate_proj.safetensors', 'V')",
                                 f"train_predictor(source, {PREDICTOR!r}, log=lambda s: None)"),
-        "align_base": ("from deepen.align import align_base",
+        "align_base": ("from deepen.expand.align import align_base",
                        f"align_base({base!r}, {str(work)!r} + '/aligned')"),
-        "generate opt_deus": ("from deepen.pipeline import generate_stage",
+        "generate opt_deus": ("from deepen.workflow.stages import generate_stage",
                               f"generate_stage('opt_deus', {OPT_DEUS!r}, {base!r}, {weights!r}, "
                               f"{str(work)!r} + '/layers/opt_deus', device='cpu')"),
-        "init_loss": ("import numpy as np\nfrom deepen.modeling import load_causal_lm\n"
-                      "from deepen.train import fixed_slice_loss\n"
+        "init_loss": ("import numpy as np\nfrom deepen.models.modeling import load_causal_lm\n"
+                      "from deepen.train.trainer import fixed_slice_loss\n"
                       f"model = load_causal_lm({base!r}, torch.device('cpu'), torch.float32)\ntokens = {tokens}",
                       f"fixed_slice_loss(model, tokens, {EVAL['seq_len']}, {EVAL['tokens']}, {EVAL['batch']})"),
         # the expanded model's shape (top half: base + half its layers), all trained, float32 AdamW
@@ -138,7 +138,7 @@ def measure(workdir: Path, threads: int) -> dict:
     run_stage("assignment 1536×1536 (one core)", SERIAL_CODE, 1, ceiling)
     empty: dict = {}
     # the baseline of a stage process: torch, transformers, scipy and deepen's stage modules imported
-    run_stage("interpreter (imports)", "import transformers, scipy.optimize, deepen.pipeline, deepen.align", threads,
+    run_stage("interpreter (imports)", "import transformers, scipy.optimize, deepen.workflow.stages, deepen.expand.align", threads,
               empty)
     results["matmul_flops_per_second"] = ceiling["float32 matmul 2048³ (ceiling)"]["matmul_flops_per_second"]
     results["serial_ops_per_second"] = ceiling["assignment 1536×1536 (one core)"]["serial_ops_per_second"]
@@ -172,7 +172,7 @@ def io_rate(results: dict) -> float:
 
 
 def with_model(results: dict) -> dict:
-    """``results`` with each stage's modelled cost as deepen/stage_costs.py gives it now (not when measured)."""
+    """``results`` with each stage's modelled cost as deepen/workflow/stage_costs.py gives it now (not when measured)."""
     for size, s in SHAPES.items():
         for stage, cost in modelled(sc.Shape.of(shape_config(s))).items():
             results["sizes"][size][stage].update(cost.__dict__)
@@ -223,7 +223,7 @@ BF16_STAGES = ("init_loss", "seams", "evaluate", "continual_pretrain")
 def config_for(path: str) -> dict:
     import yaml
 
-    from deepen.config import _default_filling_validator
+    from deepen.workflow.config_check import _default_filling_validator
 
     config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
     if path != "config/toy.yaml":
@@ -257,7 +257,7 @@ def duration(seconds: float) -> str:
 
 
 def table(results: dict, out: Path) -> None:
-    from deepen.tasks import embedded_task_names
+    from deepen.evaluate.harness import embedded_task_names
 
     rates = calibrated_rates(results)
     embedded = list(embedded_task_names(REPO / "config/tasks"))
@@ -267,7 +267,7 @@ def table(results: dict, out: Path) -> None:
     eff = rates["efficiency"]
     lines = [
         "# What each stage costs", "",
-        "deepen's cost model (`deepen/stage_costs.py`) gives each stage's FLOPs, bytes read and written and peak memory "
+        "deepen's cost model (`deepen/workflow/stage_costs.py`) gives each stage's FLOPs, bytes read and written and peak memory "
         "from the model's shape and the config, without touching a tensor. The rules ask SLURM for the run time and "
         "memory it gives (`resources.train_flops_per_second`, `resources.io_bytes_per_second`, "
         "`resources.runtime_safety`), so a bigger model or a longer run asks for more without editing a rule.", "",

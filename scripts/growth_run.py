@@ -6,9 +6,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 
-from deepen.logs import to_log  # noqa: E402
-from deepen.config import growth_train  # noqa: E402
-from deepen.pipeline import growth_stage  # noqa: E402
+from deepen.core.logs import to_log  # noqa: E402
+from deepen.workflow.design import growth_train  # noqa: E402
+from deepen.workflow.stages import growth_stage  # noqa: E402
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

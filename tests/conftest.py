@@ -149,8 +149,8 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def weights_dir(tiny_llama_dir, tmp_path_factory):
     """The tiny Llama's extracted weight stacks."""
-    from deepen.arch import LLAMA
-    from deepen.pipeline import extract_stage
+    from deepen.models.families import LLAMA
+    from deepen.workflow.stages import extract_stage
 
     out = tmp_path_factory.mktemp("weights")
     for m in LLAMA.matrices:

@@ -1,4 +1,4 @@
-"""The aligned base (deepen/align.py) computes the base's function with every layer's heads and neurons re-ordered
+"""The aligned base (deepen/expand/align.py) computes the base's function with every layer's heads and neurons re-ordered
 towards its lower neighbour's."""
 
 import csv
@@ -12,10 +12,10 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from conftest import copy_run, snakemake
-from deepen.align import ALIGNMENT_FILE, AlignmentRefused, align_base, alignment_plan
-from deepen.arch import LLAMA
-from deepen.extract import read_model_config
-from deepen.tensorio import CheckpointReader
+from deepen.expand.align import ALIGNMENT_FILE, AlignmentRefused, align_base, alignment_plan
+from deepen.models.families import LLAMA
+from deepen.models.model_dir import read_model_config
+from deepen.models.tensorio import CheckpointReader
 from test_families import FAMILIES, random_model
 
 
@@ -51,7 +51,7 @@ def test_the_aligned_base_computes_the_base_function(family, tmp_path):
 def test_copy_on_the_aligned_base_is_the_model_copy_makes_on_the_base(tmp_path):
     """A copied layer is one whole layer with its rows re-ordered inside, so interpolation copy with ``align: true``
     computes what it computes without; a method that mixes two layers' rows (Avg-DeUS) does not."""
-    from deepen.pipeline import extract_stage, generate_stage, reconstruct_stage
+    from deepen.workflow.stages import extract_stage, generate_stage, reconstruct_stage
 
     base = random_base("llama", tmp_path / "base")
     align_base(base, tmp_path / "aligned")

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, snakemake
-from deepen.config import ConfigError, runs, validate_config
+from deepen.workflow.config_check import ConfigError, validate_config
+from deepen.workflow.design import runs
 
 DEFAULT = yaml.safe_load((REPO / "config/toy.yaml").read_text())
 

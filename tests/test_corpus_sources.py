@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from deepen.config import ConfigError, validate_config
-from deepen.corpus import DOC_SEPARATOR, build_corpus, read_documents
-from deepen.tokenizer import load_tokenizer, train_tokenizer
-from deepen.tokens import open_tokens, write_token_file
+from deepen.workflow.config_check import ConfigError, validate_config
+from deepen.data.corpus import DOC_SEPARATOR, build_corpus, read_documents
+from deepen.data.tokenizer import load_tokenizer, train_tokenizer
+from deepen.data.tokens import open_tokens, write_token_file
 
 DEFAULT = yaml.safe_load((REPO / "config/toy.yaml").read_text())
 WORDS = "the king queen sword crown night morning river castle letter ghost storm".split()

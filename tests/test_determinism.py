@@ -8,7 +8,7 @@ import re
 import yaml
 
 from conftest import SEEDED_METHODS, copy_run, seeded_subset, snakemake
-from deepen.manifest import sha256_file
+from deepen.workflow.manifest import sha256_file
 
 EXPANDED_OR_TRAINED = ("results/models/", "results/cpt/")
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-from deepen.device import device_problems, evaluation_dtype, stage_device
-from deepen.pipeline import init_loss_stage, seams_stage
+from deepen.core.device import device_problems, evaluation_dtype, stage_device
+from deepen.workflow.stages import init_loss_stage, seams_stage
 
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 
@@ -55,7 +55,7 @@ def _tensors(path):
 
 def test_svd_predictor_and_generation_on_an_explicit_cpu_are_bit_identical_to_the_runs(quick_run, tmp_path):
     """LESA's SVD, its predictor and the layers of LESA and OpT-DeUS, with device cpu named: the run's tensors."""
-    from deepen.pipeline import generate_stage, predictor_stage, svd_stage
+    from deepen.workflow.stages import generate_stage, predictor_stage, svd_stage
 
     quick = yaml.safe_load((quick_run / "config/quick.yaml").read_text())
     results = quick_run / "results"

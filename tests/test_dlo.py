@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from deepen import dlo
+from deepen.train import dlo
 
 CONFIG = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False)
@@ -174,7 +174,7 @@ def test_saved_dlo_directory_reloads_with_identical_logits(dense_dir, tmp_path):
 
 
 def test_lm_eval_evaluates_a_dlo_directory(quick_run, tmp_path):
-    from deepen.tasks import evaluate
+    from deepen.evaluate.harness import evaluate
 
     model = dlo.from_dense(quick_run / "results/models/llama_pro")
     model.save_pretrained(tmp_path / "dlo")
@@ -189,8 +189,8 @@ def test_lm_eval_evaluates_a_dlo_directory(quick_run, tmp_path):
 
 
 def test_sft_examples_have_both_kinds_and_train_on_response_tokens_only(quick_run):
-    from deepen.sft import build_examples, encode
-    from deepen.tokenizer import load_tokenizer
+    from deepen.train.sft import build_examples, encode
+    from deepen.data.tokenizer import load_tokenizer
 
     text = (quick_run / "results/data/test.txt").read_text()
     examples = build_examples(text, 200, 2, seed=0)

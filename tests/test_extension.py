@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from conftest import REPO
-from deepen.arch import LLAMA
-from deepen.config import ConfigError, validate_config
-from deepen.methods import METHODS, Option, method
-from deepen.pipeline import continue_pretraining, generate_stage, reconstruct_stage
-from deepen.tensorio import CheckpointReader
+from deepen.models.families import LLAMA
+from deepen.workflow.config_check import ConfigError, validate_config
+from deepen.expand.methods import METHODS, Option, method
+from deepen.workflow.stages import continue_pretraining, generate_stage, reconstruct_stage
+from deepen.models.tensorio import CheckpointReader
 
 SCALE = Option({"type": "number", "exclusiveMinimum": 0, "maximum": 1}, 0.5,
                "factor on the lower neighbour's linear matrices")
@@ -86,7 +86,7 @@ def test_a_registered_method_runs_through_generation_reconstruction_and_cpt(scal
 
 
 def test_the_options_every_method_takes_are_the_schemas_and_each_declared_option_is_described():
-    from deepen.methods import COMMON_OPTIONS
+    from deepen.expand.methods import COMMON_OPTIONS
 
     schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
     assert set(schema["properties"]["methods"]["additionalProperties"]["properties"]) == set(COMMON_OPTIONS)
@@ -159,7 +159,7 @@ def test_the_report_job_imports_no_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; import deepen.report.build, deepen.report.curves, deepen.pipeline; "
+    code = ("import sys; import deepen.report.build, deepen.report.curves, deepen.workflow.stages; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,9 +10,9 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from conftest import REPO
-from deepen.arch import UnsupportedArchitecture, architecture_for
-from deepen.pipeline import extract_stage, generate_stage, predictor_stage, reconstruct_stage, svd_stage
-from deepen.tensorio import CheckpointReader
+from deepen.models.families import UnsupportedArchitecture, architecture_for
+from deepen.workflow.stages import extract_stage, generate_stage, predictor_stage, reconstruct_stage, svd_stage
+from deepen.models.tensorio import CheckpointReader
 
 DEFAULT_METHODS = yaml.safe_load((REPO / "config/toy.yaml").read_text())["methods"]
 SIZES = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=6, num_attention_heads=4,
@@ -146,7 +146,7 @@ def test_family_specific_tensors_are_carried(family_model):
 
 
 def test_qwen2_biases_move_with_their_rows_under_head_alignment():
-    from deepen.ot_align import OTSettings, align_attention_heads
+    from deepen.expand.ot_align import OTSettings, align_attention_heads
 
     torch.manual_seed(0)
     heads, kv, hd, d = 4, 2, 8, 32
@@ -183,7 +183,7 @@ class NoTokenizer:
 def test_continued_pretraining_of_a_tied_model_keeps_one_tensor(family_model, tmp_path):
     import numpy as np
 
-    from deepen.train import train
+    from deepen.train.trainer import train
 
     family, root, arch = family_model
     if family != "smollm2_shape":
@@ -205,9 +205,9 @@ def test_a_cpt_step_runs_for_every_family_with_the_attention_it_takes(family_mod
     there); a kernel the class cannot take is a config error naming the family."""
     import numpy as np
 
-    from deepen.arch import attention_for, causal_lm_class
-    from deepen.config import attention_problems
-    from deepen.train import train
+    from deepen.models.families import attention_for, causal_lm_class
+    from deepen.workflow.config_check import attention_problems
+    from deepen.train.trainer import train
 
     family, root, _ = family_model
     model = AutoModelForCausalLM.from_pretrained(root / "base", dtype=torch.float32)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from deepen.base_import import gguf_source, hf_config, import_gguf
-from deepen.gguf_file import GGUFError, read_header
-from deepen.tokenizer import train_tokenizer
+from deepen.models.gguf_import import gguf_source, hf_config, import_gguf
+from deepen.models.gguf_file import GGUFError, read_header
+from deepen.data.tokenizer import train_tokenizer
 from gguf_writer import dequantized_state, write_gguf
 
 TEXT = ("When forty winters shall besiege thy brow, and dig deep trenches in thy beauty's field, thy youth's proud "

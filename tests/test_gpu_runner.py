@@ -11,7 +11,7 @@ import yaml
 from transformers import AutoTokenizer
 
 from conftest import REPO
-from deepen.tokenizer import train_tokenizer
+from deepen.data.tokenizer import train_tokenizer
 from gguf_writer import write_gguf
 from test_gguf_import import TEXT, family_model
 

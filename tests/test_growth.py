@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from deepen import growth
-from deepen.flops import training_flops_per_token
+from deepen.train import growth
+from deepen.models.flops import training_flops_per_token
 from test_workflow import planned_jobs, variant
 
 SMALL = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -28,7 +28,7 @@ def models(g):
 
 def grown(tmp_path, small, g, operator):
     """``small`` saved and grown as the workflow grows it: the plan through the layer executor and reconstruction."""
-    from deepen.modeling import load_causal_lm
+    from deepen.models.modeling import load_causal_lm
 
     small.save_pretrained(tmp_path / "small")
     out = growth.grow(tmp_path / "small", tmp_path / operator / "model", g, operator, 0, tmp_path / operator)
@@ -107,7 +107,7 @@ def test_guideline_gives_the_papers_7b_example():
 
 
 def run_plan(*args):
-    return subprocess.run([sys.executable, "-m", "deepen.growth", "plan", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "deepen.train.growth", "plan", *args], capture_output=True, text=True)
 
 
 def test_guideline_command_prints_d_and_g_and_refuses_bad_input():

@@ -11,8 +11,8 @@ import json, sys
 from pathlib import Path
 import yaml
 import deepen
-from deepen import settings
-from deepen.config import validate_config
+from deepen.core import settings
+from deepen.workflow.config_check import validate_config
 assert Path(deepen.__file__).is_relative_to(Path(sys.argv[1])), deepen.__file__
 config = yaml.safe_load(open(sys.argv[2]))
 checked = validate_config(config, settings.SCHEMA_PATH, sys.argv[3], load_datasets=False)

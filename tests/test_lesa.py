@@ -4,13 +4,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deepen.arch import LLAMA
-from deepen.extract import LayerWeights
-from deepen.generate import LayerSource, generate_layers
-from deepen.pipeline import extract_stage, reconstruct_stage
-from deepen.predictor import BlockSource, LayerPredictor, lesa_loss, train_predictor
-from deepen.svd import float32_array, svd_stage
-from deepen.tensorio import CheckpointReader, write_tensors
+from deepen.models.families import LLAMA
+from deepen.expand.weights import LayerWeights
+from deepen.expand.execute import generate_layers
+from deepen.expand.methods.contract import LayerSource
+from deepen.workflow.stages import extract_stage, reconstruct_stage
+from deepen.expand.lesa.predictor import BlockSource, LayerPredictor, lesa_loss, train_predictor
+from deepen.expand.lesa.svd import float32_array, svd_stage
+from deepen.models.tensorio import CheckpointReader, write_tensors
 
 
 @pytest.mark.parametrize("float64_gram", [False, True], ids=["cpu_route", "gpu_route"])
@@ -159,7 +160,7 @@ def test_the_generating_predictor_trains_on_every_triplet_with_rows_mixed_across
 
 
 def test_leave_one_out_fits_withhold_their_layer_and_score_it_against_the_trivial_predictors(lesa_inputs):
-    from deepen.predictor import heldout_fit
+    from deepen.expand.lesa.predictor import heldout_fit
 
     cfg = dict(hidden=8, lr=1e-3, batch_size=16, epochs=2, norm_weight=5e-4, seed=0)
     source = BlockSource(lesa_inputs / "svd" / "up_proj.safetensors", "V")

@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from deepen.arch import LLAMA
-from deepen.ot_align import (OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint,
+from deepen.models.families import LLAMA
+from deepen.expand.ot_align import (OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint,
                              align_mlp_separate, as_permutation, fuse_layers, mapping, neuron_features,
                              transport_plan)
-from deepen.tensorio import CheckpointReader
+from deepen.models.tensorio import CheckpointReader
 
 HIDDEN, HEADS, KV, INTER = 32, 4, 2, 48
 HD = HIDDEN // HEADS
@@ -150,10 +150,10 @@ def test_as_released_leaves_o_proj_columns_where_they_were_and_the_corrected_var
 
 
 def test_as_released_defaults_to_sinkhorn(monkeypatch, weights_dir, tiny_llama_dir):
-    from deepen import ot_align
-    from deepen.extract import LayerWeights
-    from deepen.generate import LayerSource
-    from deepen.methods import METHODS, build_plan
+    from deepen.expand import ot_align
+    from deepen.expand.weights import LayerWeights
+    from deepen.expand.methods.contract import LayerSource
+    from deepen.expand.methods import METHODS, build_plan
 
     seen = []
     monkeypatch.setattr(ot_align, "fuse_layers", lambda A, B, h, kv, settings, *a, **k: seen.append(settings) or A)

@@ -1,6 +1,6 @@
 import pytest
 
-from deepen import plan as plans
+from deepen.expand import plan as plans
 
 
 def test_top_half_gives_one_and_a_half_depth():

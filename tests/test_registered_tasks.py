@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from deepen.registered_tasks import registered_task_problems
-from deepen.tasks import evaluate
+from deepen.evaluate.registered_tasks import registered_task_problems
+from deepen.evaluate.harness import evaluate
 
 QUESTIONS = [("What is the colour of the sky?", ["green", "blue", "red"], 1),
              ("How many legs has a cat?", ["four", "two", "six"], 0),
@@ -55,7 +55,7 @@ def small_model(tmp_path_factory):
     """A random Llama with a tokenizer trained on the questions: enough for lm-eval to score choices."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from deepen.tokenizer import train_tokenizer
+    from deepen.data.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("small_model")
     (root / "text.txt").write_text(" ".join(q + " " + " ".join(c) for q, c, _ in QUESTIONS) * 20)

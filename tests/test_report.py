@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from deepen.report import curves, rows as report_rows, summary
-from deepen.flops import training_flops_per_token
-from deepen.stats import paired_difference, t_interval
-from deepen.train import _metrics_callback, plateau_reached
+from deepen.models.flops import training_flops_per_token
+from deepen.core.stats import paired_difference, t_interval
+from deepen.train.trainer import _metrics_callback, plateau_reached
 
 T_975_DF2 = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom
 

@@ -1,6 +1,6 @@
-"""Resource requests grow with the model and the run, from the estimates in deepen/resources.py."""
+"""Resource requests grow with the model and the run, from the estimates in deepen/workflow/resources.py."""
 
-from deepen import resources
+from deepen.workflow import resources
 
 LLAMA_1B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, vocab_size=128256,
                 num_attention_heads=32, num_key_value_heads=8)

@@ -1,4 +1,4 @@
-"""Seam diagnostics (deepen/seams.py) and LESA's shrink factor (deepen/predictor.py: shrink_factor)."""
+"""Seam diagnostics (deepen/evaluate/seams.py) and LESA's shrink factor (deepen/expand/lesa/predictor.py: shrink_factor)."""
 
 import json
 
@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from deepen import plan as plans
-from deepen.arch import LLAMA
-from deepen.pipeline import generate_stage, predictor_heldout_stage, predictor_stage, reconstruct_stage
-from deepen.predictor import shrink_factor
-from deepen.seams import seam_diagnostics, skipped
+from deepen.expand import plan as plans
+from deepen.models.families import LLAMA
+from deepen.workflow.stages import generate_stage, predictor_heldout_stage, predictor_stage, reconstruct_stage
+from deepen.expand.lesa.predictor import shrink_factor
+from deepen.evaluate.seams import seam_diagnostics, skipped
 
 VAL = np.random.default_rng(0).integers(0, 128, 512).astype(np.uint16)
 

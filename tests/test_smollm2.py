@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from conftest import REPO
-from deepen.base_import import gguf_source
-from deepen.gguf_file import GGUFError
+from deepen.models.gguf_import import gguf_source
+from deepen.models.gguf_file import GGUFError
 
 # Measured: perplexity 45.4 on the first 2,048 tokens of the default corpus' val plays (windows of 256). A
 # random model of the same shape is at ~49,000 (the vocabulary's size); the bound leaves a factor of 2.
@@ -31,7 +31,7 @@ def smollm2_file():
 
 @pytest.fixture(scope="module")
 def imported(smollm2_file, tmp_path_factory):
-    from deepen.pipeline import import_base_stage
+    from deepen.workflow.stages import import_base_stage
 
     out = tmp_path_factory.mktemp("smollm2") / "base"
     import_base_stage(smollm2_file, out, "float32", 2048)
@@ -41,11 +41,11 @@ def imported(smollm2_file, tmp_path_factory):
 def test_the_real_smollm2_imports_as_a_trained_model(imported, tmp_path):
     import json
 
-    from deepen.corpus import build_corpus
-    from deepen.modeling import load_causal_lm
-    from deepen.tokenizer import load_tokenizer, tokenize_documents
-    from deepen.tokens import open_tokens, write_token_file
-    from deepen.train import fixed_slice_loss
+    from deepen.data.corpus import build_corpus
+    from deepen.models.modeling import load_causal_lm
+    from deepen.data.tokenizer import load_tokenizer, tokenize_documents
+    from deepen.data.tokens import open_tokens, write_token_file
+    from deepen.train.trainer import fixed_slice_loss
 
     info = json.loads((imported / "deepen_import.json").read_text())
     assert info["layers"] == 30 and info["tied_embeddings"] and info["tensor_types"] == {"Q4_1": 210, "F32": 61, "Q8_0": 1}
@@ -81,7 +81,8 @@ def test_the_import_equals_transformers_own_gguf_loader(smollm2_file, imported):
 
 @pytest.mark.parametrize("name", ["config.yaml", "smollm2.yaml", "smollm2_gpu.yaml"])
 def test_the_smollm2_configs_are_valid(smollm2_file, name):
-    from deepen.config import base_model_config, validate_config
+    from deepen.workflow.config_check import validate_config
+    from deepen.workflow.design import base_model_config
 
     cfg = validate_config(yaml.safe_load((REPO / "config" / name).read_text()), REPO / "config/schema.yaml",
                           REPO / "config/tasks")
@@ -111,12 +112,12 @@ def test_the_default_asks_the_question_on_smollm2_with_every_main_row(smollm2_fi
 
 @pytest.mark.parametrize("matrix", ["k_proj", "o_proj", "down_proj"])
 def test_the_gpu_routes_float64_gram_gives_the_cpu_routes_singular_values_on_smollm2(imported, tmp_path, matrix):
-    """On a GPU the SVD's Gram matrix is accumulated and decomposed in float64 (deepen/svd.py); run here on the CPU,
+    """On a GPU the SVD's Gram matrix is accumulated and decomposed in float64 (deepen/expand/lesa/svd.py); run here on the CPU,
     that route's singular values of the real model's weights agree with the float32 route's within 1e-6 relative
     (every value above the guard floor), and its reconstruction is at least as accurate."""
-    from deepen.pipeline import extract_stage
-    from deepen.svd import RELATIVE_FLOOR, svd_stage
-    from deepen.tensorio import CheckpointReader
+    from deepen.workflow.stages import extract_stage
+    from deepen.expand.lesa.svd import RELATIVE_FLOOR, svd_stage
+    from deepen.models.tensorio import CheckpointReader
 
     extract_stage(imported, matrix, tmp_path / "w.safetensors")
     s, error = {}, {}

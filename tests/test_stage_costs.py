@@ -1,4 +1,4 @@
-"""The stage cost model (deepen/stage_costs.py): its FLOPs are those torch counts when the stage's own code runs, its
+"""The stage cost model (deepen/workflow/stage_costs.py): its FLOPs are those torch counts when the stage's own code runs, its
 memory holds what the stage holds, and the rules ask for what it gives."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from deepen import stage_costs as sc
-from deepen.predictor import BlockSource, train_predictor
+from deepen.workflow import stage_costs as sc
+from deepen.expand.lesa.predictor import BlockSource, train_predictor
 from conftest import REPO, copy_workflow, snakemake
 
 TINY = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
@@ -52,7 +52,7 @@ def test_a_cpt_run_costs_what_torch_counts_for_its_steps(freeze):
 
 
 def test_a_predictor_epoch_costs_what_torch_counts(tmp_path):
-    from deepen.tensorio import StreamingWriter
+    from deepen.models.tensorio import StreamingWriter
 
     layers, rank, width = 5, 24, 16
     path = tmp_path / "v.safetensors"
@@ -74,8 +74,8 @@ def test_the_svds_modelled_peak_holds_what_it_allocates(tmp_path, layers, rows, 
     Gram matrix; the CPU's float32 one takes about 60% of it."""
     import tracemalloc
 
-    from deepen.svd import WEIGHTS_KEY, svd_stage
-    from deepen.tensorio import StreamingWriter
+    from deepen.expand.lesa.svd import WEIGHTS_KEY, svd_stage
+    from deepen.models.tensorio import StreamingWriter
 
     with StreamingWriter(tmp_path / "w.safetensors", [(WEIGHTS_KEY, [layers, rows, columns], torch.float32)]) as w:
         w.write(WEIGHTS_KEY, torch.randn(layers, rows, columns, generator=torch.Generator().manual_seed(0)))
@@ -119,7 +119,7 @@ def test_the_minutes_grow_with_the_work_and_start_at_the_startup():
 def resolved(path="config/quick.yaml") -> dict:
     import yaml
 
-    from deepen.config import _default_filling_validator
+    from deepen.workflow.config_check import _default_filling_validator
 
     config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
     config.update(yaml.safe_load((REPO / path).read_text()) or {})
@@ -128,7 +128,7 @@ def resolved(path="config/quick.yaml") -> dict:
 
 
 def test_the_workflow_costs_name_every_tensor_stage_with_its_jobs():
-    from deepen.config import base_model_config, init_models, runs
+    from deepen.workflow.design import base_model_config, init_models, runs
 
     config = resolved()
     costs = sc.workflow_costs(config, base_model_config(config))
@@ -155,7 +155,7 @@ def rule_resources(workdir, overrides: dict, rule: str) -> dict:
 
 def test_the_rules_ask_for_what_the_cost_model_gives(tmp_path):
     """The step-0 loss rule's run time is the model's for the config's slice, and grows with it."""
-    from deepen.config import base_model_config
+    from deepen.workflow.design import base_model_config
 
     runtimes = []
     for tokens, folder in ((4096, "small"), (4096 * 10**4, "big")):

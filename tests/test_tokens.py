@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from deepen import tokens as tokens_mod
-from deepen.corpus import DOC_SEPARATOR, read_documents
-from deepen.tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
-from deepen.tokens import (TokenizerMismatch, iter_documents, open_tokens, token_dtype, tokenizer_fingerprint,
+from deepen.data import tokens as tokens_mod
+from deepen.data.corpus import DOC_SEPARATOR, read_documents
+from deepen.data.tokenizer import load_tokenizer, tokenize_documents, train_tokenizer
+from deepen.data.tokens import (TokenizerMismatch, iter_documents, open_tokens, token_dtype, tokenizer_fingerprint,
                            write_token_file)
 
 LINES = ["To be, or not to be, that is the question.", "Whether 'tis nobler in the mind to suffer",
@@ -88,7 +88,7 @@ def test_a_failed_tokenization_leaves_no_token_file(corpus, tmp_path, monkeypatc
 PEAK_RSS = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
-from deepen.pipeline import cpt_stage
+from deepen.workflow.stages import cpt_stage
 cpt_stage("llama_pro", {model!r}, {train!r}, {val!r}, json.loads({cfg!r}), {work!r}, {work!r} + "/final",
           {work!r} + "/info.json", threads=1)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deepen.modeling import load_causal_lm
-from deepen.metrics import read_metrics
-from deepen.train import cast_frozen_linears, micro_batches, train
+from deepen.models.modeling import load_causal_lm
+from deepen.train.metrics import read_metrics
+from deepen.train.trainer import cast_frozen_linears, micro_batches, train
 
 CFG = {"steps": 6, "batch_size": 8, "seq_len": 16, "lr": 3e-3, "warmup_steps": 1, "weight_decay": 0.0,
        "grad_clip": 1.0, "schedule": "cosine", "eval_interval": 3, "eval_tokens": 256, "checkpoint_interval": 100,
@@ -110,7 +110,7 @@ def test_fp16_on_a_cpu_is_refused(tiny_llama_dir, tmp_path):
 
 
 def test_the_settings_are_part_of_the_run_digest(tmp_path):
-    from deepen.train import config_digest
+    from deepen.train.trainer import config_digest
 
     digests = {config_digest({**CFG, **extra}) for extra in (
         {}, {"micro_batch_size": 2}, {"gradient_checkpointing": True}, {"frozen_dtype": "bfloat16"},
@@ -174,7 +174,7 @@ def test_tensorboard_gets_the_losses_the_metrics_file_has(tiny_llama_dir, tmp_pa
 def test_a_reporter_that_is_not_installed_is_a_config_error():
     import importlib.util
 
-    from deepen.config import training_problems
+    from deepen.workflow.config_check import training_problems
 
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")

@@ -10,11 +10,11 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from conftest import REPO, copy_workflow, snakemake
-from deepen import plan as plans
-from deepen.arch import LLAMA
-from deepen.config import freeze_policies
-from deepen.tasks import subset
-from deepen.tensorio import CheckpointReader
+from deepen.expand import plan as plans
+from deepen.models.families import LLAMA
+from deepen.workflow.design import freeze_policies
+from deepen.evaluate.harness import subset
+from deepen.models.tensorio import CheckpointReader
 
 QUICK = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
 METHODS = list(QUICK["methods"])
@@ -263,7 +263,7 @@ def test_lesa_report_parts(quick_run):
 def test_opt_deus_alignments_are_not_symmetries_on_real_weights(quick_run):
     """The reference's per-row attention and separate MLP plans change the layer's function on the trained
     base, while head alignment and the joint neuron plan do not."""
-    from deepen.ot_align import OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint, align_mlp_separate
+    from deepen.expand.ot_align import OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint, align_mlp_separate
 
     base = quick_run / "results/base"
     reader = CheckpointReader(base)

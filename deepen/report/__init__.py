@@ -4,9 +4,9 @@ interface (panels.py; one module per panel: panel_*.py), put together by build.p
 own reports are growth_section.py and sft_section.py. Nothing here imports torch."""
 
 # The panels register themselves on import, in the order summary.md shows them.
-from . import panel_base  # noqa: F401, I001
-from . import panel_lesa  # noqa: F401
-from . import panel_seams  # noqa: F401
-from . import panel_benchmarks  # noqa: F401
-from . import panel_branches  # noqa: F401
-from .panels import PANELS, RunFacts, panel, panel_inputs, panel_params  # noqa: F401
+from deepen.report import panel_base  # noqa: F401, I001
+from deepen.report import panel_lesa  # noqa: F401
+from deepen.report import panel_seams  # noqa: F401
+from deepen.report import panel_benchmarks  # noqa: F401
+from deepen.report import panel_branches  # noqa: F401
+from deepen.report.panels import PANELS, RunFacts, panel, panel_inputs, panel_params  # noqa: F401

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .claims import check_claims
-from .curves import plot_loss_curves
-from .panels import ReportView, render_panels
-from .rows import finals, load_runs, summarise, write_csv, write_runs_csv
-from .step0 import init_section, init_table, load_init_losses, losses_by_method, write_init_csv
-from .summary import write_markdown
+from deepen.report.claims import check_claims
+from deepen.report.curves import plot_loss_curves
+from deepen.report.panels import ReportView, render_panels
+from deepen.report.rows import finals, load_runs, summarise, write_csv, write_runs_csv
+from deepen.report.step0 import init_section, init_table, load_init_losses, losses_by_method, write_init_csv
+from deepen.report.summary import write_markdown
 
 
 def step0_sentence(step0: list[dict], base_loss: float) -> str:

@@ -7,10 +7,10 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..metrics import read_metrics
-from ..stats import Interval, t_interval
-from .rows import BASE_METHOD, flops_per_step
+from deepen.core.atomic import atomic_path
+from deepen.train.metrics import read_metrics
+from deepen.core.stats import Interval, t_interval
+from deepen.report.rows import BASE_METHOD, flops_per_step
 
 
 def _mean_curve(row: dict) -> tuple[list[int], list[Interval]]:

@@ -9,9 +9,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..growth import reach_flops, speedup
-from ..metrics import read_metrics
+from deepen.core.atomic import atomic_path
+from deepen.train.growth import reach_flops, speedup
+from deepen.train.metrics import read_metrics
 
 
 def flops_curve(metrics_path, info: dict) -> list[tuple[float, float]]:
@@ -86,7 +86,7 @@ def growth_markdown(scratch: dict, rows: list[dict]) -> list[str]:
              f"{scratch['final_loss']:.4f}{spread}. Each grown run pretrains a small model of L/g layers for d tokens, "
              "stacks it, and trains on with a fresh optimizer and schedule for the steps the same budget leaves. "
              "Speedup = 1 − (FLOPs the grown run needed to reach scratch's final loss) / (scratch's FLOPs); "
-             "— when it never reached it. FLOPs: 6·N per token plus the attention core (deepen/flops.py).", "",
+             "— when it never reached it. FLOPs: 6·N per token plus the attention core (deepen/models/flops.py).", "",
              "| operator | g | d (tokens) | small steps | grown steps | total FLOPs | final val loss | Δ vs scratch | speedup |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .panels import panel
+from deepen.report.panels import panel
 
 
 def base_files(facts):

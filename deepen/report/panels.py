@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 class RunFacts:
     """What decides a run's panels and the files they read: the config (defaults filled in), how the base model
     comes (pretrain, directory or gguf), the base's linear matrix types, the artifacts the methods read
-    ({name: file pattern}, deepen/methods), the names of the embedded evaluation tasks, and the artifacts the methods
-    with ``align: true`` read on the aligned base."""
+    ({name: file pattern}, deepen/expand/methods), the names of the embedded evaluation tasks, the artifacts the
+    methods with ``align: true`` read on the aligned base, the models with a step-0 loss ('base' and every expanded
+    model) and each method's model of its first seed (whose seams are measured)."""
 
     config: dict
     base_kind: str
@@ -25,6 +26,8 @@ class RunFacts:
     method_artifacts: dict[str, str] = field(default_factory=dict)
     embedded_tasks: list[str] = field(default_factory=list)
     aligned_artifacts: dict[str, str] = field(default_factory=dict)
+    init_models: list[str] = field(default_factory=list)
+    first_seed_models: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

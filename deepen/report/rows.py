@@ -8,13 +8,21 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..config import match_row
-from ..metrics import read_metrics, steps_to_reach
-from ..stats import Interval, paired_difference, t_interval
-from ..tasks import flat_metrics
+from deepen.core.atomic import atomic_path
+from deepen.train.metrics import read_metrics, steps_to_reach
+from deepen.core.stats import Interval, paired_difference, t_interval
+from deepen.evaluate.harness import flat_metrics
 
 BASE_METHOD = "base"
+
+
+def match_row(name: str, known: list[tuple[str, str]]) -> tuple[str, str]:
+    """The row of ``known`` a name means: 'method/freeze', or 'method' for the method's first row."""
+    method, _, freeze = name.partition("/")
+    candidates = [r for r in known if r[0] == method and (not freeze or r[1] == freeze)]
+    if not candidates:
+        raise ValueError(f"{name!r} is not a row; rows: {', '.join('/'.join(r) for r in known)}")
+    return candidates[0]
 
 
 def row_name(method: str, freeze: str) -> str:

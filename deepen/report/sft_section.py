@@ -10,9 +10,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..stats import paired_difference, t_interval
-from ..tasks import flat_metrics
+from deepen.core.atomic import atomic_path
+from deepen.core.stats import paired_difference, t_interval
+from deepen.evaluate.harness import flat_metrics
 
 
 def _mean(values):

@@ -10,8 +10,8 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..stats import t_interval
+from deepen.core.atomic import atomic_path
+from deepen.core.stats import t_interval
 
 
 def load_init_losses(paths: dict[str, str]) -> dict[str, dict]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..atomic import atomic_path
-from .rows import BASE_METHOD
+from deepen.core.atomic import atomic_path
+from deepen.report.rows import BASE_METHOD
 
 # lm-eval metrics shown in the markdown table (all of them go to the csv)
 HEADLINE_METRICS = ["deepen_ppl/bits_per_byte", "deepen_cloze/acc", "deepen_next_line/acc"]
@@ -103,7 +103,7 @@ def write_markdown(table: list[dict], rows: dict[str, dict], target_loss: float,
         "bold when its interval excludes zero. Target loss for `steps to target`: "
         f"{target_loss:.4f} ({'mean final val loss of ' + target if isinstance(target, str) else 'set in the config'}); "
         "(k/n) = seeds that reached it; the mean is over those. FLOPs count forward and backward of what trains "
-        "(matrix multiplies; `deepen/flops.py`). lm-eval metrics are on the held-out test plays "
+        "(matrix multiplies; `deepen/models/flops.py`). lm-eval metrics are on the held-out test plays "
         "(bits_per_byte: lower is better; acc: higher is better).",
         "",
         "| " + " | ".join(cols) + " |",

@@ -1,0 +1,1 @@
+"""What every stage uses: atomic writes, logs, the device and disk checks, statistics, the settings schema."""

@@ -1,0 +1,28 @@
+"""The one source of defaults: the config schema, which ships inside the package (deepen/schema.yaml;
+config/schema.yaml is a link to it). The workflow fills them into the config when it checks it; code called
+without the workflow (tests, benchmarks, the GPU runner) takes them from here, never from its own fallbacks."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.yaml"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def defaults(properties: dict) -> dict:
+    return {key: spec["default"] for key, spec in properties.items() if "default" in spec}
+
+
+def training_defaults() -> dict:
+    """Defaults of every training section (base.train, cpt, sft.train; growth.train overlays base.train), and of
+    the CPT-only distribution keys."""
+    return {**defaults(schema()["definitions"]["train"]["properties"]),
+            **defaults(schema()["properties"]["cpt"]["properties"])}

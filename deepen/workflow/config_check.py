@@ -1,0 +1,308 @@
+"""Configuration checks run before any job: the JSON schema (with defaults filled in), then what a
+schema cannot say — generators that exist, placements that fit the model, a target that is a row."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from deepen.expand import methods
+from deepen.expand import plan as plans
+from deepen.models.families import UnsupportedArchitecture, architecture_for
+from deepen.expand.plan import PlanError
+from deepen.report.rows import match_row
+from deepen.workflow.design import (GROWTH_TRAIN_KEYS, base_model_config, base_model_kind, freeze_policies,
+                                    growth_operators_at, growth_train, rows)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _default_filling_validator():
+    """A JSON-schema validator that fills in defaults as it goes. jsonschema is imported here, not at the top:
+    the library's modules that read configs run on machines without it (benchmarks/smollm2_gpu.py)."""
+    from jsonschema import Draft202012Validator, validators
+
+    base_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        # an overlay section (x-overlay) replaces another section's keys: filling defaults would hide those
+        if isinstance(instance, dict) and not schema.get("x-overlay"):
+            for key, sub in props.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = json.loads(json.dumps(sub["default"]))
+        yield from base_properties(validator, props, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": properties})
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _schema_problems(config: dict, schema: dict) -> list[str]:
+    problems = []
+    for err in sorted(_default_filling_validator()(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
+        where = _key(err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in known]
+            for k in extra:
+                hint = difflib.get_close_matches(k, known, n=1)
+                hint = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
+                problems.append(f"{_key([*err.absolute_path, k])}: unknown key{hint}")
+        elif err.validator == "required":
+            problems.append(f"{where}: {err.message}")
+        else:
+            problems.append(f"{where}: {err.message}")
+    return problems
+
+
+def row_of(config: dict, name: str) -> tuple[str, str]:
+    try:
+        return match_row(name, rows(config))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _base_model_problems(config: dict) -> list[str]:
+    base = config.get("base_model")
+    kind = base_model_kind(config)
+    if kind == "directory":
+        if not Path(base).is_dir():
+            return [f"base_model: directory {base!r} does not exist"]
+        if not (Path(base) / "config.json").exists():
+            return [f"base_model: {base!r} has no config.json; it must be an HF model directory"]
+    elif kind == "gguf":
+        from deepen.models.gguf_file import GGUFError
+
+        try:
+            base_model_config(config)
+        except GGUFError as e:
+            return [f"base_model: {e}"]
+    elif "model" not in config.get("base", {}) or "train" not in config.get("base", {}):
+        return ["base: base.model and base.train are required when base_model is null"]
+    return []
+
+
+def corpus_problems(corpus: dict, load_datasets: bool = True) -> list[str]:
+    """A corpus source's settings, and (``load_datasets``) whether a Hugging Face dataset can be loaded."""
+    source = corpus["source"]
+    if source in ("files", "jsonl", "parquet"):
+        if not corpus.get("path"):
+            return [f"corpus.path: required when corpus.source is {source!r}"]
+        if not Path(corpus["path"]).exists():
+            return [f"corpus.path: {corpus['path']!r} does not exist"]
+    if source == "hf":
+        if not corpus.get("dataset"):
+            return ["corpus.dataset: required when corpus.source is 'hf'"]
+        if not load_datasets:
+            return []
+        from deepen.data.corpus import load_hf_dataset
+
+        try:
+            load_hf_dataset(corpus)
+        except ValueError as e:
+            return [str(e)]
+    return []
+
+
+def training_problems(section: str, train: dict, processes: int = 1) -> list[str]:
+    """Settings of one training section that the schema cannot check alone."""
+    problems = []
+    batch, micro = train["batch_size"], train.get("micro_batch_size")
+    if batch % processes:
+        problems.append(f"{section}.batch_size: {batch} is the global batch and must divide evenly over "
+                        f"{processes} processes")
+    elif micro is not None and (batch // processes) % micro:
+        problems.append(f"{section}.micro_batch_size: {micro} does not divide the {batch // processes} sequences "
+                        f"each of {processes} processes takes per step (batch_size {batch})")
+    if train.get("strategy", "ddp") == "fsdp" and processes == 1:
+        problems.append(f"{section}.strategy: fsdp shards over several processes, and this section has one "
+                        f"(nproc × nodes = 1); use ddp, or nproc 2 or more")
+    reporter = train.get("report_to", "none")
+    if reporter != "none" and importlib.util.find_spec(reporter) is None:
+        problems.append(f"{section}.report_to: {reporter} is not installed here (pip install {reporter})")
+    if train.get("frozen_dtype", "float32") == "bfloat16" and train.get("precision", "fp32") != "bf16":
+        problems.append(f"{section}.frozen_dtype: bfloat16 frozen parameters need precision bf16 (autocast), "
+                        f"not {train.get('precision', 'fp32')}")
+    return problems
+
+
+def eval_problems(eval_cfg: dict, tasks_dir: Path, load_datasets: bool) -> list[str]:
+    from deepen.evaluate.harness import embedded_task_names
+
+    embedded = embedded_task_names(tasks_dir)
+    include = eval_cfg["include_path"]
+    if include and not Path(include).is_dir():
+        return [f"eval.include_path: {include!r} is not a directory"]
+    data = eval_cfg["benchmark_data"]
+    if data and not Path(data).is_dir():
+        return [f"eval.benchmark_data: {data!r} is not a directory"]
+    problems = [f"eval.num_fewshot: {task!r} is not one of eval.tasks" for task in eval_cfg["num_fewshot"]
+                if task not in eval_cfg["tasks"]]
+    registered = [t for t in eval_cfg["tasks"] if t not in embedded]
+    if isinstance(eval_cfg["limit"], dict):
+        problems += [f"eval.limit: {task!r} is not one of eval.tasks' registered tasks (a limit subsets those; the "
+                     f"embedded tasks' size is eval.max_docs)" for task in eval_cfg["limit"]
+                     if task not in registered and not any(task.startswith(f"{t}_") for t in registered)]
+    if registered and load_datasets:
+        from deepen.evaluate.registered_tasks import registered_task_problems
+
+        problems += registered_task_problems(registered, include, data)
+    return problems
+
+
+def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True) -> list[str]:
+    problems = _base_model_problems(config)
+    if problems:
+        return problems
+    base = config.get("base_model")
+    model = base_model_config(config)
+    try:
+        arch = architecture_for(model.get("model_type", ""))
+    except UnsupportedArchitecture as e:
+        return [f"base_model: {e}"]
+    L = model["num_hidden_layers"]
+    depths = {}  # each method's expanded depth
+    for name, opts in config["methods"].items():
+        try:
+            option_problems = methods.option_problems(opts)
+        except PlanError as e:
+            problems.append(f"methods.{name}.generator: {e}")
+            continue
+        if option_problems:
+            problems += [f"methods.{name}.{p}" for p in option_problems]
+            continue
+        try:
+            plan = methods.build_plan(opts, L)
+        except PlanError as e:
+            problems.append(f"methods.{name}: {e}")
+            continue
+        depths[name] = len(plan)
+        if opts.get("cpt", True) and "new_only" in freeze_policies(opts) and not plans.added_layers(plan):
+            problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
+                            "adds no layers; use 'all'")
+    target = config["report"]["target_loss"]
+    if isinstance(target, (int, float)) and not math.isfinite(target):
+        problems.append(f"report.target_loss: {target} is not a finite number")
+    for matrix in config["report"]["continuity_matrices"]:
+        if matrix not in arch.linear:
+            problems.append(f"report.continuity_matrices: {matrix!r} is not a weight matrix of {model['model_type']!r} "
+                            f"(known: {', '.join(arch.linear)})")
+    if isinstance(target, str):
+        try:
+            row_of(config, target)
+        except ConfigError as e:
+            problems.append(f"report.target_loss: {e}")
+    try:
+        row_of(config, config["report"]["reference"])
+    except ConfigError as e:
+        problems.append(f"report.reference: {e}")
+    problems += eval_problems(config["eval"], tasks_dir, load_datasets)
+    max_pos = model.get("max_position_embeddings")
+    for section in ("cpt",) + (() if base else ("base.train",)):
+        sub = config["cpt"] if section == "cpt" else config["base"]["train"]
+        if max_pos and sub["seq_len"] > max_pos:
+            problems.append(f"{section}.seq_len: {sub['seq_len']} exceeds the model's max_position_embeddings {max_pos}")
+    problems += training_problems("cpt", config["cpt"], config["cpt"]["nproc"] * config["cpt"]["nodes"])
+    if not base:
+        problems += training_problems("base.train", config["base"]["train"])
+    if config["sft"]["enabled"] and "train" in config["sft"]:
+        problems += training_problems("sft.train", config["sft"]["train"])
+    problems += attention_problems(config, model["model_type"])
+    problems += device_problems(config["resources"]["device"], config["resources"]["gpus"])
+    problems += process_problems(config["cpt"]["nproc"], config["resources"]["gpus"])
+    problems += corpus_problems(config["corpus"], load_datasets)
+    if config["growth"]["enabled"]:
+        problems += _growth_problems(config, model)
+    sft = config["sft"]
+    if sft["enabled"]:
+        if sft["expansion"] not in config["methods"]:
+            problems.append(f"sft.expansion: {sft['expansion']!r} is not a method of this config")
+        if "train" not in sft:
+            problems.append("sft.train: required when sft.enabled (steps, batch_size, seq_len, lr, eval_interval)")
+        if model.get("model_type") != "llama":
+            problems.append(f"sft.enabled: DLO wraps Llama models; the base is {model.get('model_type')!r}")
+        edge, depth = sft["dlo"]["unrouted_edge_layers"], depths.get(sft["expansion"])
+        if depth is not None and 2 * edge >= depth:
+            problems.append(f"sft.dlo.unrouted_edge_layers: {edge} first and {edge} last layers unrouted leave "
+                            f"no routed layer of {sft['expansion']!r}'s {depth}")
+    return problems
+
+
+def process_problems(nproc: int, gpus: int) -> list[str]:
+    """One CPT process per GPU: a job given GPUs (resources.gpus) cannot run more processes than it has GPUs.
+    Without GPUs, processes share the CPU (gloo)."""
+    if gpus and nproc > gpus:
+        return [f"cpt.nproc: {nproc} processes, but each job has resources.gpus: {gpus} GPU(s); one process per "
+                f"GPU: set nproc to at most {gpus} (or gpus to {nproc})"]
+    return []
+
+
+def device_problems(requested: str, gpus: int) -> list[str]:
+    from deepen.core.device import device_problems as problems
+
+    return problems(requested, gpus) if requested == "cuda" else []
+
+
+def attention_problems(config: dict, model_type: str) -> list[str]:
+    """An attention kernel named in a training section that the base's model class cannot take."""
+    from deepen.models.families import attention_kernels, causal_lm_class
+
+    sections = {"cpt": config["cpt"], "base.train": config.get("base", {}).get("train", {}),
+                "sft.train": config["sft"].get("train", {}) if config["sft"]["enabled"] else {}}
+    named = {s: t["attn_implementation"] for s, t in sections.items() if t.get("attn_implementation", "auto") != "auto"}
+    if not named:
+        return []
+    model_class = causal_lm_class(model_type)
+    kernels = attention_kernels(model_class)
+    return [f"{section}.attn_implementation: {kernel!r} is not available for the base's family {model_type!r} "
+            f"({model_class.__name__}; available: {', '.join(kernels)}, or auto)"
+            for section, kernel in named.items() if kernel not in kernels]
+
+
+def _growth_problems(config: dict, model: dict) -> list[str]:
+    growth, problems = config["growth"], []
+    if model.get("model_type") != "llama":
+        problems.append(f"growth.enabled: growth pretrains Llama models; the base is {model.get('model_type')!r}")
+    L = model["num_hidden_layers"]
+    for g in growth["g"]:
+        if L % g:
+            problems.append(f"growth.g: {g} does not divide the target's {L} layers")
+    if len(set(growth["d"])) != len(growth["d"]) or len(set(growth["g"])) != len(growth["g"]):
+        problems.append("growth: a value of g or d is listed twice")
+    if any(d >= 1 and d != int(d) for d in growth["d"]):
+        problems.append("growth.d: a value of 1 or more is a token count and must be a whole number")
+    at_g, at_d = growth_operators_at(config)
+    if at_g not in growth["g"] or at_d not in growth["d"]:
+        problems.append(f"growth.operators_at: (g {at_g}, d {at_d}) is not one of the settings of growth.g and growth.d")
+    train = growth_train(config)
+    problems += [f"growth.train.{key}: growth runs take their steps from the FLOPs budget and run them all; "
+                 f"remove it" for key in ("steps", "plateau") if key in config["growth"]["train"]]
+    missing = [k for k in GROWTH_TRAIN_KEYS if k not in train]
+    if missing:
+        problems.append(f"growth.train: missing {', '.join(missing)} (base.train does not give them)")
+    elif model.get("max_position_embeddings") and train["seq_len"] > model["max_position_embeddings"]:
+        problems.append(f"growth.train.seq_len: {train['seq_len']} exceeds max_position_embeddings "
+                        f"{model['max_position_embeddings']}")
+    return problems
+
+
+def validate_config(config: dict, schema_path, tasks_dir, load_datasets: bool = True) -> dict:
+    """Fill defaults into ``config`` in place and raise ConfigError listing every problem. With
+    ``load_datasets``, eval.tasks that are not embedded are looked up in lm-eval and their datasets loaded (tens
+    of seconds), and so is a Hugging Face corpus."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    problems = _schema_problems(config, schema)
+    if not problems:
+        problems = _semantic_problems(config, Path(tasks_dir), load_datasets)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config

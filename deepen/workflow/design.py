@@ -1,0 +1,118 @@
+"""The run design: which rows the comparison has, which expanded models the methods make, which CPT and growth runs
+train them, and what the base model is. Pure functions of the checked config; the job table, the report and the GPU
+runner read them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deepen.expand import methods
+
+
+BASE_ROW = ("base", "all")
+
+
+def freeze_policies(opts: dict) -> list[str]:
+    """A method's freeze policies, in config order: each is a row of its own."""
+    freeze = opts.get("freeze", "new_only")
+    return [freeze] if isinstance(freeze, str) else list(freeze)
+
+
+def trained_methods(config: dict) -> list[str]:
+    """Methods whose models continue pretraining; the others (``cpt: false``) get only a step-0 val loss."""
+    return [m for m, opts in config["methods"].items() if opts.get("cpt", True)]
+
+
+def rows(config: dict) -> list[tuple[str, str]]:
+    """(method, freeze policy) of every row of the comparison; the base's own CPT comes first."""
+    return [BASE_ROW] + [(m, f) for m in trained_methods(config) for f in freeze_policies(config["methods"][m])]
+
+
+def method_seeds(config: dict, method: str) -> int:
+    return config["methods"][method].get("seeds", config["cpt"]["seeds"])
+
+
+def model_name(config: dict, method: str, seed) -> str:
+    """The expanded model a method's seed uses: one per method, or one per seed for generators that draw
+    random numbers (``{method}/seed{n}``)."""
+    return f"{method}/seed{seed}" if methods.is_stochastic(config["methods"][method]) else method
+
+
+def init_models(config: dict) -> list[str]:
+    """'base' and every expanded model, trained or not, in config order: each gets its step-0 val loss."""
+    names = ["base"]
+    for method in config["methods"]:
+        for seed in range(method_seeds(config, method)):
+            if (name := model_name(config, method, seed)) not in names:
+                names.append(name)
+    return names
+
+
+def runs(config: dict) -> list[tuple[str, str, int]]:
+    """(method, freeze policy, seed) of every CPT run: ``cpt.seeds`` per row, unless the method sets its
+    own ``seeds`` (an ablation may run fewer)."""
+    out = []
+    for method, freeze in rows(config):
+        n = config["cpt"]["seeds"] if method == BASE_ROW[0] else method_seeds(config, method)
+        out += [(method, freeze, seed) for seed in range(n)]
+    return out
+
+
+def base_model_kind(config: dict) -> str:
+    """'pretrain' (the tiny Llama trained here), 'directory' (an HF model directory) or 'gguf' (a GGUF file,
+    imported into results/base)."""
+    base = config.get("base_model")
+    if not base:
+        return "pretrain"
+    return "gguf" if isinstance(base, dict) else "directory"
+
+
+def base_model_config(config: dict) -> dict:
+    """The base model's HF config: read from ``base_model`` (a GGUF file's from its metadata alone), or what
+    the tiny Llama will have."""
+    kind = base_model_kind(config)
+    if kind == "directory":
+        return json.loads((Path(config["base_model"]) / "config.json").read_text())
+    if kind == "gguf":
+        from deepen.models.gguf_import import gguf_source, hf_config
+        from deepen.models.gguf_file import read_header
+
+        return {**hf_config(read_header(gguf_source(config["base_model"]))),
+                "torch_dtype": config["base_model"].get("dtype", "float32")}
+    return {"model_type": "llama", "vocab_size": config.get("tokenizer", {}).get("vocab_size", 4096),
+            **config["base"]["model"]}
+
+
+GROWTH_TRAIN_KEYS = ("batch_size", "seq_len", "lr", "eval_interval")
+
+
+def growth_train(config: dict) -> dict:
+    """Training settings of the growth runs: base.train's, with growth.train's on top; no plateau stop
+    (every run spends its whole budget)."""
+    merged = {**config["base"].get("train", {}), **config["growth"]["train"], "plateau": None}
+    merged.pop("steps", None)
+    return merged
+
+
+def growth_operators_at(config: dict) -> tuple[int, float]:
+    growth = config["growth"]
+    at = growth["operators_at"]
+    return (at["g"], at["d"]) if at else (growth["g"][0], growth["d"][len(growth["d"]) // 2])
+
+
+def growth_label(d: float) -> str:
+    """A growth timing as it appears in paths: 0.25, 2e+06."""
+    return f"{d:g}"
+
+
+def growth_runs(config: dict) -> list[tuple[str, int, str, int]]:
+    """(operator, g, d label, seed) of every grown run: stack at every (g, d), the other operators at
+    ``operators_at``."""
+    growth = config["growth"]
+    at_g, at_d = growth_operators_at(config)
+    out = []
+    for op in growth["operators"]:
+        settings = [(g, d) for g in growth["g"] for d in growth["d"]] if op == "stack" else [(at_g, at_d)]
+        out += [(op, g, growth_label(d), seed) for g, d in settings for seed in range(growth["seeds"])]
+    return out
