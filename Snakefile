@@ -58,11 +58,11 @@ onstart:
 
 rule all:
     input:
-        "results/report/summary.csv",
-        "results/report/summary.md",
-        "results/report/loss_curves.png",
-        "results/manifest.json",
-        ["results/base_import/info.json"] if IMPORT_BASE else [],
-        ["results/report/growth_curves.png"] if GROWTH else [],
-        ["results/report/dlo_execution.png"] if SFT else [],
+        OUTPUTS["report"]["csv"],
+        OUTPUTS["report"]["md"],
+        OUTPUTS["report"]["curves"],
+        OUTPUTS["manifest"]["manifest"],
+        [OUTPUTS["base_info"]["info"]] if JOBS.import_base else [],
+        [OUTPUTS["growth_report"]["png"]] if GROWTH else [],
+        [OUTPUTS["sft_report"]["png"]] if SFT else [],
     default_target: True

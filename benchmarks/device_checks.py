@@ -84,7 +84,7 @@ def check_alignment(base: Path, device) -> dict:
 def check_generation(base: Path, weights: Path, work: Path, device) -> dict:
     from safetensors.torch import load_file
 
-    from deepen.workflow.stages import generate_stage
+    from deepen.expand.execute import generate_stage
 
     _, t_cpu = _timed(generate_stage, "opt_deus", OPT_DEUS, base, weights, work / "cpu", device="cpu")
     _, t_dev = _timed(generate_stage, "opt_deus", OPT_DEUS, base, weights, work / "dev", device=device.type)
@@ -101,7 +101,7 @@ def check_losses(base: Path, work: Path, val_tokens: np.ndarray, fixed_slice: di
     from deepen.expand import plan as plans
     from deepen.core.device import evaluation_dtype
     from deepen.models.modeling import load_causal_lm
-    from deepen.workflow.stages import reconstruct_stage
+    from deepen.expand.reconstruct import reconstruct_stage
     from deepen.evaluate.seams import seam_diagnostics
     from deepen.train.trainer import fixed_slice_loss
 

@@ -54,27 +54,27 @@ random_llama({str(base)!r}, {args.hidden}, {args.intermediate}, {args.layers}, {
     run_stage("extraction (9 matrix types)", f"""
 for m in LLAMA.matrices:
     extract_stage({str(base)!r}, m, {str(root / 'weights')!r} + f"/{{m}}.safetensors")
-""", args.threads, results, setup="from deepen.workflow.stages import extract_stage\nfrom deepen.models.families import LLAMA")
+""", args.threads, results, setup="from deepen.expand.weights import extract_stage\nfrom deepen.models.families import LLAMA")
     # A stage's output must not exist beforehand: replacing a 1 GiB file costs the kernel time too.
     shutil.rmtree(root / "svd", ignore_errors=True)
     for m in linear:
         run_stage(f"svd {m}", f"""
 svd_stage({str(root / 'weights' / (m + '.safetensors'))!r}, {str(root / 'svd' / (m + '.safetensors'))!r},
           {str(root / 'svd' / (m + '.json'))!r})
-""", args.threads, results, setup="from deepen.workflow.stages import svd_stage\nimport deepen.expand.lesa.svd")
+""", args.threads, results, setup="from deepen.expand.lesa.svd import svd_stage\nimport deepen.expand.lesa.svd")
     cfg = dict(hidden=256, lr=1e-3, weight_decay=0.01, batch_size=64, epochs=args.epochs, norm_weight=5e-4,
                val_layer=None, seed=0)
     for m in [] if args.svd_only else linear:
         run_stage(f"predictor {m} ({args.epochs} epochs)", f"""
 predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
                 {str(root / 'predictor' / (m + '.pt'))!r}, {str(root / 'predictor' / (m + '.json'))!r}, threads={args.threads})
-""", args.threads, results, setup="from deepen.workflow.stages import predictor_stage\nimport deepen.expand.lesa.predictor")
+""", args.threads, results, setup="from deepen.expand.lesa.predictor import predictor_stage\nimport deepen.expand.lesa.predictor")
     if not args.svd_only:
         run_stage("generation (lesa, top_half)", f"""
 generate_stage("lesa", {{"generator": "lesa", "placement": "top_half", "norm_source": "mean", "zero_init": False}},
                {str(base)!r}, {str(root / 'weights')!r}, {str(root / 'layers')!r},
                artifacts={{'svd': {str(root / 'svd')!r}, 'predictor': {str(root / 'predictor')!r}}})
-""", args.threads, results, setup="from deepen.workflow.stages import generate_stage\nimport deepen.expand.methods")
+""", args.threads, results, setup="from deepen.expand.execute import generate_stage\nimport deepen.expand.methods")
     naive_matrices = [] if args.skip_naive else args.naive_matrices.split(",")
     from deepen.models.tensorio import CheckpointReader
 

@@ -74,7 +74,8 @@ def heldout_mse(v: list[torch.Tensor], layer: int, model) -> dict:
 
 
 def compare(model_dir: Path, work: Path, matrix: str, epochs: int, heldout: list[int]) -> dict:
-    from deepen.workflow.stages import extract_stage, svd_stage
+    from deepen.expand.lesa.svd import svd_stage
+    from deepen.expand.weights import extract_stage
     from deepen.expand.lesa.predictor import BlockSource, train_predictor
     from deepen.models.tensorio import CheckpointReader
 

@@ -54,7 +54,7 @@ def q4_1_round_trip(w: np.ndarray) -> np.ndarray:
 
 
 def continuity_of(stack: np.ndarray, work: Path, name: str) -> dict:
-    from deepen.workflow.stages import svd_stage
+    from deepen.expand.lesa.svd import svd_stage
     from deepen.expand.lesa.continuity import continuity
     from deepen.models.tensorio import write_tensors
 

@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, random_llama  # noqa: E402
 
 from deepen.models.families import LLAMA  # noqa: E402
-from deepen.workflow.stages import extract_stage, generate_stage, reconstruct_stage  # noqa: E402
+from deepen.expand.execute import generate_stage  # noqa: E402
+from deepen.expand.reconstruct import reconstruct_stage  # noqa: E402
+from deepen.expand.weights import extract_stage  # noqa: E402
 
 
 def main():

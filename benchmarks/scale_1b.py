@@ -80,14 +80,14 @@ random_llama({str(base)!r}, {args.hidden}, {args.intermediate}, {args.layers}, {
              {args.vocab}, shard_mb={args.shard_mb})
 """, args.threads, results)
     run_stage("extraction", f"""
-from deepen.workflow.stages import extract_stage
+from deepen.expand.weights import extract_stage
 from deepen.models.families import LLAMA
 for m in LLAMA.matrices:
     extract_stage({str(base)!r}, m, {str(w)!r} + f"/{{m}}.safetensors")
 """, args.threads, results)
     for m in LLAMA.linear:
         run_stage(f"svd {m}", f"""
-from deepen.workflow.stages import svd_stage
+from deepen.expand.lesa.svd import svd_stage
 svd_stage({str(w / (m + '.safetensors'))!r}, {str(root / 'svd' / (m + '.safetensors'))!r},
           {str(root / 'svd' / (m + '.json'))!r})
 """, args.threads, results)
@@ -95,7 +95,7 @@ svd_stage({str(w / (m + '.safetensors'))!r}, {str(root / 'svd' / (m + '.safetens
                norm_weight=5e-4, val_layer=None, seed=0)
     for m in LLAMA.linear:
         run_stage(f"predictor {m}", f"""
-from deepen.workflow.stages import predictor_stage
+from deepen.expand.lesa.predictor import predictor_stage
 predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
                 {str(root / 'predictor' / (m + '.pt'))!r}, {str(root / 'predictor' / (m + '.json'))!r}, threads={args.threads})
 """, args.threads, results)
@@ -104,13 +104,13 @@ predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
     for method, opts in methods.items():
         layers, out = root / "layers" / method, root / "models" / method
         run_stage(f"generation {method}", f"""
-from deepen.workflow.stages import generate_stage
+from deepen.expand.execute import generate_stage
 generate_stage({method!r}, {opts!r}, {str(base)!r}, {str(w)!r}, {str(layers)!r},
                artifacts={{'svd': {str(root / 'svd')!r}, 'predictor': {str(root / 'predictor')!r}}})
 """, args.threads, results)
         run_stage(f"reconstruction {method}", f"""
 import shutil; shutil.rmtree({str(out)!r}, ignore_errors=True)
-from deepen.workflow.stages import reconstruct_stage
+from deepen.expand.reconstruct import reconstruct_stage
 reconstruct_stage({method!r}, {str(base)!r}, {str(base)!r}, {str(layers / 'plan.json')!r},
                   {str(layers / 'new_layers.safetensors')!r}, {str(out)!r}, {args.shard_mb})
 """, args.threads, results)

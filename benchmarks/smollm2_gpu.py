@@ -110,7 +110,7 @@ def _cpt_job(args) -> str:
 
     import numpy as np
 
-    from deepen.workflow.stages import continue_pretraining
+    from deepen.train.cpt import continue_pretraining
 
     method, model_dir, tokens_dir, cfg, run_dir, threads, bench = args
     name = f"{method}/{cfg['freeze']}/seed{cfg['seed']}"
@@ -225,7 +225,7 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
 
     from deepen.models.families import architecture_for
     from deepen.models.gguf_import import import_gguf
-    from deepen.workflow.stages import extract_stage
+    from deepen.expand.weights import extract_stage
 
     run_dir, work, out = Path(run_dir), Path(work), Path(out)
     work.mkdir(parents=True, exist_ok=True)
@@ -290,9 +290,12 @@ def comparison_part(spec: dict, run_dir: Path, work: Path, base: Path, arch, out
                     device_threads: int, timings: dict) -> None:
     import numpy as np
 
-    from deepen.workflow.design import model_name, runs as config_runs
     from deepen.expand.methods import required_artifacts
-    from deepen.workflow.stages import generate_stage, reconstruct_stage, svd_stage
+    from deepen.workflow.design import model_name, runs as config_runs
+    from deepen.workflow.jobs import cpt_settings, generation_options, predictor_settings
+    from deepen.expand.execute import generate_stage
+    from deepen.expand.lesa.svd import svd_stage
+    from deepen.expand.reconstruct import reconstruct_stage
 
     out.mkdir(parents=True, exist_ok=True)
     config = spec["config"]
@@ -303,7 +306,7 @@ def comparison_part(spec: dict, run_dir: Path, work: Path, base: Path, arch, out
         for m in arch.linear:
             timed(f"svd {m}", svd_stage, work / "weights" / f"{m}.safetensors", work / "svd" / f"{m}.safetensors",
                   work / "svd" / f"{m}.json")
-    predictor_cfg = {**{k: v for k, v in config["predictor"].items() if k != "heldout_layers"}, "seed": config["seed"]}
+    predictor_cfg = predictor_settings(config)
     for space in ("predictor", "predictor_nosvd"):
         if space in needs:
             source, key = ("svd", "V") if space == "predictor" else ("weights", "weights")
@@ -314,9 +317,7 @@ def comparison_part(spec: dict, run_dir: Path, work: Path, base: Path, arch, out
     models = sorted({model_name(config, m, s) for m, _, s in runs if m != "base"})
     for model in models:
         method = model.partition("/")[0]
-        opts = {k: v for k, v in methods[method].items() if k not in ("freeze", "seeds", "cpt")}
-        if "/seed" in model:
-            opts["seed"] = int(model.rsplit("seed", 1)[1])
+        opts = generation_options(config, model)
         artifacts = {name: work / name for name in required_artifacts(opts)}  # the folders made above
         timed(f"generate {model}", generate_stage, method, opts, base, work / "weights", work / "layers" / model,
               artifacts)
@@ -328,11 +329,10 @@ def comparison_part(spec: dict, run_dir: Path, work: Path, base: Path, arch, out
     else:
         print(f"standard benchmarks not scored: {why_not}", flush=True)
     (out / "benchmarks.json").write_text(json.dumps({"scored": bool(bench), "why_not": why_not}))
-    cpt = {k: v for k, v in config["cpt"].items() if k != "seeds"}
     jobs = []
     for method, freeze, seed in runs:
         model_dir = base if method == "base" else work / "models" / model_name(config, method, seed)
-        jobs.append((method, str(model_dir), str(run_dir), {**cpt, "seed": seed, "freeze": freeze},
+        jobs.append((method, str(model_dir), str(run_dir), cpt_settings(config, freeze, seed),
                      str(work / "cpt" / method / freeze / f"seed{seed}"), device_threads, bench))
     # the base and the reference method first: the report needs their rows, and a run cut off early then has one
     reference = config["report"]["reference"]

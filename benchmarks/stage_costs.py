@@ -81,7 +81,7 @@ def stage_code(work: Path, s: dict) -> dict[str, tuple[str, str]]:
     matrices = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
                 "input_layernorm", "post_attention_layernorm"]
     return {
-        "extract_weights": ("from deepen.workflow.stages import extract_stage",
+        "extract_weights": ("from deepen.expand.weights import extract_stage",
                             f"for m in {matrices!r}: extract_stage({base!r}, m, {weights!r} + f'/{{m}}.safetensors')"),
         "svd k_proj": ("from deepen.expand.lesa.svd import svd_stage",
                        f"svd_stage({weights!r} + '/k_proj.safetensors', {str(work)!r} + '/svd/k_proj.safetensors', "
@@ -94,7 +94,7 @@ def stage_code(work: Path, s: dict) -> dict[str, tuple[str, str]]:
                                 f"train_predictor(source, {PREDICTOR!r}, log=lambda s: None)"),
         "align_base": ("from deepen.expand.align import align_base",
                        f"align_base({base!r}, {str(work)!r} + '/aligned')"),
-        "generate opt_deus": ("from deepen.workflow.stages import generate_stage",
+        "generate opt_deus": ("from deepen.expand.execute import generate_stage",
                               f"generate_stage('opt_deus', {OPT_DEUS!r}, {base!r}, {weights!r}, "
                               f"{str(work)!r} + '/layers/opt_deus', device='cpu')"),
         "init_loss": ("import numpy as np\nfrom deepen.models.modeling import load_causal_lm\n"
@@ -138,8 +138,9 @@ def measure(workdir: Path, threads: int) -> dict:
     run_stage("assignment 1536×1536 (one core)", SERIAL_CODE, 1, ceiling)
     empty: dict = {}
     # the baseline of a stage process: torch, transformers, scipy and deepen's stage modules imported
-    run_stage("interpreter (imports)", "import transformers, scipy.optimize, deepen.workflow.stages, deepen.expand.align", threads,
-              empty)
+    run_stage("interpreter (imports)",
+              "import transformers, scipy.optimize, deepen.expand.execute, deepen.evaluate.step0, deepen.expand.align",
+              threads, empty)
     results["matmul_flops_per_second"] = ceiling["float32 matmul 2048³ (ceiling)"]["matmul_flops_per_second"]
     results["serial_ops_per_second"] = ceiling["assignment 1536×1536 (one core)"]["serial_ops_per_second"]
     results["interpreter_mb"] = empty["interpreter (imports)"]["peak_anon_mb"]

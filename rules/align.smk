@@ -3,46 +3,42 @@
 # under results/aligned/.
 rule align_base:
     input: base=BASE_DIR
-    output: directory(ALIGNED_BASE_DIR)
+    output: **outputs("align_base")
     log: "logs/aligned/align_base.log"
     params: device=DEVICE
-    resources: **stage_job("align_base", gpu=True)
+    resources: **JOBS.stage_job("align_base", gpu=True)
     conda: CONDA_ENV
     script: "../scripts/align_base.py"
 
 
 use rule extract_weights as extract_weights_aligned with:
-    input: base=ALIGNED_BASE_DIR
-    output: expand(aligned_path("results/weights/{matrix}.safetensors"), matrix=ARCH.matrices)
+    input: base=JOBS.aligned_base_dir
+    output: **per_matrix("extract_weights", ARCH.matrices, aligned=True)
     log: "logs/aligned/extract_weights.log"
 
 
 use rule svd as svd_aligned with:
-    input: weights=aligned_path("results/weights/{matrix}.safetensors")
-    output:
-        svd=aligned_path("results/svd/{matrix}.safetensors"),
-        report=aligned_path("results/svd/{matrix}.json"),
+    input: weights=JOBS.outputs("extract_weights", aligned=True)["weights"]
+    output: **outputs("svd", aligned=True)
     log: "logs/aligned/svd/{matrix}.log"
 
 
 use rule predictor as predictor_aligned with:
-    input: blocks=lambda wildcards: space_blocks(PREDICTOR_SPACES[wildcards.predictor], aligned=True)
-    output:
-        models=expand(aligned_path("results/{{predictor}}/{matrix}.pt"), matrix=LESA_MATRICES),
-        curves=expand(aligned_path("results/{{predictor}}/{matrix}.json"), matrix=LESA_MATRICES),
+    input: blocks=lambda wildcards: JOBS.space_blocks(PREDICTOR_SPACES[wildcards.predictor], aligned=True)
+    output: **per_matrix("predictor", ARCH.linear, aligned=True)
     log: "logs/aligned/{predictor}.log"
 
 
 use rule predictor_heldout as predictor_heldout_aligned with:
-    input: blocks=lambda wildcards: space_blocks(wildcards.space, aligned=True)
-    output: fits=expand(aligned_path("results/predictor_heldout/{{space}}/{matrix}.json"), matrix=LESA_MATRICES)
+    input: blocks=lambda wildcards: JOBS.space_blocks(wildcards.space, aligned=True)
+    output: **per_matrix("predictor_heldout", ARCH.linear, aligned=True)
     log: "logs/aligned/predictor_heldout/{space}.log"
 
 
 use rule svd_continuity as svd_continuity_aligned with:
-    input: svd=expand(aligned_path("results/svd/{matrix}.safetensors"), matrix=config["report"]["continuity_matrices"])
+    input: svd=expand(JOBS.outputs("svd", aligned=True)["svd"], matrix=config["report"]["continuity_matrices"])
     output:
-        png=report("results/report/svd_continuity_aligned.png", caption="../report/svd_continuity_aligned.rst",
+        png=report(JOBS.outputs("svd_continuity", aligned=True)["png"], caption="../report/svd_continuity_aligned.rst",
                    category="LESA"),
-        ratios="results/report/svd_continuity_aligned.json",
+        ratios=JOBS.outputs("svd_continuity", aligned=True)["ratios"],
     log: "logs/aligned/svd_continuity.log"

@@ -1,22 +1,18 @@
 rule corpus:
-    output:
-        train="results/data/train.txt",
-        val="results/data/val.txt",
-        test="results/data/test.txt",
-        manifest="results/data/manifest.json",
+    output: **outputs("corpus")
     log: "logs/corpus.log"
     params: corpus=canonical(config["corpus"])
-    resources: **job(2048, 20)
+    resources: **JOBS.job(2048, 20)
     conda: CONDA_ENV
     script: "../scripts/build_corpus.py"
 
 
 rule tokenizer:
-    input: train="results/data/train.txt"
-    output: directory("results/tokenizer")
+    input: train=OUTPUTS["corpus"]["train"]
+    output: **outputs("tokenizer")
     log: "logs/tokenizer.log"
     params: vocab_size=config["tokenizer"]["vocab_size"]
-    resources: **job(4096, 30)
+    resources: **JOBS.job(4096, 30)
     conda: CONDA_ENV
     script: "../scripts/train_tokenizer.py"
 
@@ -26,9 +22,7 @@ rule tokens:
     input:
         text="results/data/{split}.txt",
         tokenizer=TOKENIZER_DIR,
-    output:
-        tokens="results/tokens/{split}.bin",
-        info="results/tokens/{split}.json",
+    output: **outputs("tokens")
     log: "logs/tokens/{split}.log"
     params:
         # corpus.max_tokens samples the training split only
@@ -37,6 +31,6 @@ rule tokens:
     wildcard_constraints:
         split="train|val",
     threads: config["resources"]["base_threads"]
-    resources: **job(2048, 60)
+    resources: **JOBS.job(2048, 60)
     conda: CONDA_ENV
     script: "../scripts/tokenize_split.py"

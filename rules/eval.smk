@@ -1,26 +1,26 @@
 rule task_data:
-    input: test="results/data/test.txt"
-    output: directory("results/eval/task_data")
+    input: test=OUTPUTS["corpus"]["test"]
+    output: **outputs("task_data")
     log: "logs/task_data.log"
     params: eval=canonical(config["eval"])
-    resources: **job(1024, 10)
+    resources: **JOBS.job(1024, 10)
     conda: CONDA_ENV
     script: "../scripts/build_task_data.py"
 
 
 # What every evaluation reads besides its model: the embedded tasks' data and templates.
-EVAL_INPUTS = {"task_data": "results/eval/task_data", "templates": task_templates()}
+EVAL_INPUTS = {"task_data": OUTPUTS["task_data"]["data"], "templates": JOBS.task_templates()}
 
 
 rule evaluate:
     input:
-        model="results/cpt/{method}/{freeze}/seed{seed}/final",
+        model=OUTPUTS["continual_pretrain"]["final"],
         **EVAL_INPUTS,
-    output: "results/eval/{method}/{freeze}/seed{seed}.json"
+    output: **outputs("evaluate")
     log: "logs/evaluate/{method}/{freeze}/seed{seed}.log"
-    params: eval=EVAL_PARAMS
+    params: eval=JOBS.eval_params
     threads: config["resources"]["train_threads"]
-    resources: **stage_job("evaluate", gpu=True, floor=2048)
+    resources: **JOBS.stage_job("evaluate", gpu=True, floor=2048)
     conda: CONDA_ENV
     script: "../scripts/evaluate.py"
 
@@ -28,32 +28,27 @@ rule evaluate:
 # The base and every expanded model before CPT, on the same tasks (eval.step0).
 use rule evaluate as evaluate_init with:
     input:
-        model=init_model,
+        model=lambda wildcards: JOBS.init_model(wildcards.model),
         **EVAL_INPUTS,
-    output: "results/eval/init/{model}.json"
+    output: **outputs("evaluate_init")
     log: "logs/evaluate/init/{model}.log"
     wildcard_constraints:
-        model=f"base|{MODEL_PATTERN}",
-
-
-# The fixed val slice every step-0 and CPT evaluation reads, a micro batch per forward pass.
-FIXED_SLICE = canonical({**{k: config["cpt"][k] for k in ("seq_len", "eval_tokens")},
-                         "batch_size": stage_costs.fixed_slice_batch(config["cpt"])})
+        model=f"base|{JOBS.model_pattern}",
 
 
 rule init_loss:
     input:
-        model=init_model,
-        val="results/tokens/val.bin",
-    output: "results/init/{model}.json"
+        model=lambda wildcards: JOBS.init_model(wildcards.model),
+        val=TOKEN_FILES["val"],
+    output: **outputs("init_loss")
     log: "logs/init_loss/{model}.log"
     params:
-        eval=FIXED_SLICE,
+        eval=JOBS.fixed_slice,
         device=DEVICE,
     wildcard_constraints:
-        model=f"base|{MODEL_PATTERN}",
+        model=f"base|{JOBS.model_pattern}",
     threads: config["resources"]["train_threads"]
-    resources: **stage_job("init_loss", gpu=True, floor=2048)
+    resources: **JOBS.stage_job("init_loss", gpu=True, floor=2048)
     conda: CONDA_ENV
     script: "../scripts/init_loss.py"
 
@@ -62,17 +57,17 @@ rule init_loss:
 # of its CPT rows' first seed.
 rule seams:
     input:
-        model="results/models/{model}",
-        plan="results/layers/{model}/plan.json",
-        trained=lambda wildcards: list(trained_rows(wildcards.model).values()),
-        val="results/tokens/val.bin",
-    output: "results/seams/{model}.json"
+        model=OUTPUTS["reconstruct"]["model"],
+        plan=OUTPUTS["generate_layers"]["plan"],
+        trained=lambda wildcards: list(JOBS.trained_rows(wildcards.model).values()),
+        val=TOKEN_FILES["val"],
+    output: **outputs("seams")
     log: "logs/seams/{model}.log"
     params:
-        eval={**FIXED_SLICE, "eval_tokens": config["report"]["seam_tokens"] or config["cpt"]["eval_tokens"]},
-        freezes=lambda wildcards: list(trained_rows(wildcards.model)),
+        eval=JOBS.seam_slice,
+        freezes=lambda wildcards: list(JOBS.trained_rows(wildcards.model)),
         device=DEVICE,
     threads: config["resources"]["train_threads"]
-    resources: **stage_job("seams", gpu=True, floor=2048)
+    resources: **JOBS.stage_job("seams", gpu=True, floor=2048)
     conda: CONDA_ENV
     script: "../scripts/seams.py"

@@ -1,69 +1,65 @@
 rule report:
     input:
-        unpack(report_panel_files),
-        metrics=run_paths("results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl"),
-        info=run_paths("results/cpt/{method}/{freeze}/seed{seed}/info.json"),
-        evals=run_paths("results/eval/{method}/{freeze}/seed{seed}.json"),
-        init=expand("results/init/{model}.json", model=INIT_MODELS),
+        unpack(lambda wildcards: JOBS.report_panel_files()),
+        metrics=JOBS.run_paths(OUTPUTS["continual_pretrain"]["metrics"]),
+        info=JOBS.run_paths(OUTPUTS["continual_pretrain"]["info"]),
+        evals=JOBS.run_paths(OUTPUTS["evaluate"]["eval"]),
+        init=expand(OUTPUTS["init_loss"]["loss"], model=JOBS.init_models),
     output:
-        csv=report("results/report/summary.csv", caption="../report/summary_csv.rst", category="Summary"),
-        runs_csv=report("results/report/runs.csv", caption="../report/runs_csv.rst", category="Summary"),
-        init_csv=report("results/report/init.csv", caption="../report/init_csv.rst", category="Summary"),
-        md=report("results/report/summary.md", caption="../report/summary_md.rst", category="Summary"),
-        curves=report("results/report/loss_curves.png", caption="../report/loss_curves.rst", category="Loss curves"),
+        csv=report(OUTPUTS["report"]["csv"], caption="../report/summary_csv.rst", category="Summary"),
+        runs_csv=report(OUTPUTS["report"]["runs_csv"], caption="../report/runs_csv.rst", category="Summary"),
+        init_csv=report(OUTPUTS["report"]["init_csv"], caption="../report/init_csv.rst", category="Summary"),
+        md=report(OUTPUTS["report"]["md"], caption="../report/summary_md.rst", category="Summary"),
+        curves=report(OUTPUTS["report"]["curves"], caption="../report/loss_curves.rst", category="Loss curves"),
+        # the files the run's report panels write beside summary.md
+        **JOBS.report_panel_outputs(),
     log: "logs/report.log"
-    params:
-        runs=RUNS,
-        target=config["report"]["target_loss"],
-        reference=config["report"]["reference"],
-        base_desc=base_description(),
-        cpt=computed(config["cpt"]),
-        init_models=INIT_MODELS,
-        method_models=method_models(),
-        trained=trained_methods(config),
-        claims=canonical(config["report"]["claims"]),
-        panels=panel_params(REPORT_FACTS),
-    resources: **job(2048, 10)
+    params: **JOBS.report_params()
+    resources: **JOBS.job(2048, 10)
     conda: CONDA_ENV
     script: "../scripts/report.py"
 
 
 rule svd_continuity:
-    input: svd=expand("results/svd/{matrix}.safetensors", matrix=config["report"]["continuity_matrices"])
+    input: svd=expand(JOBS.outputs("svd")["svd"], matrix=config["report"]["continuity_matrices"])
     output:
-        png=report("results/report/svd_continuity.png", caption="../report/svd_continuity.rst", category="LESA"),
-        ratios="results/report/svd_continuity.json",
+        png=report(JOBS.outputs("svd_continuity")["png"], caption="../report/svd_continuity.rst", category="LESA"),
+        ratios=JOBS.outputs("svd_continuity")["ratios"],
     log: "logs/svd_continuity.log"
     params: matrices=config["report"]["continuity_matrices"]
-    resources: **job(mem_mb(0.5), streaming_runtime(1))
+    resources: **JOBS.job(JOBS.mem_mb(0.5), JOBS.streaming_runtime(1))
     conda: CONDA_ENV
     script: "../scripts/svd_continuity.py"
 
 
-if PRETRAIN_BASE:
+if JOBS.pretrain_base:
 
     localrules:
         base_training_curve,
 
     rule base_training_curve:
         input:
-            metrics="results/base_training/metrics.jsonl",
-            info="results/base_training/info.json",
-        output: report("results/report/base_training.png", caption="../report/base_training.rst", category="Base model")
+            metrics=OUTPUTS["pretrain_base"]["metrics"],
+            info=OUTPUTS["pretrain_base"]["info"],
+        output: report(OUTPUTS["base_training_curve"]["png"], caption="../report/base_training.rst", category="Base model")
         log: "logs/base_training_curve.log"
         params: plateau=canonical(config["base"]["train"]["plateau"])
-        resources: **job(1024, 10)
+        resources: **JOBS.job(1024, 10)
         conda: CONDA_ENV
         script: "../scripts/base_training_curve.py"
 
 
+# Every artifact the job table lists, with the rule and settings that made it.
+ARTIFACTS = JOBS.artifacts()
+
+
 rule manifest:
-    input: list(artifact_settings())
-    output: "results/manifest.json"
+    input: list(ARTIFACTS)
+    output: **outputs("manifest")
     log: "logs/manifest.log"
     params:
-        artifacts=artifact_settings(),
+        artifacts=ARTIFACTS,
         config=canonical(config),
-    resources: **job(1024, streaming_runtime(2 + len(RUNS) * deepest_expansion()))
+    resources: **JOBS.job(1024, JOBS.streaming_runtime(2 + len(JOBS.runs) * JOBS.deepest_expansion()))
     conda: CONDA_ENV
     script: "../scripts/manifest.py"

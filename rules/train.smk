@@ -1,15 +1,11 @@
 rule continual_pretrain:
     input:
-        model=cpt_model,
-        train="results/tokens/train.bin",
-        val="results/tokens/val.bin",
-    output: **run_outputs("results/cpt/{method}/{freeze}/seed{seed}")
+        model=lambda wildcards: JOBS.cpt_model(wildcards.method, wildcards.seed),
+        **TOKEN_FILES,
+    output: **outputs("continual_pretrain")
     log: "logs/continual_pretrain/{method}/{freeze}/seed{seed}.log"
-    params: train=cpt_params
+    params: train=lambda wildcards: JOBS.cpt_train(wildcards.freeze, wildcards.seed)
     threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
-    resources:
-        # several nodes: GPUs per node, through multinode_resources
-        **stage_job("continual_pretrain", gpu=config["cpt"]["nodes"] == 1, processes=config["cpt"]["nproc"],
-                    job_nodes=config["cpt"]["nodes"], floor=4096 * config["cpt"]["nproc"], **multinode_resources()),
+    resources: **JOBS.cpt_resources()
     conda: CONDA_ENV
     script: "../scripts/continual_pretrain.py"

@@ -1,12 +1,9 @@
 """Rules evaluate and evaluate_sft: lm-eval on one trained model."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.stages import evaluate_stage  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.evaluate.harness import evaluate_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

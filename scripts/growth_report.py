@@ -1,12 +1,9 @@
 """Rule growth_report: growth curves against FLOPs and the speedup table."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.stages import growth_report_stage  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.report.growth_section import write_growth_report
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
@@ -16,4 +13,4 @@ with to_log(s.log[0]):
               "small_info": si}
              for (op, g, d, seed), m, i, sm, si in zip(s.params.runs, s.input.metrics, s.input.info,
                                                        s.input.small_metrics, s.input.small_info)]
-    growth_report_stage(scratch, grown, s.output.png, s.output.md, s.output.csv)
+    write_growth_report(scratch, grown, s.output.png, s.output.md, s.output.csv)

@@ -1,14 +1,11 @@
 """Rules growth_scratch, growth_small and growth_grown: one training run of the growth comparison (the target from
 scratch, the small model, or the small model grown), by the rule's name."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.design import growth_train  # noqa: E402
-from deepen.workflow.stages import growth_stage  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.workflow.design import growth_train
+from deepen.train.growth_runs import growth_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

@@ -1,12 +1,7 @@
 """Rule init_loss: a model's val loss on the fixed slice before any training (step 0)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.stages import init_loss_stage  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.evaluate.step0 import init_loss_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

@@ -1,12 +1,9 @@
 """Rule manifest: sha256, settings, code and package versions of every artifact."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.manifest import write_manifest  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.workflow.manifest import write_manifest
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

@@ -1,11 +1,9 @@
 """Rule predictor_heldout: leave-one-out fits of LESA's predictor, per matrix type."""
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.stages import predictor_heldout_stage  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.expand.lesa.predictor import predictor_heldout_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

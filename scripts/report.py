@@ -1,13 +1,8 @@
 """Rule report: summary tables, markdown, loss curves and the run's panels."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.report.build import build_report  # noqa: E402
-from deepen.report.panels import split_inputs  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.report.build import build_report
+from deepen.report.panels import split_inputs
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

@@ -1,13 +1,8 @@
 """Rule seams: how much each layer of an expanded model changes the residual stream, and what skipping each added
 layer costs, before CPT and after it."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.stages import seams_stage  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.evaluate.seams import seams_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

@@ -1,11 +1,7 @@
 """Rule svd_continuity: do neighbouring layers lie close together in SVD space?"""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
-from deepen.core.logs import to_log  # noqa: E402
-from deepen.workflow.stages import continuity_stage  # noqa: E402
+import workflow_library  # noqa: F401  (the workflow's own deepen/ first on the path)
+from deepen.core.logs import to_log
+from deepen.expand.lesa.continuity import continuity_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):

@@ -150,7 +150,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 def weights_dir(tiny_llama_dir, tmp_path_factory):
     """The tiny Llama's extracted weight stacks."""
     from deepen.models.families import LLAMA
-    from deepen.workflow.stages import extract_stage
+    from deepen.expand.weights import extract_stage
 
     out = tmp_path_factory.mktemp("weights")
     for m in LLAMA.matrices:

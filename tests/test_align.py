@@ -51,7 +51,9 @@ def test_the_aligned_base_computes_the_base_function(family, tmp_path):
 def test_copy_on_the_aligned_base_is_the_model_copy_makes_on_the_base(tmp_path):
     """A copied layer is one whole layer with its rows re-ordered inside, so interpolation copy with ``align: true``
     computes what it computes without; a method that mixes two layers' rows (Avg-DeUS) does not."""
-    from deepen.workflow.stages import extract_stage, generate_stage, reconstruct_stage
+    from deepen.expand.execute import generate_stage
+    from deepen.expand.reconstruct import reconstruct_stage
+    from deepen.expand.weights import extract_stage
 
     base = random_base("llama", tmp_path / "base")
     align_base(base, tmp_path / "aligned")

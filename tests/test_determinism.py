@@ -65,3 +65,19 @@ def test_manifest_records_hashes_settings_code_and_packages(quick_run):
     assert len(manifest["code"]["source_sha256"]) == 64
     assert manifest["packages"]["torch"].startswith("2.13") and manifest["packages"]["snakemake"]
     assert manifest["config"]["seed"] == 0
+
+
+def test_the_manifest_lists_every_output_of_the_run(quick_run):
+    """Every file the quick run wrote under results/ is an artifact of the manifest or inside one (a folder), with
+    the rule that made it: the manifest comes from the job table the rules take their outputs from."""
+    artifacts = json.loads((quick_run / "results/manifest.json").read_text())["artifacts"]
+    folders = [path + "/" for path, artifact in artifacts.items() if "files" in artifact]
+    written = [str(p.relative_to(quick_run)) for p in (quick_run / "results").rglob("*")
+               if p.is_file() and p.name != "manifest.json"]
+    assert len(written) > 150
+    unlisted = [p for p in written if p not in artifacts and not any(p.startswith(f) for f in folders)]
+    assert not unlisted, unlisted
+    assert {a["settings"]["rule"] for a in artifacts.values()} >= {
+        "corpus", "tokens", "tokenizer", "pretrain_base", "seams", "growth_grown", "sft", "evaluate_sft", "report"}
+    listed_missing = [p for p in artifacts if not (quick_run / p).exists()]
+    assert not listed_missing, listed_missing

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from deepen.core.device import device_problems, evaluation_dtype, stage_device
-from deepen.workflow.stages import init_loss_stage, seams_stage
+from deepen.evaluate.seams import seams_stage
+from deepen.evaluate.step0 import init_loss_stage
 
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 
@@ -55,7 +56,9 @@ def _tensors(path):
 
 def test_svd_predictor_and_generation_on_an_explicit_cpu_are_bit_identical_to_the_runs(quick_run, tmp_path):
     """LESA's SVD, its predictor and the layers of LESA and OpT-DeUS, with device cpu named: the run's tensors."""
-    from deepen.workflow.stages import generate_stage, predictor_stage, svd_stage
+    from deepen.expand.execute import generate_stage
+    from deepen.expand.lesa.predictor import predictor_stage
+    from deepen.expand.lesa.svd import svd_stage
 
     quick = yaml.safe_load((quick_run / "config/quick.yaml").read_text())
     results = quick_run / "results"
@@ -99,9 +102,9 @@ def test_the_rules_that_request_a_gpu_are_those_whose_code_uses_one():
                 continue  # inherits its rule's resources and script
             name, body = match.group(1), text[match.end():end]
             script = re.search(r'script: "\.\./scripts/(\w+\.py)"', body)
-            if "gpu=True" in body or "gpu=config" in body:
+            if "gpu=True" in body or "JOBS.cpt_resources()" in body:  # CPT: its GPUs per node where it spans nodes
                 requests.add(name)
-            if "device=DEVICE" in body or "EVAL_PARAMS" in body or (script and script.group(1) in trains):
+            if "device=DEVICE" in body or "JOBS.eval_params" in body or (script and script.group(1) in trains):
                 uses.add(name)
     assert requests == uses, (requests - uses, uses - requests)
     assert {"svd", "predictor", "predictor_heldout", "generate_layers", "align_base", "init_loss", "seams",

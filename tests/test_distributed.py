@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deepen.workflow.stages import cpt_stage
+from deepen.train.cpt import cpt_stage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPT = {"steps": 20, "batch_size": 8, "seq_len": 32, "lr": 1e-3, "warmup_steps": 2, "weight_decay": 0.0,
@@ -79,7 +79,7 @@ def test_fsdp_shards_and_follows_the_one_process_curve(quick_run, fsdp_whole, tm
 
 def test_fsdp_run_killed_after_a_checkpoint_resumes_and_ends_as_the_whole_run(quick_run, fsdp_whole, tmp_path):
     whole, cut = fsdp_whole[0], tmp_path / "cut"
-    code = (f"import sys; sys.path.insert(0, {REPO!r}); from deepen.workflow.stages import cpt_stage; "
+    code = (f"import sys; sys.path.insert(0, {REPO!r}); from deepen.train.cpt import cpt_stage; "
             f"cpt_stage(*{[str(a) if not isinstance(a, dict) else a for a in stage_args(quick_run, cut, FSDP)]!r}, "
             f"threads=2)")
     # its own process group: the kill takes torchrun and both training processes, as a lost node would

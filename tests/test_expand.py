@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from deepen.expand import plan as plans
 from deepen.models.families import LLAMA
-from deepen.workflow.stages import generate_stage, reconstruct_stage
+from deepen.expand.execute import generate_stage
+from deepen.expand.reconstruct import reconstruct_stage
 from deepen.models.tensorio import CheckpointReader
 
 

@@ -12,7 +12,9 @@ from conftest import REPO
 from deepen.models.families import LLAMA
 from deepen.workflow.config_check import ConfigError, validate_config
 from deepen.expand.methods import METHODS, Option, method
-from deepen.workflow.stages import continue_pretraining, generate_stage, reconstruct_stage
+from deepen.train.cpt import continue_pretraining
+from deepen.expand.execute import generate_stage
+from deepen.expand.reconstruct import reconstruct_stage
 from deepen.models.tensorio import CheckpointReader
 
 SCALE = Option({"type": "number", "exclusiveMinimum": 0, "maximum": 1}, 0.5,
@@ -159,7 +161,7 @@ def test_the_report_job_imports_no_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; import deepen.report.build, deepen.report.curves, deepen.workflow.stages; "
+    code = ("import sys; import deepen.report.build, deepen.report.curves, deepen.report.growth_section, deepen.report.sft_section; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

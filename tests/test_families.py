@@ -11,7 +11,11 @@ from transformers import AutoModelForCausalLM
 
 from conftest import REPO
 from deepen.models.families import UnsupportedArchitecture, architecture_for
-from deepen.workflow.stages import extract_stage, generate_stage, predictor_stage, reconstruct_stage, svd_stage
+from deepen.expand.execute import generate_stage
+from deepen.expand.lesa.predictor import predictor_stage
+from deepen.expand.lesa.svd import svd_stage
+from deepen.expand.reconstruct import reconstruct_stage
+from deepen.expand.weights import extract_stage
 from deepen.models.tensorio import CheckpointReader
 
 DEFAULT_METHODS = yaml.safe_load((REPO / "config/toy.yaml").read_text())["methods"]

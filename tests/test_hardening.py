@@ -17,7 +17,9 @@ from conftest import REPO
 from deepen.expand import reconstruct as reconstruct_module
 from deepen.core.disk import LIMIT_ENV, DiskSpaceError
 from deepen.models.model_dir import InputError
-from deepen.workflow.stages import extract_stage, generate_stage, reconstruct_stage
+from deepen.expand.execute import generate_stage
+from deepen.expand.reconstruct import reconstruct_stage
+from deepen.expand.weights import extract_stage
 from deepen.expand.reconstruct import ReconstructionError
 from deepen.models.tensorio import INDEX_NAME
 
@@ -148,7 +150,7 @@ def cpt_command(quick_run, work):
     """A CPT stage of the quick run's LLaMA Pro model as its own process, as Snakemake runs it."""
     args = [str(quick_run / "results/models/llama_pro"), str(quick_run / "results/tokens/train.bin"),
             str(quick_run / "results/tokens/val.bin"), CPT, str(work), str(work / "final"), str(work / "info.json")]
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from deepen.workflow.stages import cpt_stage; "
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from deepen.train.cpt import cpt_stage; "
             f"cpt_stage('llama_pro', *{args!r}, threads=1)")
     return [sys.executable, "-c", code]
 
@@ -181,7 +183,7 @@ def test_cpt_killed_after_a_checkpoint_resumes_from_it_and_ends_bit_identical(qu
 
 
 def test_cpt_checks_free_space_before_a_checkpoint(quick_run, tmp_path, monkeypatch):
-    from deepen.workflow.stages import cpt_stage
+    from deepen.train.cpt import cpt_stage
 
     monkeypatch.setenv(LIMIT_ENV, str(8 * 1024**2))
     work = tmp_path / "cpt"

@@ -8,7 +8,8 @@ from deepen.models.families import LLAMA
 from deepen.expand.weights import LayerWeights
 from deepen.expand.execute import generate_layers
 from deepen.expand.methods.contract import LayerSource
-from deepen.workflow.stages import extract_stage, reconstruct_stage
+from deepen.expand.reconstruct import reconstruct_stage
+from deepen.expand.weights import extract_stage
 from deepen.expand.lesa.predictor import BlockSource, LayerPredictor, lesa_loss, train_predictor
 from deepen.expand.lesa.svd import float32_array, svd_stage
 from deepen.models.tensorio import CheckpointReader, write_tensors

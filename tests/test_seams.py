@@ -10,7 +10,9 @@ from transformers import AutoModelForCausalLM
 
 from deepen.expand import plan as plans
 from deepen.models.families import LLAMA
-from deepen.workflow.stages import generate_stage, predictor_heldout_stage, predictor_stage, reconstruct_stage
+from deepen.expand.execute import generate_stage
+from deepen.expand.lesa.predictor import predictor_heldout_stage, predictor_stage
+from deepen.expand.reconstruct import reconstruct_stage
 from deepen.expand.lesa.predictor import shrink_factor
 from deepen.evaluate.seams import seam_diagnostics, skipped
 

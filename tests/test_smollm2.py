@@ -31,7 +31,7 @@ def smollm2_file():
 
 @pytest.fixture(scope="module")
 def imported(smollm2_file, tmp_path_factory):
-    from deepen.workflow.stages import import_base_stage
+    from deepen.models.gguf_import import import_base_stage
 
     out = tmp_path_factory.mktemp("smollm2") / "base"
     import_base_stage(smollm2_file, out, "float32", 2048)
@@ -115,7 +115,7 @@ def test_the_gpu_routes_float64_gram_gives_the_cpu_routes_singular_values_on_smo
     """On a GPU the SVD's Gram matrix is accumulated and decomposed in float64 (deepen/expand/lesa/svd.py); run here on the CPU,
     that route's singular values of the real model's weights agree with the float32 route's within 1e-6 relative
     (every value above the guard floor), and its reconstruction is at least as accurate."""
-    from deepen.workflow.stages import extract_stage
+    from deepen.expand.weights import extract_stage
     from deepen.expand.lesa.svd import RELATIVE_FLOOR, svd_stage
     from deepen.models.tensorio import CheckpointReader
 

@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from deepen.workflow import stage_costs as sc
+from deepen.workflow.resources import STARTUP_MINUTES
 from deepen.expand.lesa.predictor import BlockSource, train_predictor
 from conftest import REPO, copy_workflow, snakemake
 
@@ -112,8 +113,8 @@ def test_a_job_on_a_gpu_asks_the_host_for_the_model_not_the_training_state():
 def test_the_minutes_grow_with_the_work_and_start_at_the_startup():
     cost = sc.StageCost("x", 1, flops=1.2e12, bytes_read=6e9, bytes_written=0, peak_bytes=0)
     # 60 s of products at 2e10 FLOP/s, 60 s of reading at 1e8 B/s
-    assert sc.minutes(cost, 2e10, 1e8, safety=1) == sc.STARTUP_MINUTES + 2
-    assert sc.minutes(cost, 2e10, 1e8, safety=3) == sc.STARTUP_MINUTES + 6
+    assert sc.minutes(cost, 2e10, 1e8, safety=1) == STARTUP_MINUTES + 2
+    assert sc.minutes(cost, 2e10, 1e8, safety=3) == STARTUP_MINUTES + 6
 
 
 def resolved(path="config/quick.yaml") -> dict:

@@ -88,7 +88,7 @@ def test_a_failed_tokenization_leaves_no_token_file(corpus, tmp_path, monkeypatc
 PEAK_RSS = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
-from deepen.workflow.stages import cpt_stage
+from deepen.train.cpt import cpt_stage
 cpt_stage("llama_pro", {model!r}, {train!r}, {val!r}, json.loads({cfg!r}), {work!r}, {work!r} + "/final",
           {work!r} + "/info.json", threads=1)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

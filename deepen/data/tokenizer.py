@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from deepen.data.corpus import read_documents
+from deepen.core.atomic import atomic_dir
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
@@ -45,3 +46,8 @@ def tokenize_documents(path: str | Path, tokenizer) -> np.ndarray:
         ids.append(eos)
     dtype = np.uint16 if len(tokenizer) < 2**16 else np.int32
     return np.asarray(ids, dtype=dtype)
+
+
+def tokenizer_stage(train_txt, vocab_size: int, out_dir) -> None:
+    with atomic_dir(out_dir) as tmp:
+        train_tokenizer(train_txt, vocab_size, tmp)

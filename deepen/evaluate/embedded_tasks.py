@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from deepen.data.corpus import read_documents
+from deepen.core.atomic import atomic_dir
 
 CLOZE_LINE = re.compile(r"^(?P<head>.*\S)\s+(?P<word>[A-Za-z][A-Za-z']*)[,.;:!?]*$")
 # a sentence ends at . ! or ? (and closing quotes or brackets) where white space and a capital, digit or quote follow
@@ -146,3 +147,8 @@ def build_task_data(test_txt, out_dir, cfg: dict) -> None:
         with open(out_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
+
+
+def tasks_stage(test_txt, out_dir, eval_cfg: dict) -> None:
+    with atomic_dir(out_dir) as tmp:
+        build_task_data(test_txt, tmp, eval_cfg)

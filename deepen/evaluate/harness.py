@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import yaml
+from deepen.core.atomic import write_json
 
 
 def render_tasks(templates_dir, data_dir, out_dir) -> list[str]:
@@ -147,3 +148,7 @@ def flat_metrics(eval_json: dict) -> dict[str, float]:
                 continue
             out[f"{task}/{key.split(',')[0]}"] = value
     return out
+
+
+def evaluate_stage(model_dir, templates_dir, data_dir, eval_cfg: dict, out_path, threads=1) -> None:
+    write_json(evaluate(model_dir, templates_dir, data_dir, eval_cfg, threads), out_path)

@@ -11,6 +11,11 @@ import numpy as np
 import torch
 
 from deepen.train.trainer import fixed_slice_loss
+from deepen.expand import plan as plans
+from deepen.data.tokens import open_tokens
+from deepen.core.device import evaluation_dtype, stage_device
+from deepen.data.tokenizer import load_tokenizer
+from deepen.core.atomic import write_json
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -78,3 +83,26 @@ def seam_diagnostics(model, plan: list[dict], val_tokens: np.ndarray, seq_len: i
         layers.append(row)
     return {"val_loss": whole["val_loss"], "val_tokens": whole["val_tokens"], "layers": layers}
 
+
+def seams_stage(model_dir, plan_path, trained: dict, val_bin, cfg: dict, out_path, threads: int = 1,
+                device: str = "auto") -> None:
+    """Seam diagnostics (above) on the fixed val slice of an expanded model before CPT and, per freeze
+    policy in ``trained`` ({freeze: CPT final model}), after it; on ``device`` (deepen.core.device)."""
+    import torch
+
+    from deepen.models.modeling import load_causal_lm
+
+    torch.set_num_threads(max(1, threads))
+    plan = plans.load(plan_path)["plan"]
+    tokens = open_tokens(val_bin, load_tokenizer(model_dir))
+
+    on = stage_device(device)
+
+    def measure(path):
+        model = load_causal_lm(path, on, evaluation_dtype(on))
+        if len(plan) != model.config.num_hidden_layers:
+            raise ValueError(f"{path}: {model.config.num_hidden_layers} layers, but its plan {plan_path} has {len(plan)}")
+        return seam_diagnostics(model, plan, tokens, cfg["seq_len"], cfg["eval_tokens"], cfg["batch_size"])
+
+    write_json({"model": str(model_dir), "before": measure(model_dir),
+                "after": {freeze: measure(path) for freeze, path in trained.items()}}, out_path)

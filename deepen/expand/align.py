@@ -20,20 +20,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from deepen.models.families import Architecture, architecture_for, split_layer_key
+from deepen.models.families import (COLUMNS_BY_HEAD, COLUMNS_BY_NEURON, ROWS_BY_GROUP, ROWS_BY_HEAD, ROWS_BY_NEURON,
+                                     Architecture, architecture_for, split_layer_key)
 from deepen.core.atomic import atomic_dir
 from deepen.models.model_dir import read_model_config
 from deepen.expand.ot_align import OTSettings, as_permutation, neuron_features, transport_plan
 from deepen.expand.reconstruct import TOKENIZER_FILES
 from deepen.models.tensorio import CheckpointReader, write_sharded
+from deepen.core.device import stage_device
 
 EXACT = OTSettings(solver="emd")
-# How each matrix type moves: by query head (rows or, for o_proj, columns), by KV group, or by MLP neuron.
-ROWS_BY_HEAD, ROWS_BY_GROUP, COLUMNS_BY_HEAD, ROWS_BY_NEURON, COLUMNS_BY_NEURON = (
-    "rows by head", "rows by group", "columns by head", "rows by neuron", "columns by neuron")
-MOVES = {"q_proj": ROWS_BY_HEAD, "q_bias": ROWS_BY_HEAD, "k_proj": ROWS_BY_GROUP, "k_bias": ROWS_BY_GROUP,
-         "v_proj": ROWS_BY_GROUP, "v_bias": ROWS_BY_GROUP, "o_proj": COLUMNS_BY_HEAD,
-         "gate_proj": ROWS_BY_NEURON, "up_proj": ROWS_BY_NEURON, "down_proj": COLUMNS_BY_NEURON}
 ALIGNMENT_FILE = "deepen_alignment.json"
 
 
@@ -64,10 +60,10 @@ class LayerPermutation:
 
 
 def check_permutable(arch: Architecture, shape: Shape, layer_shapes: dict[str, list[int]]) -> None:
-    """Every per-layer tensor must either move with heads or neurons (MOVES) or be a vector no permutation
-    indexes: a norm over the residual stream or over one head's dimensions (shared by all heads)."""
+    """Every per-layer tensor must either move with heads or neurons or be a vector no permutation
+    indexes (the family's ``moves``): a norm over the residual stream or over one head's dimensions (shared by all heads)."""
     for matrix, dims in layer_shapes.items():
-        if matrix in MOVES:
+        if matrix in arch.moves:
             continue
         if matrix in arch.norms and list(dims) in ([shape.hidden], [shape.head_dim]):
             continue
@@ -102,9 +98,9 @@ def layer_permutation(layer: dict, lower: dict, shape: Shape) -> LayerPermutatio
     return LayerPermutation(heads=heads, groups=groups, neurons=neurons)
 
 
-def permute_tensor(matrix: str, t: torch.Tensor, perm: LayerPermutation, shape: Shape) -> torch.Tensor:
-    """``t`` (the layer's ``matrix``) re-ordered by ``perm``; a vector no permutation indexes, unchanged."""
-    move = MOVES.get(matrix)
+def permute_tensor(move: str | None, t: torch.Tensor, perm: LayerPermutation, shape: Shape) -> torch.Tensor:
+    """``t`` re-ordered by ``perm`` as its family's ``moves`` say (``move``); a vector no permutation indexes
+    (``move`` None), unchanged."""
     if move == ROWS_BY_HEAD:
         return t.reshape(shape.heads, -1)[perm.heads].reshape(t.shape)
     if move == ROWS_BY_GROUP:
@@ -119,7 +115,7 @@ def permute_tensor(matrix: str, t: torch.Tensor, perm: LayerPermutation, shape: 
 
 
 def _layer(reader: CheckpointReader, arch: Architecture, index: int, device) -> dict:
-    return {m: reader.get(arch.tensor_name(index, m)).to(device, torch.float64) for m in MOVES if m in arch.layer_tensors}
+    return {m: reader.get(arch.tensor_name(index, m)).to(device, torch.float64) for m in arch.moves if m in arch.layer_tensors}
 
 
 def _distance(a: dict, b: dict) -> float:
@@ -144,7 +140,7 @@ def alignment_plan(reader: CheckpointReader, arch: Architecture, config: dict,
     for index in tqdm(range(1, num_layers), desc="align layers", leave=False):
         raw = _layer(reader, arch, index, device)
         perm = layer_permutation(raw, lower_aligned, shape)
-        aligned = {m: permute_tensor(m, t, perm, shape) for m, t in raw.items()}
+        aligned = {m: permute_tensor(arch.moves[m], t, perm, shape) for m, t in raw.items()}
         stats.append({"layer": index,
                       "neuron_distance_raw": _distance(raw, lower_raw),
                       "neuron_distance_aligned": _distance(aligned, lower_aligned),
@@ -172,8 +168,8 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3, device=Non
     def put(writer, name):
         parts = split_layer_key(name)
         matrix = arch.matrix_of(parts[2]) if parts and parts[0] == arch.layer_prefix else None
-        if matrix in MOVES:
-            writer.write(name, permute_tensor(matrix, reader.get(name), perms[parts[1]], shape).contiguous())
+        if matrix in arch.moves:
+            writer.write(name, permute_tensor(arch.moves[matrix], reader.get(name), perms[parts[1]], shape).contiguous())
         else:
             writer.copy_bytes(name, *reader.byte_range(name))
 
@@ -185,3 +181,12 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3, device=Non
         (tmp / ALIGNMENT_FILE).write_text(json.dumps(record, indent=1))
     return record
 
+
+def align_stage(base_dir, out_dir, device: str = "auto") -> None:
+    """The aligned base (deepen/expand/align.py), its cost matrices on ``device`` (deepen.core.device); the log lists how far
+    each layer's neurons lay from its lower neighbour's before and after."""
+    record = align_base(base_dir, out_dir, device=stage_device(device))
+    for layer in record["layers"]:
+        print(f"layer {layer['layer']}: {layer['neurons_moved']:.0%} of neurons and {layer['heads_moved']:.0%} of "
+              f"heads moved; mean neuron distance to layer {layer['layer'] - 1} "
+              f"{layer['neuron_distance_raw']:.4g} -> {layer['neuron_distance_aligned']:.4g}")

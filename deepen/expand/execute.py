@@ -10,6 +10,8 @@ from tqdm import tqdm
 from deepen.expand import plan as plans
 from deepen.expand.methods import build_plan, method_of, with_defaults
 from deepen.expand.methods.contract import LayerSource
+from deepen.core.device import stage_device
+from deepen.models.families import architecture_for
 
 
 def generate_layers(opts: dict, source: LayerSource, out_dir: str | Path, name: str,
@@ -44,3 +46,18 @@ def generate_layers(opts: dict, source: LayerSource, out_dir: str | Path, name: 
     info = {"method": name, "generator": opts["generator"], "base_layers": weights.num_layers}
     plans.save(plan, out_dir / "plan.json", **info)
     return {"plan": plan, **info}
+
+
+def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, artifacts: dict | None = None,
+                   device: str = "auto") -> None:
+    """``artifacts``: {name: folder} of what the method declares it reads besides the weights; the methods compute
+    on ``device`` (deepen.core.device)."""
+    from deepen.expand.weights import LayerWeights
+    from deepen.models.model_dir import read_model_config
+
+    config = read_model_config(base_dir)
+    arch = architecture_for(config.get("model_type", ""))
+    source = LayerSource(LayerWeights(weights_dir, arch.matrices), arch, config,
+                         {name: Path(folder) for name, folder in (artifacts or {}).items()},
+                         device=stage_device(device))
+    generate_layers(opts, source, out_dir, method)

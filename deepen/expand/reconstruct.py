@@ -131,3 +131,8 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
         card = model_card(method, plan_info, str(base_dir), len(plan), config["num_hidden_layers"])
         (tmp / "README.md").write_text(card)
     return out_dir
+
+
+def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb) -> None:
+    reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, method,
+                max_shard_bytes=max_shard_mb * 1024**2)

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from deepen.models.families import Architecture
 from deepen.models.tensorio import CheckpointReader, StreamingWriter
+from deepen.models.families import architecture_for
 
 # the tensor of an extracted file: one matrix type, every layer
 WEIGHTS_KEY = "weights"
@@ -50,3 +51,12 @@ class LayerWeights:
 
     def dtype(self, matrix: str):
         return self.readers[matrix].dtype(WEIGHTS_KEY)
+
+
+def extract_stage(base_dir, matrix: str, out_path) -> None:
+    from deepen.models.model_dir import read_model_config
+    from deepen.models.model_dir import check_model_dir
+
+    config = read_model_config(base_dir)
+    arch = architecture_for(config.get("model_type", ""))
+    extract_matrix(check_model_dir(base_dir, arch, config), arch, config["num_hidden_layers"], matrix, out_path)

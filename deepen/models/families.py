@@ -1,7 +1,9 @@
-"""Where each per-layer tensor lives in a checkpoint, per architecture family.
+"""Model families as data: one entry per family says where each per-layer tensor lives in an HF checkpoint, which
+are norms, biases and residual outputs, how each tensor moves when heads and neurons are re-ordered (the aligned
+base), and how llama.cpp's GGUF files name and change them. Adding a family is adding one entry (``register``).
 
-Every method talks about matrix *types* (``q_proj``, ``gate_proj``, ``input_layernorm`` …);
-this module is the one place that maps them to checkpoint tensor names.
+Every method talks about matrix *types* (``q_proj``, ``gate_proj``, ``input_layernorm`` …); this module is the one
+place that maps them to tensor names.
 """
 
 from __future__ import annotations
@@ -10,6 +12,36 @@ import re
 from dataclasses import dataclass, field
 
 LAYER_KEY = re.compile(r"^(?P<prefix>.*\.layers)\.(?P<index>\d+)\.(?P<rest>.+)$")
+
+# How a tensor moves when a layer's heads and neurons are re-ordered: by query head (rows or, for o_proj, columns),
+# by KV group, or by MLP neuron. A per-layer tensor not listed must be a norm no permutation indexes.
+ROWS_BY_HEAD, ROWS_BY_GROUP, COLUMNS_BY_HEAD, ROWS_BY_NEURON, COLUMNS_BY_NEURON = (
+    "rows by head", "rows by group", "columns by head", "rows by neuron", "columns by neuron")
+LLAMA_MOVES = {"q_proj": ROWS_BY_HEAD, "q_bias": ROWS_BY_HEAD, "k_proj": ROWS_BY_GROUP, "k_bias": ROWS_BY_GROUP,
+               "v_proj": ROWS_BY_GROUP, "v_bias": ROWS_BY_GROUP, "o_proj": COLUMNS_BY_HEAD,
+               "gate_proj": ROWS_BY_NEURON, "up_proj": ROWS_BY_NEURON, "down_proj": COLUMNS_BY_NEURON}
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """How llama.cpp's files hold a family: its architecture name, per-layer tensor names (GGUF -> matrix type),
+    config fields beyond the common ones (HF field -> metadata key after "{arch}."), and what its converter changed."""
+
+    arch: str
+    layer_tensors: dict[str, str]
+    config_keys: dict[str, str] = field(default_factory=dict)
+    # the converter interleaves the rotary halves of each q and k head for its rope kernel
+    interleaved_qk: bool = False
+    # norm weights stored as 1 + w (the family scales by 1 + w)
+    norms_plus_one: bool = False
+    # sliding-window attention layer pattern: every n-th layer attends globally
+    global_every: int | None = None
+    # queries scaled by 1/sqrt(head_dim) (what query_pre_attn_scalar says for Gemma)
+    query_scale_head_dim: bool = False
+    # a second RoPE base for the sliding-window layers (metadata rope.freq_base_swa)
+    local_rope: bool = False
+    # config fields the HF class must get that the metadata does not hold
+    config_overrides: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,6 +63,12 @@ class Architecture:
     # norms applied to a block's output before it joins the residual stream (Gemma 2): they scale the
     # channels that o_proj's and down_proj's rows write
     output_norms: tuple[str, ...] = ()
+    # transformers' causal-LM class (config.json's "architectures")
+    hf_class: str = "LlamaForCausalLM"
+    # how each tensor moves with heads and neurons (the aligned base)
+    moves: dict[str, str] = field(default_factory=lambda: dict(LLAMA_MOVES))
+    # how GGUF files hold the family; None: not imported from GGUF
+    gguf: GGUFLayout | None = None
 
     @property
     def matrices(self) -> list[str]:
@@ -68,8 +106,20 @@ LLAMA_TENSORS = {
     "post_attention_layernorm": "post_attention_layernorm.weight",
 }
 
+_LLAMA_GGUF = {
+    "attn_norm.weight": "input_layernorm", "ffn_norm.weight": "post_attention_layernorm",
+    "attn_q.weight": "q_proj", "attn_k.weight": "k_proj", "attn_v.weight": "v_proj", "attn_output.weight": "o_proj",
+    "ffn_gate.weight": "gate_proj", "ffn_up.weight": "up_proj", "ffn_down.weight": "down_proj",
+}
+_GEMMA_GGUF = {
+    **_LLAMA_GGUF, "post_attention_norm.weight": "post_attention_layernorm",
+    "ffn_norm.weight": "pre_feedforward_layernorm", "post_ffw_norm.weight": "post_feedforward_layernorm",
+}
+_QK_NORMS_GGUF = {"attn_q_norm.weight": "q_norm", "attn_k_norm.weight": "k_norm"}
+
 # Llama and Mistral share the layout (Mistral differs in sliding-window attention, a config matter).
-LLAMA = Architecture(model_types=("llama", "mistral"), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS)
+LLAMA = Architecture(model_types=("llama", "mistral"), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS,
+                     gguf=GGUFLayout("llama", _LLAMA_GGUF, interleaved_qk=True))
 
 # Qwen2: biases on q, k and v.
 QWEN2 = Architecture(
@@ -77,6 +127,8 @@ QWEN2 = Architecture(
     layer_tensors={**LLAMA_TENSORS, "q_bias": "self_attn.q_proj.bias", "k_bias": "self_attn.k_proj.bias",
                    "v_bias": "self_attn.v_proj.bias"},
     biases={"q_bias": "q_proj", "k_bias": "k_proj", "v_bias": "v_proj"},
+    hf_class="Qwen2ForCausalLM",
+    gguf=GGUFLayout("qwen2", {**_LLAMA_GGUF, "attn_q.bias": "q_bias", "attn_k.bias": "k_bias", "attn_v.bias": "v_bias"}),
 )
 
 # Qwen3: RMSNorm of each query and key head (one head_dim vector shared by all heads), no biases.
@@ -84,6 +136,8 @@ QWEN3 = Architecture(
     model_types=("qwen3",), layer_prefix="model.layers",
     layer_tensors={**LLAMA_TENSORS, "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight"},
     norms=("input_layernorm", "post_attention_layernorm", "q_norm", "k_norm"),
+    hf_class="Qwen3ForCausalLM",
+    gguf=GGUFLayout("qwen3", {**_LLAMA_GGUF, **_QK_NORMS_GGUF}),
 )
 
 # Gemma 2: norms after attention and after the MLP as well as before each; norm weights are offsets from 1.
@@ -95,6 +149,11 @@ GEMMA2 = Architecture(
     norm_identity=0.0,
     mlp_input_norm="pre_feedforward_layernorm",
     output_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+    hf_class="Gemma2ForCausalLM",
+    gguf=GGUFLayout("gemma2", _GEMMA_GGUF, norms_plus_one=True, global_every=2, query_scale_head_dim=True,
+                    config_keys={"sliding_window": "attention.sliding_window",
+                                 "attn_logit_softcapping": "attn_logit_softcapping",
+                                 "final_logit_softcapping": "final_logit_softcapping"}),
 )
 
 # Gemma 3 (text): Gemma 2's four norms, plus Qwen3-style RMSNorms of each query and key head, which like
@@ -106,9 +165,36 @@ GEMMA3 = Architecture(
     norm_identity=0.0,
     mlp_input_norm="pre_feedforward_layernorm",
     output_norms=GEMMA2.output_norms,
+    hf_class="Gemma3ForCausalLM",
+    gguf=GGUFLayout("gemma3", {**_GEMMA_GGUF, **_QK_NORMS_GGUF}, norms_plus_one=True, global_every=6,
+                    query_scale_head_dim=True, local_rope=True,
+                    config_keys={"sliding_window": "attention.sliding_window"},
+                    config_overrides={"final_logit_softcapping": None, "attn_logit_softcapping": None}),
 )
 
-ARCHITECTURES = {t: a for a in (LLAMA, QWEN2, QWEN3, GEMMA2, GEMMA3) for t in a.model_types}
+# every supported family by the model_type of its config.json
+FAMILIES: dict[str, Architecture] = {}
+
+
+def register(family: Architecture) -> Architecture:
+    """Add a family: every stage (extraction, methods, reconstruction, alignment, GGUF import) then takes it."""
+    for model_type in family.model_types:
+        FAMILIES[model_type] = family
+    return family
+
+
+for _family in (LLAMA, QWEN2, QWEN3, GEMMA2, GEMMA3):
+    register(_family)
+
+
+def gguf_architectures() -> list[str]:
+    """The GGUF architecture names the registered families import from."""
+    return sorted({f.gguf.arch for f in FAMILIES.values() if f.gguf})
+
+
+def gguf_family(gguf_arch: str) -> Architecture | None:
+    """The family whose GGUF files name their architecture ``gguf_arch``."""
+    return next((f for f in FAMILIES.values() if f.gguf and f.gguf.arch == gguf_arch), None)
 
 
 class UnsupportedArchitecture(ValueError):
@@ -117,11 +203,11 @@ class UnsupportedArchitecture(ValueError):
 
 def architecture_for(model_type: str) -> Architecture:
     try:
-        return ARCHITECTURES[model_type]
+        return FAMILIES[model_type]
     except KeyError:
         raise UnsupportedArchitecture(
             f"model_type {model_type!r} has no adapter (fused qkv projections and mixture-of-experts MLPs "
-            f"are not supported); supported model types: {', '.join(sorted(ARCHITECTURES))}"
+            f"are not supported); supported model types: {', '.join(sorted(FAMILIES))}"
         ) from None
 
 

@@ -13,25 +13,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from deepen.models.families import architecture_for
+from deepen.models.families import Architecture, gguf_architectures, gguf_family
 from deepen.models.gguf_file import GGUFError, GGUFHeader, read_header, read_tensor
 
 # GGUF per-layer tensor (after "blk.{i}.") -> deepen matrix type, per block layout
-_LLAMA_LAYER = {
-    "attn_norm.weight": "input_layernorm", "ffn_norm.weight": "post_attention_layernorm",
-    "attn_q.weight": "q_proj", "attn_k.weight": "k_proj", "attn_v.weight": "v_proj", "attn_output.weight": "o_proj",
-    "ffn_gate.weight": "gate_proj", "ffn_up.weight": "up_proj", "ffn_down.weight": "down_proj",
-}
-_GEMMA_LAYER = {
-    **_LLAMA_LAYER, "post_attention_norm.weight": "post_attention_layernorm",
-    "ffn_norm.weight": "pre_feedforward_layernorm", "post_ffw_norm.weight": "post_feedforward_layernorm",
-}
-_QK_NORMS = {"attn_q_norm.weight": "q_norm", "attn_k_norm.weight": "k_norm"}
 GLOBAL_TENSORS = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
                   "output.weight": "lm_head.weight"}
 
@@ -42,37 +31,6 @@ _COMMON_KEYS = {
     "max_position_embeddings": "context_length", "rms_norm_eps": "attention.layer_norm_rms_epsilon",
     "head_dim": "attention.key_length",
 }
-
-
-@dataclass(frozen=True)
-class GGUFFamily:
-    gguf_arch: str
-    model_type: str
-    layer_tensors: dict[str, str]
-    config_keys: dict[str, str] = field(default_factory=dict)  # beyond _COMMON_KEYS
-    # llama.cpp's converter interleaves the rotary halves of each q and k head for its rope kernel
-    interleaved_qk: bool = False
-    # llama.cpp stores Gemma's norm weights as 1 + w (Gemma scales by 1 + w)
-    norms_plus_one: bool = False
-    # sliding-window attention layer pattern: every n-th layer attends globally
-    global_every: int | None = None
-
-
-FAMILIES = {f.gguf_arch: f for f in (
-    GGUFFamily("llama", "llama", _LLAMA_LAYER, interleaved_qk=True),
-    GGUFFamily("qwen2", "qwen2", {**_LLAMA_LAYER, "attn_q.bias": "q_bias", "attn_k.bias": "k_bias",
-                                  "attn_v.bias": "v_bias"}),
-    GGUFFamily("qwen3", "qwen3", {**_LLAMA_LAYER, **_QK_NORMS}),
-    GGUFFamily("gemma2", "gemma2", _GEMMA_LAYER, norms_plus_one=True, global_every=2,
-               config_keys={"sliding_window": "attention.sliding_window",
-                            "attn_logit_softcapping": "attn_logit_softcapping",
-                            "final_logit_softcapping": "final_logit_softcapping"}),
-    GGUFFamily("gemma3", "gemma3_text", {**_GEMMA_LAYER, **_QK_NORMS}, norms_plus_one=True, global_every=6,
-               config_keys={"sliding_window": "attention.sliding_window"}),
-)}
-
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-                 "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}
 
 
 def gguf_source(spec) -> Path:
@@ -96,26 +54,26 @@ def gguf_source(spec) -> Path:
     return files[0]
 
 
-def family_of(header: GGUFHeader) -> GGUFFamily:
-    arch = header.architecture
-    if arch not in FAMILIES:
-        raise GGUFError(f"{header.path}: GGUF architecture {arch!r} has no adapter; supported: "
-                        f"{', '.join(sorted(FAMILIES))}")
-    return FAMILIES[arch]
+def family_of(header: GGUFHeader) -> Architecture:
+    family = gguf_family(header.architecture)
+    if family is None:
+        raise GGUFError(f"{header.path}: GGUF architecture {header.architecture!r} has no adapter; supported: "
+                        f"{', '.join(gguf_architectures())}")
+    return family
 
 
-def _layer_types(family: GGUFFamily, header: GGUFHeader, layers: int) -> list[str] | None:
-    if family.global_every is None:
+def _layer_types(family: Architecture, header: GGUFHeader, layers: int) -> list[str] | None:
+    if family.gguf.global_every is None:
         return None
-    pattern = header.get(f"{family.gguf_arch}.attention.sliding_window_pattern")
+    pattern = header.get(f"{family.gguf.arch}.attention.sliding_window_pattern")
     if isinstance(pattern, list) and len(pattern) == layers:  # one flag per layer: true = sliding window
         return ["sliding_attention" if p else "full_attention" for p in pattern]
-    every = pattern if isinstance(pattern, int) and pattern > 0 else family.global_every
+    every = pattern if isinstance(pattern, int) and pattern > 0 else family.gguf.global_every
     return ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(layers)]
 
 
-def _rope(family: GGUFFamily, header: GGUFHeader) -> dict:
-    arch = family.gguf_arch
+def _rope(family: Architecture, header: GGUFHeader) -> dict:
+    arch = family.gguf.arch
     theta = float(header.get(f"{arch}.rope.freq_base", 10000.0))
     scaling = header.get(f"{arch}.rope.scaling.type")
     full = {"rope_type": "default", "rope_theta": theta}
@@ -126,7 +84,7 @@ def _rope(family: GGUFFamily, header: GGUFHeader) -> dict:
     if "rope_freqs.weight" in header.tensors:
         raise GGUFError(f"{header.path}: per-frequency RoPE factors (the rope_freqs tensor, Llama 3.1 style) are not "
                         "imported; convert from the HF checkpoint")
-    if family.model_type == "gemma3_text":
+    if family.gguf.local_rope:
         local = float(header.get(f"{arch}.rope.freq_base_swa", 10000.0))
         return {"full_attention": full, "sliding_attention": {"rope_type": "default", "rope_theta": local}}
     return full
@@ -135,9 +93,9 @@ def _rope(family: GGUFFamily, header: GGUFHeader) -> dict:
 def hf_config(header: GGUFHeader) -> dict:
     """The HF config.json of the model a GGUF file holds, from its metadata alone."""
     family = family_of(header)
-    arch = family.gguf_arch
+    arch = family.gguf.arch
     values = {}
-    for hf_key, gguf_key in {**_COMMON_KEYS, **family.config_keys}.items():
+    for hf_key, gguf_key in {**_COMMON_KEYS, **family.gguf.config_keys}.items():
         value = header.get(f"{arch}.{gguf_key}")
         if value is not None:
             values[hf_key] = value
@@ -161,7 +119,7 @@ def hf_config(header: GGUFHeader) -> dict:
         raise GGUFError(f"{header.path}: no token_embd.weight tensor")
     values["vocab_size"] = embed.shape[0]  # the model's vocabulary is its embedding's rows (may exceed the tokenizer's)
     layers = values["num_hidden_layers"]
-    config = {"model_type": family.model_type, "architectures": [ARCHITECTURES[family.model_type]], **values,
+    config = {"model_type": family.model_types[0], "architectures": [family.hf_class], **values,
               "tie_word_embeddings": "output.weight" not in header.tensors, "rope_parameters": _rope(family, header),
               "torch_dtype": "float32"}
     for name, key in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
@@ -171,11 +129,10 @@ def hf_config(header: GGUFHeader) -> dict:
     types = _layer_types(family, header, layers)
     if types:
         config["layer_types"] = types
-    if family.model_type.startswith("gemma"):
+    if family.gguf.query_scale_head_dim:
         # llama.cpp scales queries by 1/sqrt(head_dim) for Gemma (what query_pre_attn_scalar is for the 2B/9B)
         config["query_pre_attn_scalar"] = values["head_dim"]
-    if family.model_type == "gemma3_text":
-        config.update(final_logit_softcapping=None, attn_logit_softcapping=None)
+    config.update(family.gguf.config_overrides)
     return config
 
 
@@ -184,7 +141,7 @@ def tensor_plan(header: GGUFHeader, config: dict) -> list[tuple[str, str]]:
     layer's tensors in the adapter's order, final norm and head. Unknown or missing tensors stop the import
     with their names."""
     family = family_of(header)
-    arch = architecture_for(family.model_type)
+    arch = family
     layers = config["num_hidden_layers"]
     per_layer: list[dict[str, tuple[str, str]]] = [{} for _ in range(layers)]
     unknown = []
@@ -193,13 +150,13 @@ def tensor_plan(header: GGUFHeader, config: dict) -> list[tuple[str, str]]:
             continue
         parts = name.split(".", 2)
         if (len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and int(parts[1]) < layers
-                and parts[2] in family.layer_tensors):
-            layer, matrix = int(parts[1]), family.layer_tensors[parts[2]]
+                and parts[2] in family.gguf.layer_tensors):
+            layer, matrix = int(parts[1]), family.gguf.layer_tensors[parts[2]]
             per_layer[layer][matrix] = (name, arch.tensor_name(layer, matrix))
         else:
             unknown.append(name)
     if unknown:
-        raise GGUFError(f"{header.path}: tensors the {family.gguf_arch} adapter does not know: "
+        raise GGUFError(f"{header.path}: tensors the {family.gguf.arch} adapter does not know: "
                         f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}")
     plan = [("token_embd.weight", GLOBAL_TENSORS["token_embd.weight"])]
     for layer, tensors in enumerate(per_layer):
@@ -221,14 +178,14 @@ def _deinterleave_rows(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
-def convert_tensor(header: GGUFHeader, family: GGUFFamily, config: dict, gguf_name: str) -> np.ndarray:
+def convert_tensor(header: GGUFHeader, family: Architecture, config: dict, gguf_name: str) -> np.ndarray:
     """One tensor as HF stores it (float32)."""
     w = read_tensor(header, gguf_name).astype(np.float32, copy=False)
-    if family.interleaved_qk and gguf_name.endswith(("attn_q.weight", "attn_q.bias")):
+    if family.gguf.interleaved_qk and gguf_name.endswith(("attn_q.weight", "attn_q.bias")):
         w = _deinterleave_rows(w, config["num_attention_heads"])
-    elif family.interleaved_qk and gguf_name.endswith(("attn_k.weight", "attn_k.bias")):
+    elif family.gguf.interleaved_qk and gguf_name.endswith(("attn_k.weight", "attn_k.bias")):
         w = _deinterleave_rows(w, config["num_key_value_heads"])
-    if family.norms_plus_one and gguf_name.endswith("norm.weight"):
+    if family.gguf.norms_plus_one and gguf_name.endswith("norm.weight"):
         w = w - 1.0
     return w
 
@@ -274,7 +231,7 @@ def import_gguf(gguf_path, out_dir, dtype: str = "float32", max_shard_bytes: int
         if tokenizer:
             save_tokenizer(gguf_path, tmp)
         info = {"source": str(gguf_path), "source_bytes": gguf_path.stat().st_size, "source_sha256": sha256_file(gguf_path),
-                "gguf_architecture": family.gguf_arch, "model_type": config["model_type"], "tensor_types": types,
+                "gguf_architecture": family.gguf.arch, "model_type": config["model_type"], "tensor_types": types,
                 "parameters": int(sum(np.prod(s) for _, s, _ in specs)), "dtype": dtype,
                 "tied_embeddings": config["tie_word_embeddings"], "layers": config["num_hidden_layers"]}
         (tmp / "deepen_import.json").write_text(json.dumps(info, indent=2))
@@ -298,3 +255,7 @@ def save_tokenizer(gguf_path, out_dir) -> None:
     if tok.chat_template:
         plain.chat_template = tok.chat_template
     plain.save_pretrained(str(out_dir))
+
+
+def import_base_stage(gguf_path, out_dir, dtype: str, max_shard_mb: int) -> None:
+    import_gguf(gguf_path, out_dir, dtype=dtype, max_shard_bytes=max_shard_mb * 1024**2)

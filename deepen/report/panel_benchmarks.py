@@ -37,7 +37,8 @@ def _inputs(facts):
     return {"step0": [f"results/eval/init/{m}.json" for m in _step0_models(facts)]} if _step0_models(facts) else {}
 
 
-@panel("benchmarks", _inputs, params=lambda facts: {"tasks": standard_tasks(facts), "models": _step0_models(facts)})
+@panel("benchmarks", _inputs, params=lambda facts: {"tasks": standard_tasks(facts), "models": _step0_models(facts)},
+       writes=("benchmarks.csv",))
 def benchmark_panel(inputs, params, view) -> list[str]:
     step0 = {m: [json.loads(Path(p).read_text())] for m, p in zip(params["models"], inputs.get("step0", []))}
     trained = {name: [s["evaluation"] for s in row["seeds"].values()] for name, row in view.rows.items()}
@@ -144,6 +145,8 @@ def benchmark_section(step0: dict[str, list[dict]], trained: dict[str, list[dict
                 metric_of[t] = found[0]
     shown = [t for t in tasks if t in metric_of]
     if not shown:
+        if csv_path:  # the table's header alone: the file is the report job's output either way
+            write_benchmarks_csv([], [], {}, csv_path)
         return ["## Standard benchmarks", "", f"No per-item scores ({', '.join(ITEM_METRICS)}) in the results of: "
                 f"{', '.join(tasks)}.", ""]
     base = items.get(("step 0", BASE))

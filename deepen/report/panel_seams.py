@@ -78,7 +78,7 @@ def plot_seams(records: dict[str, dict], path) -> None:
     plt.close(fig)
 
 
-@panel("seams", seam_files)
+@panel("seams", seam_files, writes=("seams.png", "seams.csv"))
 def seams_panel(inputs, params, view) -> list[str]:
     records = {p.split("results/seams/", 1)[-1].removesuffix(".json"): json.loads(Path(p).read_text())
                for p in inputs["seams"]}

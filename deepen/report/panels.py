@@ -53,6 +53,8 @@ class Panel:
     inputs: Inputs
     render: Render
     params: Callable[[RunFacts], dict] = lambda facts: {}
+    # the files it writes beside summary.md (results/report/), when it is part of the run
+    writes: tuple[str, ...] = ()
 
 
 PANELS: dict[str, Panel] = {}
@@ -60,14 +62,14 @@ PANELS: dict[str, Panel] = {}
 SEPARATOR = "__"
 
 
-def panel(name: str, inputs: Inputs, params: Callable[[RunFacts], dict] | None = None):
+def panel(name: str, inputs: Inputs, params: Callable[[RunFacts], dict] | None = None, writes: tuple[str, ...] = ()):
     """Register the decorated ``render(inputs, params, view)`` as panel ``name``; panels appear in summary.md in the
-    order they are registered."""
+    order they are registered. ``writes``: the files it always writes beside summary.md (the report job's outputs)."""
 
     def decorate(render: Render) -> Render:
         if SEPARATOR in name:
             raise ValueError(f"panel name {name!r} may not contain {SEPARATOR!r}")
-        PANELS[name] = Panel(name, inputs, render, params or (lambda facts: {}))
+        PANELS[name] = Panel(name, inputs, render, params or (lambda facts: {}), tuple(writes))
         return render
 
     return decorate
@@ -80,6 +82,13 @@ def active_panels(facts: RunFacts) -> list[Panel]:
 def panel_inputs(facts: RunFacts) -> dict[str, str | list[str]]:
     """Every active panel's files, named ``<panel>__<name>``: the report rule's inputs."""
     return {f"{p.name}{SEPARATOR}{key}": paths for p in active_panels(facts) for key, paths in p.inputs(facts).items()}
+
+
+def panel_outputs(facts: RunFacts, report_dir: str = "results/report") -> dict[str, str]:
+    """Every active panel's files under ``report_dir``, named ``<panel>__<file>`` (dots as underscores): the report
+    rule's outputs beside summary.md."""
+    return {f"{p.name}{SEPARATOR}{file.replace('.', '_')}": f"{report_dir}/{file}"
+            for p in active_panels(facts) for file in p.writes}
 
 
 def panel_params(facts: RunFacts) -> dict[str, dict]:

@@ -4,7 +4,7 @@ import json
 import sys
 
 from deepen.train.launch import die_with_launcher
-from deepen.workflow.stages import cpt_stage
+from deepen.train.cpt import cpt_stage
 
 if __name__ == "__main__":
     die_with_launcher()

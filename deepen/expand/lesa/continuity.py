@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from deepen.core.atomic import atomic_path
+from deepen.core.atomic import write_json
 
 
 def continuity(svd_path, top_rows: int = 32) -> dict:
@@ -68,3 +69,7 @@ def plot_continuity(svd_paths: dict[str, str], path) -> dict[str, dict]:
         fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip("."))
     plt.close(fig)
     return out
+
+
+def continuity_stage(svd_paths: dict[str, str], png_path, json_path) -> None:
+    write_json(plot_continuity(svd_paths, png_path), json_path)

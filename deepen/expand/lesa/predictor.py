@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from deepen.core.atomic import atomic_path
 from deepen.models.tensorio import CheckpointReader
+from deepen.core.atomic import write_json
+from deepen.core.device import stage_device
 
 
 class LayerPredictor(nn.Module):
@@ -195,3 +197,20 @@ def load_predictor(pt_path) -> LayerPredictor:
     model = LayerPredictor(blob["d_in"], blob["hidden"])
     model.load_state_dict(blob["state_dict"])
     return model.eval()
+
+
+def predictor_stage(source_path, key: str, cfg: dict, pt_path, json_path, threads=1, device: str = "auto") -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    model, report = train_predictor(BlockSource(source_path, key), cfg, device=stage_device(device))
+    save_predictor(model, report, pt_path, json_path)
+
+
+def predictor_heldout_stage(source_path, key: str, cfg: dict, layers: list[int] | None, json_path, threads=1,
+                            device: str = "auto") -> None:
+    """Leave-one-out fits of LESA's predictor on one matrix type: how well each held-out layer is predicted."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    write_json(heldout_fit(BlockSource(source_path, key), cfg, layers, device=stage_device(device)), json_path)

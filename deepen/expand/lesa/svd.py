@@ -118,13 +118,14 @@ def row_energy(p: np.ndarray) -> np.ndarray:
     return np.square(p).sum(axis=1).astype(np.float64)
 
 
-def svd_stage(weights_path, out_path, report_path, device=None, float64_gram: bool | None = None) -> dict:
+def svd_stage(weights_path, out_path, report_path, device="auto", float64_gram: bool | None = None) -> dict:
     """Write U, S and the stacked blocks V [L, r, d_in] (float32) and the reconstruction error json. ``device``
-    (default the CPU) is where the Gram matrix and the projections compute; ``float64_gram`` (default: on a GPU)
-    takes the float64 route for the Gram matrix, which a test also runs on the CPU."""
-    from deepen.core.device import gram_in_float64
+    (resources.device: auto, cpu or cuda, as deepen.core.device decides; or a torch device) is where the Gram matrix
+    and the projections compute; ``float64_gram`` (default: on a GPU) takes the float64 route for the Gram matrix,
+    which a test also runs on the CPU."""
+    from deepen.core.device import gram_in_float64, stage_device
 
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = stage_device(device) if isinstance(device, str) else torch.device(device)
     float64_gram = gram_in_float64(device) if float64_gram is None else float64_gram
     reader = CheckpointReader(weights_path)
     num_layers, d_out, d_in = reader.shape(WEIGHTS_KEY)

@@ -1,0 +1,531 @@
+"""The job table: every rule's result paths, parameters and resources, derived once from the checked config. The
+rules (rules/*.smk) read their outputs, params and resources here; the manifest lists every job this table
+enumerates, so it lists every artifact; the GPU runner (benchmarks/smollm2_gpu.py) reads the same derivations.
+Nothing here imports Snakemake: a path that is a folder is named in ``FOLDERS`` and the rules wrap it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+from deepen.evaluate.harness import embedded_task_names
+from deepen.expand import methods as registry
+from deepen.expand.methods.lesa import PREDICTOR_SPACES, predictor_spaces
+from deepen.models.families import architecture_for
+from deepen.models.gguf_import import gguf_source
+from deepen.report import RunFacts, panel_inputs, panel_outputs
+from deepen.workflow import stage_costs
+from deepen.workflow.design import (base_model_config, base_model_kind, growth_runs, growth_train, init_models,
+                                    method_seeds, model_name, runs, trained_methods)
+from deepen.workflow.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes
+
+# Where each rule writes, by output name; {wildcards} are the rule's. "{aligned}" is "" for the base's artifacts and
+# "aligned/" for the aligned base's, which mirror them under results/aligned/.
+OUTPUTS: dict[str, dict[str, str]] = {
+    "corpus": {s: f"results/data/{s}.txt" for s in ("train", "val", "test")} | {
+        "manifest": "results/data/manifest.json"},
+    "tokenizer": {"tokenizer": "results/tokenizer"},
+    "tokens": {"tokens": "results/tokens/{split}.bin", "info": "results/tokens/{split}.json"},
+    "pretrain_base": {"model": "results/base", "metrics": "results/base_training/metrics.jsonl",
+                      "info": "results/base_training/info.json"},
+    "import_base": {"model": "results/base"},
+    "base_info": {"info": "results/base_import/info.json"},
+    "align_base": {"model": "results/aligned/base"},
+    "extract_weights": {"weights": "results/{aligned}weights/{matrix}.safetensors"},
+    "svd": {"svd": "results/{aligned}svd/{matrix}.safetensors", "report": "results/{aligned}svd/{matrix}.json"},
+    "predictor": {"models": "results/{aligned}{predictor}/{matrix}.pt",
+                  "curves": "results/{aligned}{predictor}/{matrix}.json"},
+    "predictor_heldout": {"fits": "results/{aligned}predictor_heldout/{space}/{matrix}.json"},
+    "svd_continuity": {"png": "results/report/svd_continuity{suffix}.png",
+                       "ratios": "results/report/svd_continuity{suffix}.json"},
+    "generate_layers": {"new_layers": "results/layers/{model}/new_layers.safetensors",
+                        "plan": "results/layers/{model}/plan.json"},
+    "reconstruct": {"model": "results/models/{model}"},
+    "continual_pretrain": {"metrics": "results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl",
+                           "info": "results/cpt/{method}/{freeze}/seed{seed}/info.json",
+                           "final": "results/cpt/{method}/{freeze}/seed{seed}/final"},
+    "task_data": {"data": "results/eval/task_data"},
+    "evaluate": {"eval": "results/eval/{method}/{freeze}/seed{seed}.json"},
+    "evaluate_init": {"eval": "results/eval/init/{model}.json"},
+    "init_loss": {"loss": "results/init/{model}.json"},
+    "seams": {"seams": "results/seams/{model}.json"},
+    "report": {"csv": "results/report/summary.csv", "runs_csv": "results/report/runs.csv",
+               "init_csv": "results/report/init.csv", "md": "results/report/summary.md",
+               "curves": "results/report/loss_curves.png"},
+    "base_training_curve": {"png": "results/report/base_training.png"},
+    "growth_scratch": {"metrics": "results/growth/scratch/seed{seed}/metrics.jsonl",
+                       "info": "results/growth/scratch/seed{seed}/info.json",
+                       "model": "results/growth/scratch/seed{seed}/model"},
+    "growth_small": {"metrics": "results/growth/small/g{g}_d{d}/seed{seed}/metrics.jsonl",
+                     "info": "results/growth/small/g{g}_d{d}/seed{seed}/info.json",
+                     "model": "results/growth/small/g{g}_d{d}/seed{seed}/model"},
+    "growth_grown": {"metrics": "results/growth/{operator}/g{g}_d{d}/seed{seed}/metrics.jsonl",
+                     "info": "results/growth/{operator}/g{g}_d{d}/seed{seed}/info.json",
+                     "model": "results/growth/{operator}/g{g}_d{d}/seed{seed}/model"},
+    "growth_report": {"png": "results/report/growth_curves.png", "md": "results/report/growth.md",
+                      "csv": "results/report/growth.csv"},
+    "sft_data": {"train": "results/sft/data/train.jsonl", "heldout": "results/sft/data/heldout.jsonl",
+                 "counts": "results/sft/data/counts.json"},
+    "sft": {"metrics": "results/sft/{variant}/seed{seed}/metrics.jsonl", "info": "results/sft/{variant}/seed{seed}/info.json",
+            "final": "results/sft/{variant}/seed{seed}/final"},
+    "evaluate_sft": {"eval": "results/sft/{variant}/seed{seed}/eval.json"},
+    "sft_report": {"md": "results/report/sft.md", "csv": "results/report/sft.csv",
+                   "png": "results/report/dlo_execution.png"},
+    "manifest": {"manifest": "results/manifest.json"},
+}
+# outputs that are folders (Snakemake's directory())
+FOLDERS = {"results/tokenizer", "results/base", "results/aligned/base", "results/models/{model}",
+           "results/cpt/{method}/{freeze}/seed{seed}/final", "results/eval/task_data",
+           "results/growth/scratch/seed{seed}/model", "results/growth/small/g{g}_d{d}/seed{seed}/model",
+           "results/growth/{operator}/g{g}_d{d}/seed{seed}/model", "results/sft/{variant}/seed{seed}/final"}
+# rules whose outputs span a wildcard within one job: every matrix type (as Snakemake's expand)
+PER_MATRIX = {"extract_weights", "predictor", "predictor_heldout"}
+
+
+def canonical(value):
+    """Config values with dict keys sorted: reordering keys in a config file must not rerun anything (Snakemake
+    compares params by their text)."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def computed(train: dict) -> dict:
+    """A training section's settings without ``report_to``: where the losses go as a run goes changes nothing it
+    computes, so changing it reruns nothing (the scripts read it from the config)."""
+    return canonical({k: v for k, v in train.items() if k != "report_to"})
+
+
+def fill(pattern: str, **wildcards) -> str:
+    """``pattern`` with the wildcards given filled in; ``{{x}}`` stays ``{x}`` for Snakemake."""
+    return pattern.format_map(_Keep(wildcards))
+
+
+class _Keep(dict):
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+def predictor_settings(config: dict) -> dict:
+    """What the predictors train with; the held-out layers only choose which leave-one-out fits run."""
+    return canonical({**{k: v for k, v in config["predictor"].items() if k != "heldout_layers"}, "seed": config["seed"]})
+
+
+def generation_options(config: dict, model: str) -> dict:
+    """What an expanded model's layers depend on: its method's options, less the CPT-only freeze policy and seed
+    count, and the seed for generators that draw random numbers (``model``: {method} or {method}/seed{n})."""
+    method, _, seed_dir = model.partition("/")
+    seed = seed_dir.removeprefix("seed")
+    if model != model_name(config, method, seed or 0):
+        raise ValueError(f"results/models/{model}: method {method!r} makes "
+                         f"{'one model per seed' if seed == '' else 'one model, not one per seed'}")
+    opts = {k: v for k, v in config["methods"][method].items() if k not in ("freeze", "seeds", "cpt")}
+    if seed:
+        opts["seed"] = int(seed)
+    return canonical(opts)
+
+
+def cpt_settings(config: dict, freeze: str, seed) -> dict:
+    """A CPT run's training settings: cpt's, with the run's seed and freeze policy."""
+    cpt = {k: v for k, v in config["cpt"].items() if k != "seeds"}
+    return computed({**cpt, "seed": int(seed), "freeze": freeze})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One concrete job: its rule, the files and folders it writes, and the settings that made them."""
+
+    rule: str
+    outputs: tuple[str, ...]
+    settings: dict
+
+
+class JobTable:
+    """The jobs of one checked config. ``workflow_dir``: where the workflow lives (its embedded task templates are
+    found there, as a path relative to the run's working directory)."""
+
+    def __init__(self, config: dict, workflow_dir: str):
+        self.config = config
+        self.templates_dir = os.path.relpath(os.path.join(workflow_dir, "config", "tasks"))
+        self.embedded_tasks = embedded_task_names(self.templates_dir)
+        self.base_kind = base_model_kind(config)
+        self.base_config = base_model_config(config)
+        self.arch = architecture_for(self.base_config["model_type"])
+        self.pretrain_base = self.base_kind == "pretrain"
+        # a GGUF base is imported into results/base once; every later stage sees an HF directory
+        self.import_base = self.base_kind == "gguf"
+        self.base_dir = config["base_model"] if self.base_kind == "directory" else "results/base"
+        self.tokenizer_dir = "results/tokenizer" if self.pretrain_base else self.base_dir
+        self.gguf_file = str(gguf_source(config["base_model"])) if self.import_base else None
+        self.aligned_base_dir = OUTPUTS["align_base"]["model"]
+        self.methods = list(config["methods"])
+        # one CPT run per (method, freeze policy, seed); the base's own CPT is the row ("base", "all")
+        self.runs = runs(config)
+        # 'base' and every expanded model: each gets its step-0 val loss on the fixed slice, trained or not
+        self.init_models = init_models(config)
+        self.device = config["resources"]["device"]
+        self.growth = config["growth"]["enabled"]
+        self.growth_runs = growth_runs(config) if self.growth else []
+        self.sft = config["sft"]["enabled"]
+        self.sft_variants = ["base", config["sft"]["expansion"], "dlo"] if self.sft else []
+        self.sft_runs = [(v, seed) for v in self.sft_variants for seed in range(config["sft"]["seeds"])]
+        res = config["resources"]
+        self.res = res
+        self.base_params = parameter_count(self.base_config)
+        # bytes of the base's weights as stored: float32 when trained here, else the checkpoint's dtype
+        self.base_weight_bytes = 4 if self.pretrain_base else DTYPE_BYTES.get(
+            self.base_config.get("dtype") or self.base_config.get("torch_dtype"), 4)
+        # the cost of each tensor stage's most expensive job (deepen/workflow/stage_costs.py)
+        self.stage_costs = stage_costs.workflow_costs(config, self.base_config, self.base_weight_bytes,
+                                                      self.embedded_tasks)
+
+    # ---- names and paths
+
+    def model_of(self, method: str, seed) -> str:
+        """The expanded model a run starts from: one per method, or one per seed for generators drawing random
+        numbers."""
+        return model_name(self.config, method, seed)
+
+    def method_aligned(self, method: str) -> bool:
+        return registry.runs_aligned(self.config["methods"][method])
+
+    def method_base_dir(self, method: str) -> str:
+        return self.aligned_base_dir if self.method_aligned(method) else self.base_dir
+
+    def on_method_base(self, method: str, pattern: str) -> str:
+        """``pattern`` (a base artifact's) as ``method`` reads it: the base's, or the aligned base's."""
+        return fill(pattern, aligned="aligned/" if self.method_aligned(method) else "")
+
+    def outputs(self, rule: str, aligned: bool = False, **wildcards) -> dict[str, str]:
+        return {name: fill(p, aligned="aligned/" if aligned else "", suffix="_aligned" if aligned else "",
+                           **wildcards) for name, p in OUTPUTS[rule].items()}
+
+    def run_paths(self, pattern: str) -> list[str]:
+        """``pattern`` (with {method}, {freeze}, {seed}) for every CPT run, in run order."""
+        return [pattern.format(method=m, freeze=f, seed=s) for m, f, s in self.runs]
+
+    def growth_paths(self, pattern: str) -> list[str]:
+        return [pattern.format(operator=o, g=g, d=d, seed=s) for o, g, d, s in self.growth_runs]
+
+    def sft_paths(self, pattern: str) -> list[str]:
+        return [pattern.format(variant=v, seed=s) for v, s in self.sft_runs]
+
+    @cached_property
+    def model_pattern(self) -> str:
+        """An expanded model: {method}, or {method}/seed{n} for generators drawing random numbers."""
+        return "(?:{})(?:/seed\\d+)?".format("|".join(self.methods))
+
+    def method_models(self) -> dict[str, list[str]]:
+        """Every method's expanded models: one, or one per seed for a generator drawing random numbers."""
+        return {m: list(dict.fromkeys(self.model_of(m, s) for s in range(method_seeds(self.config, m))))
+                for m in self.methods}
+
+    @cached_property
+    def first_seed_models(self) -> list[str]:
+        """Each method's model of its first seed, whose seams are measured."""
+        return list(dict.fromkeys(self.model_of(m, 0) for m in self.methods))
+
+    def cpt_model(self, method: str, seed) -> str:
+        return self.base_dir if method == "base" else fill(OUTPUTS["reconstruct"]["model"],
+                                                           model=self.model_of(method, seed))
+
+    def init_model(self, model: str) -> str:
+        return self.base_dir if model == "base" else fill(OUTPUTS["reconstruct"]["model"], model=model)
+
+    def sft_model(self, variant: str, seed) -> str:
+        """The model an SFT variant starts from: the base, or the expansion (dense, or under DLO's routers)."""
+        return self.base_dir if variant == "base" else self.cpt_model(self.config["sft"]["expansion"], seed)
+
+    def trained_rows(self, model: str) -> dict[str, str]:
+        """{freeze: CPT final model} of the first seed of every CPT row that starts from ``model``."""
+        final = OUTPUTS["continual_pretrain"]["final"]
+        return {f: fill(final, method=m, freeze=f, seed=s) for m, f, s in self.runs
+                if m != "base" and s == 0 and self.model_of(m, 0) == model}
+
+    # ---- what the methods read
+
+    @cached_property
+    def method_artifacts(self) -> dict[str, str]:
+        """{artifact name: file pattern} the methods on the base read besides the weights."""
+        return {name: fill(p, aligned="") for opts in self.config["methods"].values()
+                if not registry.runs_aligned(opts) for name, p in registry.required_artifacts(opts).items()}
+
+    @cached_property
+    def aligned_artifacts(self) -> dict[str, str]:
+        return {name: fill(p, aligned="aligned/") for opts in self.config["methods"].values()
+                if registry.runs_aligned(opts) for name, p in registry.required_artifacts(opts).items()}
+
+    @cached_property
+    def artifact_bases(self) -> list[tuple[bool, list[str]]]:
+        """(aligned, predictor spaces) per base the methods' artifacts are made on: the base, for what any method
+        reads (the aligned methods' rows are shown beside the base's), and the aligned base, for what the methods
+        with `align: true` read, when there are any."""
+        bases = [(False, sorted(predictor_spaces({**self.method_artifacts, **self.aligned_artifacts})))]
+        if any(self.method_aligned(m) for m in self.methods):
+            bases.append((True, sorted(predictor_spaces(self.aligned_artifacts))))
+        return bases
+
+    def generation_inputs(self, model: str) -> dict:
+        """The base the method runs on and its weights, plus the artifacts the method declares it reads: one file
+        per linear matrix type each."""
+        method = model.partition("/")[0]
+        needs = registry.required_artifacts(self.config["methods"][method])
+        weights = OUTPUTS["extract_weights"]["weights"]
+        files = lambda pattern, matrices: [self.on_method_base(method, pattern).format(matrix=m)  # noqa: E731
+                                           for m in matrices]
+        return {"base": self.method_base_dir(method), "weights": files(weights, self.arch.matrices),
+                **{name: files(pattern, self.arch.linear) for name, pattern in needs.items()}}
+
+    def space_blocks(self, space: str, aligned: bool = False) -> list[str]:
+        """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd')."""
+        pattern = OUTPUTS["svd"]["svd"] if space == "svd" else OUTPUTS["extract_weights"]["weights"]
+        prefix = "aligned/" if aligned else ""
+        return [fill(pattern, aligned=prefix, matrix=m) for m in self.arch.linear]
+
+    @staticmethod
+    def space_key(space: str) -> str:
+        """The tensor of those files the predictor reads: V of the SVD, or the extracted weights."""
+        return "V" if space == "svd" else "weights"
+
+    @cached_property
+    def report_facts(self) -> RunFacts:
+        """What decides the report's panels and the files they read (deepen/report/panels.py)."""
+        return RunFacts(self.config, self.base_kind, self.arch.linear, self.method_artifacts,
+                        self.embedded_tasks, self.aligned_artifacts, self.init_models, self.first_seed_models)
+
+    def report_panel_files(self) -> dict:
+        return panel_inputs(self.report_facts)
+
+    def report_panel_outputs(self) -> dict[str, str]:
+        """What the run's report panels write beside summary.md."""
+        return panel_outputs(self.report_facts, os.path.dirname(OUTPUTS["report"]["md"]))
+
+    def task_templates(self) -> list[str]:
+        """The embedded tasks' templates, and the YAMLs of eval.include_path (a changed task reruns its
+        evaluations)."""
+        from pathlib import Path
+
+        embedded = [os.path.join(self.templates_dir, f"{t}.yaml") for t in self.config["eval"]["tasks"]
+                    if t in self.embedded_tasks]
+        own = self.config["eval"]["include_path"]
+        return embedded + (sorted(str(p) for p in Path(own).rglob("*.yaml")) if own else [])
+
+    def base_description(self) -> str:
+        c = self.base_config
+        if self.pretrain_base:
+            return "tiny Llama pretrained here ({} layers, hidden {})".format(c["num_hidden_layers"], c["hidden_size"])
+        if self.import_base:
+            return "{} imported from {} ({} layers, hidden {})".format(
+                c["model_type"], os.path.basename(self.gguf_file), c["num_hidden_layers"], c["hidden_size"])
+        return self.config["base_model"]
+
+    # ---- parameters: what each job computes with (the rules' params; the manifest's settings)
+
+    @cached_property
+    def eval_params(self) -> dict:
+        """What an evaluation job runs: every eval setting but those that only shape the embedded tasks' data."""
+        keys = ("tasks", "batch_size", "num_fewshot", "precision", "include_path", "benchmark_data", "limit", "seed")
+        return canonical({k: self.config["eval"][k] for k in keys} | {"device": self.device})
+
+    @cached_property
+    def fixed_slice(self) -> dict:
+        """The fixed val slice every step-0 and CPT evaluation reads, a micro batch per forward pass."""
+        cpt = self.config["cpt"]
+        return canonical({"seq_len": cpt["seq_len"], "eval_tokens": cpt["eval_tokens"],
+                          "batch_size": stage_costs.fixed_slice_batch(cpt)})
+
+    @cached_property
+    def seam_slice(self) -> dict:
+        return {**self.fixed_slice,
+                "eval_tokens": self.config["report"]["seam_tokens"] or self.config["cpt"]["eval_tokens"]}
+
+    @cached_property
+    def predictor_train(self) -> dict:
+        return predictor_settings(self.config)
+
+    def generation_params(self, model: str) -> dict:
+        return generation_options(self.config, model)
+
+    def cpt_train(self, freeze: str, seed) -> dict:
+        return cpt_settings(self.config, freeze, seed)
+
+    @cached_property
+    def growth_model(self) -> dict:
+        """The growth target: the base's shape, trained from scratch."""
+        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "max_position_embeddings")
+        return canonical({k: self.base_config[k] for k in keys if k in self.base_config})
+
+    @cached_property
+    def growth_train(self) -> dict:
+        return computed(growth_train(self.config))
+
+    def report_params(self) -> dict:
+        from deepen.report import panel_params
+
+        return {"runs": self.runs, "target": self.config["report"]["target_loss"],
+                "reference": self.config["report"]["reference"], "base_desc": self.base_description(),
+                "cpt": computed(self.config["cpt"]), "init_models": self.init_models,
+                "method_models": self.method_models(), "trained": trained_methods(self.config),
+                "claims": canonical(self.config["report"]["claims"]), "panels": panel_params(self.report_facts)}
+
+    # ---- resources: what a job asks a cluster for
+
+    def job(self, mem_mb: int, runtime: int, gpu: bool = False, **more) -> dict:
+        """A job's resources: memory (MB), run time (minutes), a CPU per thread, and with ``gpu`` resources.gpus
+        GPUs."""
+        out = {"mem_mb": mem_mb, "runtime": runtime, "cpus_per_task": lambda wildcards, threads: threads}
+        if gpu:
+            out["gpu"] = self.res["gpus"]
+        return {**out, **more}
+
+    def deepest_expansion(self) -> float:
+        """How many times the base's depth the deepest expanded model has (at least 2, for the estimates)."""
+        layers = self.base_config["num_hidden_layers"]
+        return max([2.0] + [len(registry.build_plan(o, layers)) / layers for o in self.config["methods"].values()])
+
+    def mem_mb(self, factor: float, floor: int = 1024) -> int:
+        """Memory for a job that holds ``factor`` × the base model's float32 bytes."""
+        return memory_mb(self.base_params, 4 * factor, floor)
+
+    def streaming_runtime(self, passes: float) -> int:
+        """Minutes for a stage that reads or writes the base's weights ``passes`` times."""
+        return streaming_minutes(self.base_params * self.base_weight_bytes, passes, self.res["io_bytes_per_second"],
+                                 self.res["runtime_safety"])
+
+    def training_runtime(self, train: dict, depth_factor: float = 1.0) -> int:
+        """Minutes for ``train['steps']`` steps on a model ``depth_factor`` times the base's depth."""
+        tokens = train["steps"] * train["batch_size"] * train["seq_len"]
+        return training_minutes(self.base_params * depth_factor, tokens, self.res["train_flops_per_second"],
+                                self.res["runtime_safety"])
+
+    def stage_job(self, stage: str, gpu: bool = False, processes: int = 1, job_nodes: int = 1, floor: int = 1024,
+                  **more) -> dict:
+        """``job`` with the run time the cost model gives ``stage`` at resources.train_flops_per_second per process
+        (``processes`` on each of ``job_nodes``) and resources.io_bytes_per_second, and the memory of a node's
+        processes: what the host holds beside a GPU where jobs get one (resources.gpus), else the stage's peak; at
+        least ``floor`` MB (a stage that imports the Trainer or lm-eval holds more than the bare interpreter)."""
+        cost = self.stage_costs[stage]
+        minutes = stage_costs.minutes(cost, self.res["train_flops_per_second"] * processes * job_nodes,
+                                      self.res["io_bytes_per_second"], self.res["runtime_safety"])
+        mem = stage_costs.memory_mb(cost, on_gpu=self.res["gpus"] > 0, processes=processes, floor=floor)
+        return self.job(mem, minutes, gpu, **more)
+
+    def multinode_resources(self) -> dict:
+        """SLURM resources of a CPT job over cpt.nodes nodes: one task per node (srun starts a torchrun in each)
+        with resources.gpus GPUs; 'mpi' tells the job step that the job starts its own srun."""
+        nodes = self.config["cpt"]["nodes"]
+        if nodes == 1:
+            return {}
+        extra = {"slurm_extra": f"--gpus-per-node={self.res['gpus']}"} if self.res["gpus"] else {}
+        return {"nodes": nodes, "tasks": nodes, "mpi": "srun", "tasks_per_gpu": 0, **extra}
+
+    def cpt_resources(self) -> dict:
+        cpt = self.config["cpt"]
+        # several nodes: GPUs per node, through multinode_resources
+        return self.stage_job("continual_pretrain", gpu=cpt["nodes"] == 1, processes=cpt["nproc"],
+                              job_nodes=cpt["nodes"], floor=4096 * cpt["nproc"], **self.multinode_resources())
+
+    # ---- every job, for the manifest
+
+    def jobs(self) -> list[Job]:
+        """Every job of the run but the manifest's own, with the settings that made its outputs."""
+        out: list[Job] = []
+        add = lambda rule, settings, **wc: out.append(Job(rule, self._paths(rule, **wc), settings))  # noqa: E731
+        cfg = self.config
+        corpus = {"corpus": canonical(cfg["corpus"])}
+        add("corpus", corpus)
+        for split in ("train", "val"):
+            add("tokens", {"tokenizer": self.tokenizer_dir, "seed": cfg["corpus"]["seed"],
+                           "max_tokens": cfg["corpus"]["max_tokens"] if split == "train" else None}, split=split)
+        if self.pretrain_base:
+            add("tokenizer", {**corpus, "vocab_size": cfg["tokenizer"]["vocab_size"]})
+            add("pretrain_base", {**corpus, "model": canonical(cfg["base"]["model"]),
+                                  "train": computed(cfg["base"]["train"]), "seed": cfg["seed"]})
+            add("base_training_curve", {"plateau": canonical(cfg["base"]["train"]["plateau"])})
+        if self.import_base:
+            add("import_base", {"base_model": canonical(cfg["base_model"]), "source": self.gguf_file})
+            add("base_info", {"base_model": canonical(cfg["base_model"]), "eval": self.fixed_slice})
+        out += self._artifact_jobs()
+        for model in self.init_models[1:]:
+            generation = {"method": self.generation_params(model)}
+            add("generate_layers", generation, model=model)
+            add("reconstruct", {**generation, "max_shard_mb": cfg["reconstruct"]["max_shard_mb"]}, model=model)
+        add("task_data", {"eval": canonical(cfg["eval"])})
+        for method, freeze, seed in self.runs:
+            wc = dict(method=method, freeze=freeze, seed=seed)
+            add("continual_pretrain", {"cpt": self.cpt_train(freeze, seed), "model": self.cpt_model(method, seed)},
+                **wc)
+            add("evaluate", {"eval": self.eval_params, "model": self._paths("continual_pretrain", **wc)[-1]}, **wc)
+        for model in self.init_models:
+            add("init_loss", {"eval": self.fixed_slice, "model": self.init_model(model)}, model=model)
+            if cfg["eval"]["step0"]:
+                add("evaluate_init", {"eval": self.eval_params, "model": self.init_model(model)}, model=model)
+        for model in self.first_seed_models:
+            add("seams", {"eval": self.seam_slice, "trained": self.trained_rows(model)}, model=model)
+        out.append(Job("report", self._paths("report") + tuple(self.report_panel_outputs().values()),
+                       {"report": canonical(cfg["report"])}))
+        out += self._growth_jobs() + self._sft_jobs()
+        return out
+
+    def artifacts(self) -> dict[str, dict]:
+        """{artifact path: its rule and the settings that made it}, for results/manifest.json."""
+        return {path: {"rule": job.rule, **job.settings} for job in self.jobs() for path in job.outputs}
+
+    def _paths(self, rule: str, aligned: bool = False, **wildcards) -> tuple[str, ...]:
+        paths = self.outputs(rule, aligned, **wildcards).values()
+        if rule in PER_MATRIX:
+            matrices = self.arch.matrices if rule == "extract_weights" else self.arch.linear
+            return tuple(p.format(matrix=m) for p in paths for m in matrices)
+        return tuple(paths)
+
+    def _artifact_jobs(self) -> list[Job]:
+        """The weights, SVDs and predictors the methods read, on the base and on the aligned base."""
+        out = []
+        for aligned, spaces in self.artifact_bases:
+            base_dir = self.aligned_base_dir if aligned else self.base_dir
+            if aligned:
+                out.append(Job("align_base", self._paths("align_base"), {"base_model": self.base_dir}))
+            out.append(Job("extract_weights", self._paths("extract_weights", aligned), {"base_model": base_dir}))
+            if "svd" in spaces:
+                for m in self.arch.linear:
+                    out.append(Job("svd", self._paths("svd", aligned, matrix=m), {"base_model": base_dir}))
+                out.append(Job("svd_continuity", self._paths("svd_continuity", aligned),
+                               {"matrices": self.config["report"]["continuity_matrices"]}))
+            for space in spaces:
+                folder = next(f for f, sp in PREDICTOR_SPACES.items() if sp == space)
+                settings = {"predictor": self.predictor_train, "space": space, "base_model": base_dir}
+                out.append(Job("predictor", self._paths("predictor", aligned, predictor=folder), settings))
+                out.append(Job("predictor_heldout", self._paths("predictor_heldout", aligned, space=space),
+                               {**settings, "heldout_layers": self.config["predictor"]["heldout_layers"]}))
+        return out
+
+    def _growth_jobs(self) -> list[Job]:
+        if not self.growth:
+            return []
+        settings = {"model": self.growth_model, "train": self.growth_train, "steps": self.config["growth"]["steps"]}
+        out = [Job("growth_scratch", self._paths("growth_scratch", seed=s), settings)
+               for s in range(self.config["growth"]["seeds"])]
+        smalls = {(g, d, s) for _, g, d, s in self.growth_runs}
+        out += [Job("growth_small", self._paths("growth_small", g=g, d=d, seed=s), settings)
+                for g, d, s in sorted(smalls)]
+        out += [Job("growth_grown", self._paths("growth_grown", operator=o, g=g, d=d, seed=s), settings)
+                for o, g, d, s in self.growth_runs]
+        return out + [Job("growth_report", self._paths("growth_report"), {"runs": self.growth_runs})]
+
+    def _sft_jobs(self) -> list[Job]:
+        if not self.sft:
+            return []
+        sft = self.config["sft"]
+        out = [Job("sft_data", self._paths("sft_data"), {"data": canonical(sft["data"])})]
+        for variant, seed in self.sft_runs:
+            settings = {"train": computed(sft.get("train", {})), "model": self.sft_model(variant, seed),
+                        "dlo": canonical(sft["dlo"]) if variant == "dlo" else None}
+            out.append(Job("sft", self._paths("sft", variant=variant, seed=seed), settings))
+            out.append(Job("evaluate_sft", self._paths("evaluate_sft", variant=variant, seed=seed),
+                           {"eval": self.eval_params}))
+        return out + [Job("sft_report", self._paths("sft_report"), {"expansion": sft["expansion"]})]
+
