@@ -72,6 +72,10 @@ BAD_CONFIGS = {
     "bf16 frozen weights without autocast": (lambda c: c["base"]["train"].update(frozen_dtype="bfloat16"),
                                              "base.train.frozen_dtype: bfloat16 frozen parameters need precision bf16"),
     "unknown precision": (lambda c: c["cpt"].update(precision="fp8"), "cpt.precision: 'fp8' is not one of"),
+    # refused by the config check, before any job, not when the first training job starts
+    "fp16 on jobs without a GPU": (lambda c: (c["resources"].update(device="cpu"),
+                                              c["sft"]["train"].update(precision="fp16")),
+                                   "sft.train.precision: fp16 needs a GPU"),
     "unknown attention": (lambda c: c["cpt"].update(attn_implementation="flash"), "cpt.attn_implementation: 'flash'"),
     "cuda without a GPU": (lambda c: c["resources"].update(device="cuda"),
                            "resources.device: cuda, but this machine has no GPU and resources.gpus requests none"),

@@ -16,7 +16,7 @@ FLOPs: a run of s steps of T tokens on a model costs s·T·f, with f the trainin
 the grown run gets the steps that the budget leaves after the small model's cost, rounded to the
 nearest step, so the two spend the same FLOPs to within half an optimizer step of the target.
 
-The growth-timing guideline (command line: ``python -m deepen.train.growth plan``) is the fit of Du et al.
+The growth-timing guideline (command line: ``python -m deepen.train.growth timing``) is the fit of Du et al.
 2024 (see GUIDELINE).
 """
 
@@ -160,10 +160,10 @@ def speedup(scratch_total_flops: float, reached_at: float | None) -> float | Non
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m deepen.train.growth", description="Gstack model growth tools")
     sub = ap.add_subparsers(dest="command", required=True)
-    plan = sub.add_parser("plan", help="recommended growth timing d and factor g",
-                          description=GUIDELINE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    plan.add_argument("--params", type=float, required=True, help="N, the target model's parameters")
-    budget_arg = plan.add_mutually_exclusive_group(required=True)
+    timing = sub.add_parser("timing", help="recommended growth timing d and factor g",
+                            description=GUIDELINE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    timing.add_argument("--params", type=float, required=True, help="N, the target model's parameters")
+    budget_arg = timing.add_mutually_exclusive_group(required=True)
     budget_arg.add_argument("--flops", type=float, help="C, the target's training FLOPs")
     budget_arg.add_argument("--tokens", type=float, help="D, the target's training tokens (C = 6·N·D)")
     args = ap.parse_args(argv)

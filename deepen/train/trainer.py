@@ -22,6 +22,7 @@ from deepen.core.atomic import atomic_dir
 from deepen.core.disk import ensure_free
 from deepen.train.launch import is_main_process, world_size
 from deepen.train.metrics import read_metrics
+from deepen.train.settings import TrainingSettings
 
 FREEZE_POLICIES = ("new_only", "all")
 
@@ -307,107 +308,114 @@ def watch_callbacks(report_to: str, work_dir: Path) -> tuple[str, list]:
     return report_to, []
 
 
-def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final_dir,
+def train(model, tokenizer, train_tokens, val_tokens, cfg: dict | TrainingSettings, work_dir, final_dir,
           trainable_layers: list[int] | None = None, threads: int = 1) -> dict:
-    """Train ``model`` for ``cfg['steps']`` optimizer steps; resume from ``work_dir`` checkpoints if any.
-    ``train_tokens``/``val_tokens``: token streams cut into windows, or Datasets of encoded examples.
+    """Train ``model`` for ``cfg.steps`` optimizer steps; resume from ``work_dir`` checkpoints if any.
+    ``train_tokens``/``val_tokens``: token streams cut into windows, or Datasets of encoded examples. ``cfg``: the
+    run's settings (deepen/train/settings.py), or a config section to build them from."""
+    from transformers import Trainer
 
-    cfg keys: steps, batch_size, seq_len, lr, warmup_steps, weight_decay, eval_interval,
-    eval_tokens, checkpoint_interval, seed, freeze ("new_only" or "all"), schedule, precision, frozen_dtype,
-    micro_batch_size, gradient_checkpointing, attn_implementation, report_to (config/schema.yaml says what each
-    does).
-    """
-    from transformers import Trainer, TrainingArguments
-
-    from deepen.core.settings import training_defaults
-
-    # the schema's defaults under what the caller set (the workflow gives every key already)
-    cfg = {**training_defaults(), **cfg}
+    settings = cfg if isinstance(cfg, TrainingSettings) else TrainingSettings.from_config(cfg)
     torch.set_num_threads(max(1, threads))
     work_dir, final_dir = Path(work_dir), Path(final_dir)
     ckpt_dir = work_dir / "checkpoints"
-    metrics_path, partial_path = work_dir / "metrics.jsonl", work_dir / PARTIAL_METRICS
     world = world_size()
+    settings.check(world, torch.cuda.is_available())
     if world == 1:
-        prepare_run(cfg, work_dir)  # a multi-process run was prepared by its launcher, once
+        prepare_run(settings.as_dict(), work_dir)  # a multi-process run was prepared by its launcher, once
     main = is_main_process()
 
-    trainable = freeze(model, cfg.get("freeze", "all"), trainable_layers)
-    steps, batch, seq_len = cfg["steps"], cfg["batch_size"], cfg["seq_len"]
-    micro, accumulation = micro_batches(batch, world, cfg["micro_batch_size"])
-    precision = cfg["precision"]
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise ValueError("precision fp16 needs a GPU (its loss scaling is CUDA's); use bf16 on a CPU")
-    if cfg["frozen_dtype"] == "bfloat16":
+    trainable = freeze(model, settings.freeze, trainable_layers)
+    micro, accumulation = micro_batches(settings.batch_size, world, settings.micro_batch_size)
+    if settings.frozen_dtype == "bfloat16":
         cast_frozen_linears(model, torch.bfloat16)
     if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(attention_for(type(model), cfg["attn_implementation"]))
-    if isinstance(train_tokens, Dataset):  # examples already encoded (SFT), not a token stream
-        train_set, val_set = train_tokens, val_tokens
-    else:
-        train_set = RandomWindows(train_tokens, seq_len, steps * batch, cfg["seed"])
-        val_set = FixedWindows(val_tokens, seq_len, cfg["eval_tokens"])
-
-    fsdp = cfg["strategy"] == "fsdp"
-    if fsdp and world == 1:  # accelerate would drop the FSDP settings and train one whole replica, unannounced
-        raise ValueError("strategy fsdp shards over several processes and this run has one: use nproc 2 or more")
-    checkpointing = cfg["gradient_checkpointing"]
+        model.set_attn_implementation(attention_for(type(model), settings.attn_implementation))
+    train_set, val_set = _datasets(train_tokens, val_tokens, settings)
     resume = _last_checkpoint(ckpt_dir, world)
-    reporter, watchers = watch_callbacks(cfg["report_to"], work_dir) if main else ("none", [])
-    args = TrainingArguments(
+    reporter, watchers = watch_callbacks(settings.report_to, work_dir) if main else ("none", [])
+    args = _training_arguments(settings, ckpt_dir, micro, accumulation, world, reporter, first_run=resume is None)
+    t0 = time.time()
+    callback = _metrics_callback(work_dir / PARTIAL_METRICS, settings.batch_size * settings.seq_len, t0,
+                                 settings.plateau)
+    space = _checkpoint_callback(ckpt_dir, checkpoint_nbytes(model), settings.keep_checkpoints)
+    trainer = _sharding_on_cpu(Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+                                        callbacks=[callback, space, *watchers])
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if callback.stopped_at is None and settings.steps % settings.eval_interval:
+        trainer.evaluate()
+    elapsed = time.time() - t0
+    sharded = _save_final(trainer, model, tokenizer, settings, work_dir, final_dir, main)
+    return {"trainable_params": trainable, "seconds": elapsed, "steps": callback.stopped_at or settings.steps,
+            "max_steps": settings.steps, "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
+            "stopped_on_plateau": callback.stopped_at is not None, "val_tokens": len(val_set) * settings.seq_len,
+            "strategy": settings.strategy, "sharded_parameters": sharded, "micro_batch_size": micro,
+            "accumulation_steps": accumulation}
+
+
+def _datasets(train_tokens, val_tokens, settings: TrainingSettings) -> tuple[Dataset, Dataset]:
+    """Random training windows and the fixed val slice of token streams; encoded examples (SFT) as they are."""
+    if isinstance(train_tokens, Dataset):
+        return train_tokens, val_tokens
+    return (RandomWindows(train_tokens, settings.seq_len, settings.steps * settings.batch_size, settings.seed),
+            FixedWindows(val_tokens, settings.seq_len, settings.eval_tokens))
+
+
+def _training_arguments(settings: TrainingSettings, ckpt_dir: Path, micro: int, accumulation: int, world: int,
+                        reporter: str, first_run: bool):
+    from transformers import TrainingArguments
+
+    fsdp = settings.strategy == "fsdp"
+    return TrainingArguments(
         output_dir=str(ckpt_dir),
-        max_steps=steps,
+        max_steps=settings.steps,
         # batch_size is the global batch: each process takes its share, in micro batches
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accumulation,
         # under FSDP, FSDP checkpoints activations itself (the Trainer's own would all-gather twice)
-        **_checkpointing_args(TrainingArguments, checkpointing and not fsdp),
-        **(_fsdp_args(checkpointing) if fsdp else {}),
+        **_checkpointing_args(TrainingArguments, settings.gradient_checkpointing and not fsdp),
+        **(_fsdp_args(settings.gradient_checkpointing) if fsdp else {}),
         per_device_eval_batch_size=micro,
         ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
-        learning_rate=cfg["lr"],
-        lr_scheduler_type=cfg["schedule"],
-        warmup_steps=cfg["warmup_steps"],
-        weight_decay=cfg["weight_decay"],
-        max_grad_norm=cfg["grad_clip"],
-        logging_steps=cfg["eval_interval"],
+        learning_rate=settings.lr,
+        lr_scheduler_type=settings.schedule,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.grad_clip,
+        logging_steps=settings.eval_interval,
         eval_strategy="steps",
         # the val loss at step 0, before any update, on the model as prepared for training (FSDP2 cannot prepare a
         # model for evaluation alone)
-        eval_on_start=resume is None,
-        eval_steps=cfg["eval_interval"],
+        eval_on_start=first_run,
+        eval_steps=settings.eval_interval,
         save_strategy="steps",
-        save_steps=cfg["checkpoint_interval"],
+        save_steps=settings.checkpoint_interval,
         save_total_limit=1,
         prediction_loss_only=True,
         report_to=reporter,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        seed=cfg["seed"],
-        data_seed=cfg["seed"],
+        seed=settings.seed,
+        data_seed=settings.seed,
         # mixed precision: float32 trainable weights, 16-bit matrix products
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        bf16=settings.precision == "bf16",
+        fp16=settings.precision == "fp16",
         disable_tqdm=False,
         save_only_model=False,
     )
-    t0 = time.time()
-    callback = _metrics_callback(partial_path, batch * seq_len, t0, cfg["plateau"])
-    space = _checkpoint_callback(ckpt_dir, checkpoint_nbytes(model), cfg["keep_checkpoints"])
-    trainer = _sharding_on_cpu(Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                                        callbacks=[callback, space, *watchers])
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if callback.stopped_at is None and steps % cfg["eval_interval"]:
-        trainer.evaluate()
-    elapsed = time.time() - t0
+
+
+def _save_final(trainer, model, tokenizer, settings: TrainingSettings, work_dir: Path, final_dir: Path,
+                main: bool) -> int:
+    """The trained model into ``final_dir`` and metrics.partial.jsonl to metrics.jsonl (the main process); returns how
+    many parameters were sharded (FSDP2 DTensors)."""
+    from torch.distributed.tensor import DTensor
 
     # Under FSDP each process holds a shard: gathering the whole state dict takes every process; then, as under
     # DDP where every process holds the same model, one writes it.
+    fsdp = settings.strategy == "fsdp"
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
-    # FSDP2 holds each process's shard of a parameter as a DTensor: the record that sharding happened
-    from torch.distributed.tensor import DTensor
-
     sharded = sum(isinstance(p, DTensor) for p in trainer.model.parameters())
     if main:
         ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
@@ -415,12 +423,7 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict, work_dir, final
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state_dict)
             if tokenizer is not None:  # None where the data came as token ids (benchmarks/smollm2_gpu.py)
                 tokenizer.save_pretrained(str(tmp))
-        os.replace(partial_path, metrics_path)
-        if not cfg["keep_checkpoints"]:
-            shutil.rmtree(ckpt_dir)
-    done = callback.stopped_at or steps
-    return {"trainable_params": trainable, "seconds": elapsed, "steps": done, "max_steps": steps,
-            "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
-            "stopped_on_plateau": callback.stopped_at is not None, "val_tokens": len(val_set) * seq_len,
-            "strategy": "fsdp" if fsdp else "ddp", "sharded_parameters": sharded,
-            "micro_batch_size": micro, "accumulation_steps": accumulation}
+        os.replace(work_dir / PARTIAL_METRICS, work_dir / "metrics.jsonl")
+        if not settings.keep_checkpoints:
+            shutil.rmtree(work_dir / "checkpoints")
+    return sharded

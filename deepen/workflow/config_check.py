@@ -4,7 +4,6 @@ schema cannot say — generators that exist, placements that fit the model, a ta
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ from deepen.expand import plan as plans
 from deepen.models.families import UnsupportedArchitecture, architecture_for
 from deepen.expand.plan import PlanError
 from deepen.report.rows import match_row
+from deepen.train.settings import TrainingSettings
 from deepen.workflow.design import (GROWTH_TRAIN_KEYS, base_model_config, base_model_kind, freeze_policies,
                                     growth_operators_at, growth_train, rows)
 
@@ -113,26 +113,23 @@ def corpus_problems(corpus: dict, load_datasets: bool = True) -> list[str]:
     return []
 
 
-def training_problems(section: str, train: dict, processes: int = 1) -> list[str]:
-    """Settings of one training section that the schema cannot check alone."""
-    problems = []
-    batch, micro = train["batch_size"], train.get("micro_batch_size")
-    if batch % processes:
-        problems.append(f"{section}.batch_size: {batch} is the global batch and must divide evenly over "
-                        f"{processes} processes")
-    elif micro is not None and (batch // processes) % micro:
-        problems.append(f"{section}.micro_batch_size: {micro} does not divide the {batch // processes} sequences "
-                        f"each of {processes} processes takes per step (batch_size {batch})")
-    if train.get("strategy", "ddp") == "fsdp" and processes == 1:
-        problems.append(f"{section}.strategy: fsdp shards over several processes, and this section has one "
-                        f"(nproc × nodes = 1); use ddp, or nproc 2 or more")
-    reporter = train.get("report_to", "none")
-    if reporter != "none" and importlib.util.find_spec(reporter) is None:
-        problems.append(f"{section}.report_to: {reporter} is not installed here (pip install {reporter})")
-    if train.get("frozen_dtype", "float32") == "bfloat16" and train.get("precision", "fp32") != "bf16":
-        problems.append(f"{section}.frozen_dtype: bfloat16 frozen parameters need precision bf16 (autocast), "
-                        f"not {train.get('precision', 'fp32')}")
-    return problems
+def training_problems(section: str, train: dict, processes: int = 1, gpu: bool = True) -> list[str]:
+    """Settings of one training section that the schema cannot check alone (deepen/train/settings.py), over
+    ``processes`` processes, where the jobs have a GPU or not (``gpu``)."""
+    try:
+        settings = TrainingSettings.from_config(train)
+    except TypeError as e:  # a required key missing: the schema says which
+        return [f"{section}: {e}"]
+    return settings.problems(section, processes, gpu)
+
+
+def jobs_have_gpu(config: dict) -> bool:
+    """Whether the training jobs will have a GPU: they request one (resources.gpus), or run here and this machine
+    has one; never with resources.device: cpu."""
+    from deepen.core.device import gpu_available
+
+    resources = config["resources"]
+    return resources["device"] != "cpu" and (resources["gpus"] > 0 or gpu_available())
 
 
 def eval_problems(eval_cfg: dict, tasks_dir: Path, load_datasets: bool) -> list[str]:
@@ -211,11 +208,13 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         sub = config["cpt"] if section == "cpt" else config["base"]["train"]
         if max_pos and sub["seq_len"] > max_pos:
             problems.append(f"{section}.seq_len: {sub['seq_len']} exceeds the model's max_position_embeddings {max_pos}")
-    problems += training_problems("cpt", config["cpt"], config["cpt"]["nproc"] * config["cpt"]["nodes"])
-    if not base:
-        problems += training_problems("base.train", config["base"]["train"])
-    if config["sft"]["enabled"] and "train" in config["sft"]:
-        problems += training_problems("sft.train", config["sft"]["train"])
+    sections = {"cpt": config["cpt"], **({} if base else {"base.train": config["base"]["train"]}),
+                **({"sft.train": config["sft"]["train"]} if config["sft"]["enabled"] and "train" in config["sft"] else {})}
+    # a GPU is looked for (importing torch) only where a section needs one
+    gpu = not any(s.get("precision") == "fp16" for s in sections.values()) or jobs_have_gpu(config)
+    for section, train in sections.items():
+        processes = config["cpt"]["nproc"] * config["cpt"]["nodes"] if section == "cpt" else 1
+        problems += training_problems(section, train, processes, gpu)
     problems += attention_problems(config, model["model_type"])
     problems += device_problems(config["resources"]["device"], config["resources"]["gpus"])
     problems += process_problems(config["cpt"]["nproc"], config["resources"]["gpus"])
