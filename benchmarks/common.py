@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -15,6 +16,15 @@ import torch
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def parse_options(doc: str, argv=None, **defaults):
+    """Command-line options from their defaults (``name=default``: the option --name, underscores as dashes, of the
+    default's type; None: a string)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in defaults.items():
+        ap.add_argument("--" + name.replace("_", "-"), type=str if default is None else type(default), default=default)
+    return ap.parse_args(argv)
 
 
 def add_shape_arguments(ap) -> None:

@@ -8,7 +8,6 @@ batch, optimizer, schedule and gradient clipping, in one run. Target: stage / pl
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine  # noqa: E402
+from common import machine, parse_options  # noqa: E402
 
 from deepen.train.trainer import RandomWindows, train  # noqa: E402
 
@@ -61,13 +60,7 @@ def plain_loop(model, data: RandomWindows, steps, batch, lr, warmup):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = parse_options(__doc__, steps=60, batch=16, seq_len=128, layers=12, threads=2)
     torch.set_num_threads(args.threads)
     tokens = np.random.default_rng(0).integers(0, 4096, size=500_000).astype(np.uint16)
     steps, batch, seq = args.steps, args.batch, args.seq_len

@@ -54,7 +54,8 @@ random_llama({str(base)!r}, {args.hidden}, {args.intermediate}, {args.layers}, {
     run_stage("extraction (9 matrix types)", f"""
 for m in LLAMA.matrices:
     extract_stage({str(base)!r}, m, {str(root / 'weights')!r} + f"/{{m}}.safetensors")
-""", args.threads, results, setup="from deepen.expand.weights import extract_stage\nfrom deepen.models.families import LLAMA")
+""", args.threads, results,
+    setup="from deepen.expand.weights import extract_stage\nfrom deepen.models.families import LLAMA")
     # A stage's output must not exist beforehand: replacing a 1 GiB file costs the kernel time too.
     shutil.rmtree(root / "svd", ignore_errors=True)
     for m in linear:
@@ -68,7 +69,8 @@ svd_stage({str(root / 'weights' / (m + '.safetensors'))!r}, {str(root / 'svd' / 
         run_stage(f"predictor {m} ({args.epochs} epochs)", f"""
 predictor_stage({str(root / 'svd' / (m + '.safetensors'))!r}, "V", {cfg!r},
                 {str(root / 'predictor' / (m + '.pt'))!r}, {str(root / 'predictor' / (m + '.json'))!r}, threads={args.threads})
-""", args.threads, results, setup="from deepen.expand.lesa.predictor import predictor_stage\nimport deepen.expand.lesa.predictor")
+""", args.threads, results,
+    setup="from deepen.expand.lesa.predictor import predictor_stage\nimport deepen.expand.lesa.predictor")
     if not args.svd_only:
         run_stage("generation (lesa, top_half)", f"""
 generate_stage("lesa", {{"generator": "lesa", "placement": "top_half", "norm_source": "mean", "zero_init": False}},

@@ -9,7 +9,6 @@ the same bytes the reconstruction writes. Target: ratio <= 1.5.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, random_llama  # noqa: E402
+from common import machine, parse_options, random_llama  # noqa: E402
 
 from deepen.models.families import LLAMA  # noqa: E402
 from deepen.expand.execute import generate_stage  # noqa: E402
@@ -29,14 +28,7 @@ from deepen.expand.weights import extract_stage  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hidden", type=int, default=1024)
-    ap.add_argument("--intermediate", type=int, default=2816)
-    ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--vocab", type=int, default=32000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
+    args = parse_options(__doc__, hidden=1024, intermediate=2816, layers=8, vocab=32000, repeats=3, workdir=None)
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="deepen-bench-"))
     base = root / "base"

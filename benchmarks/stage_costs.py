@@ -1,4 +1,5 @@
-"""The stage cost model (deepen/workflow/stage_costs.py) against CPU measurements at two sizes, and the docs' stage-cost table.
+"""The stage cost model (deepen/workflow/stage_costs.py) against CPU measurements at two sizes, and the docs'
+stage-cost table.
 
     python benchmarks/stage_costs.py --workdir /tmp/stage_costs --table docs/stage_costs.md
 
@@ -173,7 +174,8 @@ def io_rate(results: dict) -> float:
 
 
 def with_model(results: dict) -> dict:
-    """``results`` with each stage's modelled cost as deepen/workflow/stage_costs.py gives it now (not when measured)."""
+    """``results`` with each stage's modelled cost as deepen/workflow/stage_costs.py gives it now (not when
+    measured)."""
     for size, s in SHAPES.items():
         for stage, cost in modelled(sc.Shape.of(shape_config(s))).items():
             results["sizes"][size][stage].update(cost.__dict__)
@@ -268,7 +270,8 @@ def table(results: dict, out: Path) -> None:
     eff = rates["efficiency"]
     lines = [
         "# What each stage costs", "",
-        "deepen's cost model (`deepen/workflow/stage_costs.py`) gives each stage's FLOPs, bytes read and written and peak memory "
+        "deepen's cost model (`deepen/workflow/stage_costs.py`) gives each stage's FLOPs, bytes read and written and "
+        "peak memory "
         "from the model's shape and the config, without touching a tensor. The rules ask SLURM for the run time and "
         "memory it gives (`resources.train_flops_per_second`, `resources.io_bytes_per_second`, "
         "`resources.runtime_safety`), so a bigger model or a longer run asks for more without editing a rule.", "",

@@ -2,6 +2,7 @@ rule corpus:
     output: **outputs("corpus")
     log: "logs/corpus.log"
     params: corpus=canonical(config["corpus"])
+    threads: 1  # one process reads the source and splits it
     resources: **JOBS.job(2048, 20)
     conda: CONDA_ENV
     script: "../scripts/build_corpus.py"

@@ -53,8 +53,8 @@ rule init_loss:
     script: "../scripts/init_loss.py"
 
 
-# Seam diagnostics (deepen/evaluate/seams.py) of each method's expanded model (its first seed's), before CPT and after each
-# of its CPT rows' first seed.
+# Seam diagnostics (deepen/evaluate/seams.py) of each method's expanded model (its first seed's), before CPT and
+# after each of its CPT rows' first seed.
 rule seams:
     input:
         model=OUTPUTS["reconstruct"]["model"],

@@ -20,8 +20,8 @@ rule growth_scratch:
         steps=config["growth"]["steps"],
     threads: config["resources"]["train_threads"]
     resources:
-        **JOBS.job(JOBS.mem_mb(16, 4096), JOBS.training_runtime({**JOBS.growth_train, "steps": config["growth"]["steps"]}),
-                   gpu=True),
+        **JOBS.job(JOBS.mem_mb(16, 4096),
+                   JOBS.training_runtime({**JOBS.growth_train, "steps": config["growth"]["steps"]}), gpu=True),
     conda: CONDA_ENV
     script: "../scripts/growth_run.py"
 

@@ -41,7 +41,8 @@ if JOBS.pretrain_base:
         input:
             metrics=OUTPUTS["pretrain_base"]["metrics"],
             info=OUTPUTS["pretrain_base"]["info"],
-        output: report(OUTPUTS["base_training_curve"]["png"], caption="../report/base_training.rst", category="Base model")
+        output:
+            report(OUTPUTS["base_training_curve"]["png"], caption="../report/base_training.rst", category="Base model"),
         log: "logs/base_training_curve.log"
         params: plateau=canonical(config["base"]["train"]["plateau"])
         resources: **JOBS.job(1024, 10)

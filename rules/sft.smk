@@ -37,9 +37,7 @@ rule sft:
 
 
 use rule evaluate as evaluate_sft with:
-    input:
-        model=OUTPUTS["sft"]["final"],
-        **EVAL_INPUTS,
+    input: model=OUTPUTS["sft"]["final"], **EVAL_INPUTS
     output: **outputs("evaluate_sft")
     log: "logs/evaluate_sft/{variant}/seed{seed}.log"
 

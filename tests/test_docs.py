@@ -17,7 +17,8 @@ from deepen.core.settings import schema
 
 def test_the_configuration_reference_is_written_from_the_schema():
     page = (REPO / "docs/configuration.md").read_text()
-    assert page == reference(schema()), "docs/configuration.md is stale: python -m deepen.workflow.schema_docs > docs/configuration.md"
+    assert page == reference(schema()), ("docs/configuration.md is stale: "
+                                         "python -m deepen.workflow.schema_docs > docs/configuration.md")
     # every option of every section is there, with its default
     assert "| `cpt.micro_batch_size` |" in page and "| `resources.device` |" in page
     assert "| `methods.<name>.zero_init` | boolean | `false` |" in page

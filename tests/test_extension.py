@@ -161,7 +161,8 @@ def test_the_report_job_imports_no_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; import deepen.report.build, deepen.report.curves, deepen.report.growth_section, deepen.report.sft_section; "
+    code = ("import sys; import deepen.report.build, deepen.report.curves, deepen.report.growth_section, "
+            "deepen.report.sft_section; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

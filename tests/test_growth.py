@@ -107,7 +107,8 @@ def test_guideline_gives_the_papers_7b_example():
 
 
 def run_plan(*args):
-    return subprocess.run([sys.executable, "-m", "deepen.train.growth", "timing", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "deepen.train.growth", "timing", *args], capture_output=True,
+                          text=True)
 
 
 def test_guideline_command_prints_d_and_g_and_refuses_bad_input():

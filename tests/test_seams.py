@@ -1,4 +1,5 @@
-"""Seam diagnostics (deepen/evaluate/seams.py) and LESA's shrink factor (deepen/expand/lesa/predictor.py: shrink_factor)."""
+"""Seam diagnostics (deepen/evaluate/seams.py) and LESA's shrink factor (deepen/expand/lesa/predictor.py:
+shrink_factor)."""
 
 import json
 

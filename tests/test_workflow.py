@@ -263,7 +263,8 @@ def test_lesa_report_parts(quick_run):
 def test_opt_deus_alignments_are_not_symmetries_on_real_weights(quick_run):
     """The reference's per-row attention and separate MLP plans change the layer's function on the trained
     base, while head alignment and the joint neuron plan do not."""
-    from deepen.expand.ot_align import OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint, align_mlp_separate
+    from deepen.expand.ot_align import (OTSettings, align_attention_heads, align_attention_rows, align_mlp_joint,
+                                        align_mlp_separate)
 
     base = quick_run / "results/base"
     reader = CheckpointReader(base)

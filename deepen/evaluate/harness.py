@@ -71,8 +71,8 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
     ``cfg``: the eval section: ``tasks`` (embedded ones from ``templates_dir``, lm-eval's registered ones, and
     those of ``include_path``), ``num_fewshot`` (per task; a task not named there: 0 for embedded tasks, the
     task's own default for the others), ``limit`` (a seeded subset per task), ``batch_size``, ``precision`` (auto:
-    deepen.core.device's evaluation dtype), ``device`` (resources.device), ``benchmark_data``. Beside lm-eval's results: each item's scores (``items``), where each registered task's
-    items came from (``benchmarks``)."""
+    deepen.core.device's evaluation dtype), ``device`` (resources.device), ``benchmark_data``. Beside lm-eval's
+    results: each item's scores (``items``), where each registered task's items came from (``benchmarks``)."""
     import tempfile
 
     import torch

@@ -101,7 +101,8 @@ def seams_stage(model_dir, plan_path, trained: dict, val_bin, cfg: dict, out_pat
     def measure(path):
         model = load_causal_lm(path, on, evaluation_dtype(on))
         if len(plan) != model.config.num_hidden_layers:
-            raise ValueError(f"{path}: {model.config.num_hidden_layers} layers, but its plan {plan_path} has {len(plan)}")
+            raise ValueError(f"{path}: {model.config.num_hidden_layers} layers, but its plan {plan_path} has "
+                             f"{len(plan)}")
         return seam_diagnostics(model, plan, tokens, cfg["seq_len"], cfg["eval_tokens"], cfg["batch_size"])
 
     write_json({"model": str(model_dir), "before": measure(model_dir),

@@ -61,7 +61,8 @@ class LayerPermutation:
 
 def check_permutable(arch: Architecture, shape: Shape, layer_shapes: dict[str, list[int]]) -> None:
     """Every per-layer tensor must either move with heads or neurons or be a vector no permutation
-    indexes (the family's ``moves``): a norm over the residual stream or over one head's dimensions (shared by all heads)."""
+    indexes (the family's ``moves``): a norm over the residual stream or over one head's dimensions (shared by all
+    heads)."""
     for matrix, dims in layer_shapes.items():
         if matrix in arch.moves:
             continue
@@ -115,7 +116,8 @@ def permute_tensor(move: str | None, t: torch.Tensor, perm: LayerPermutation, sh
 
 
 def _layer(reader: CheckpointReader, arch: Architecture, index: int, device) -> dict:
-    return {m: reader.get(arch.tensor_name(index, m)).to(device, torch.float64) for m in arch.moves if m in arch.layer_tensors}
+    return {m: reader.get(arch.tensor_name(index, m)).to(device, torch.float64)
+            for m in arch.moves if m in arch.layer_tensors}
 
 
 def _distance(a: dict, b: dict) -> float:
@@ -169,7 +171,8 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3, device=Non
         parts = split_layer_key(name)
         matrix = arch.matrix_of(parts[2]) if parts and parts[0] == arch.layer_prefix else None
         if matrix in arch.moves:
-            writer.write(name, permute_tensor(arch.moves[matrix], reader.get(name), perms[parts[1]], shape).contiguous())
+            moved = permute_tensor(arch.moves[matrix], reader.get(name), perms[parts[1]], shape)
+            writer.write(name, moved.contiguous())
         else:
             writer.copy_bytes(name, *reader.byte_range(name))
 
@@ -183,7 +186,8 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3, device=Non
 
 
 def align_stage(base_dir, out_dir, device: str = "auto") -> None:
-    """The aligned base (deepen/expand/align.py), its cost matrices on ``device`` (deepen.core.device); the log lists how far
+    """The aligned base (deepen/expand/align.py), its cost matrices on ``device`` (deepen.core.device); the log lists
+    how far
     each layer's neurons lay from its lower neighbour's before and after."""
     record = align_base(base_dir, out_dir, device=stage_device(device))
     for layer in record["layers"]:

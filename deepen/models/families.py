@@ -128,7 +128,8 @@ QWEN2 = Architecture(
                    "v_bias": "self_attn.v_proj.bias"},
     biases={"q_bias": "q_proj", "k_bias": "k_proj", "v_bias": "v_proj"},
     hf_class="Qwen2ForCausalLM",
-    gguf=GGUFLayout("qwen2", {**_LLAMA_GGUF, "attn_q.bias": "q_bias", "attn_k.bias": "k_bias", "attn_v.bias": "v_bias"}),
+    gguf=GGUFLayout("qwen2", {**_LLAMA_GGUF, "attn_q.bias": "q_bias", "attn_k.bias": "k_bias",
+                              "attn_v.bias": "v_bias"}),
 )
 
 # Qwen3: RMSNorm of each query and key head (one head_dim vector shared by all heads), no biases.

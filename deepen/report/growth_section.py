@@ -86,7 +86,8 @@ def growth_markdown(scratch: dict, rows: list[dict]) -> list[str]:
              f"{scratch['final_loss']:.4f}{spread}. Each grown run pretrains a small model of L/g layers for d tokens, "
              "stacks it, and trains on with a fresh optimizer and schedule for the steps the same budget leaves. "
              "Speedup = 1 − (FLOPs the grown run needed to reach scratch's final loss) / (scratch's FLOPs); "
-             "— when it never reached it. FLOPs: 6·N per token plus the attention core (deepen/models/flops.py).", "",
+             "— when it never reached it. FLOPs: 6·N per token plus the attention core "
+             "(deepen/models/flops.py).", "",
              "| operator | g | d (tokens) | small steps | grown steps | total FLOPs | final val loss | Δ vs scratch | speedup |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

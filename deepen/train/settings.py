@@ -59,7 +59,8 @@ class TrainingSettings:
         if self.report_to != "none" and importlib.util.find_spec(self.report_to) is None:
             out.append(("report_to", f"{self.report_to} is not installed here (pip install {self.report_to})"))
         if self.frozen_dtype == "bfloat16" and self.precision != "bf16":
-            out.append(("frozen_dtype", f"bfloat16 frozen parameters need precision bf16 (autocast), not {self.precision}"))
+            out.append(("frozen_dtype",
+                        f"bfloat16 frozen parameters need precision bf16 (autocast), not {self.precision}"))
         if self.precision == "fp16" and not gpu:
             out.append(("precision", "fp16 needs a GPU (its loss scaling is CUDA's) and the jobs have none; use bf16 "
                                      "on a CPU"))

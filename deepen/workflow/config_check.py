@@ -208,8 +208,9 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         sub = config["cpt"] if section == "cpt" else config["base"]["train"]
         if max_pos and sub["seq_len"] > max_pos:
             problems.append(f"{section}.seq_len: {sub['seq_len']} exceeds the model's max_position_embeddings {max_pos}")
-    sections = {"cpt": config["cpt"], **({} if base else {"base.train": config["base"]["train"]}),
-                **({"sft.train": config["sft"]["train"]} if config["sft"]["enabled"] and "train" in config["sft"] else {})}
+    sections = {"cpt": config["cpt"], **({} if base else {"base.train": config["base"]["train"]})}
+    if config["sft"]["enabled"] and "train" in config["sft"]:
+        sections["sft.train"] = config["sft"]["train"]
     # a GPU is looked for (importing torch) only where a section needs one
     gpu = not any(s.get("precision") == "fp16" for s in sections.values()) or jobs_have_gpu(config)
     for section, train in sections.items():

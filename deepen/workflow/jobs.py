@@ -67,8 +67,8 @@ OUTPUTS: dict[str, dict[str, str]] = {
                       "csv": "results/report/growth.csv"},
     "sft_data": {"train": "results/sft/data/train.jsonl", "heldout": "results/sft/data/heldout.jsonl",
                  "counts": "results/sft/data/counts.json"},
-    "sft": {"metrics": "results/sft/{variant}/seed{seed}/metrics.jsonl", "info": "results/sft/{variant}/seed{seed}/info.json",
-            "final": "results/sft/{variant}/seed{seed}/final"},
+    "sft": {"metrics": "results/sft/{variant}/seed{seed}/metrics.jsonl",
+            "info": "results/sft/{variant}/seed{seed}/info.json", "final": "results/sft/{variant}/seed{seed}/final"},
     "evaluate_sft": {"eval": "results/sft/{variant}/seed{seed}/eval.json"},
     "sft_report": {"md": "results/report/sft.md", "csv": "results/report/sft.csv",
                    "png": "results/report/dlo_execution.png"},
@@ -111,7 +111,8 @@ class _Keep(dict):
 
 def predictor_settings(config: dict) -> dict:
     """What the predictors train with; the held-out layers only choose which leave-one-out fits run."""
-    return canonical({**{k: v for k, v in config["predictor"].items() if k != "heldout_layers"}, "seed": config["seed"]})
+    settings = {k: v for k, v in config["predictor"].items() if k != "heldout_layers"}
+    return canonical({**settings, "seed": config["seed"]})
 
 
 def generation_options(config: dict, model: str) -> dict:

@@ -53,7 +53,8 @@ METHODS: dict[str, Method] = {}
 # Options every method takes, defined in config/schema.yaml; a method declares the rest.
 COMMON_OPTIONS = ("generator", "placement", "zero_init", "freeze", "seeds", "cpt")
 
-# Declared by the methods that offer it: the method runs on the aligned base (deepen/expand/align.py), which computes the
+# Declared by the methods that offer it: the method runs on the aligned base (deepen/expand/align.py), which computes
+# the
 # base's function. Its weights, its artifacts and the layers reconstruction carries over all come from there.
 # No default filled in (None): results made before the option existed keep their generation settings.
 ALIGN = Option({"type": "boolean"}, None,
