@@ -66,12 +66,12 @@ def check_predictor(svd_dir: Path, device) -> dict:
 
 def check_alignment(base: Path, device) -> dict:
     from deepen.expand.align import alignment_plan
-    from deepen.models.families import architecture_for
+    from deepen.models.families import family_for
     from deepen.models.model_dir import read_model_config
     from deepen.models.model_dir import check_model_dir
 
     config = read_model_config(base)
-    arch = architecture_for(config["model_type"])
+    arch = family_for(config["model_type"])
     reader = check_model_dir(base, arch, config)
     (cpu, _), t_cpu = _timed(alignment_plan, reader, arch, config)
     (dev, _), t_dev = _timed(alignment_plan, reader, arch, config, device=device)

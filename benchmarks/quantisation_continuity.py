@@ -89,13 +89,13 @@ def main(argv=None) -> None:
     print("2. continuity before / after a Q4_1 round trip (ratio; nearest layer adjacent / by chance):")
     stacks = {"synthetic smooth path (30 x 256 x 128, 20% noise)": smooth_stack(30, 256, 128, 0.2)}
     if args.model:
-        from deepen.models.families import architecture_for
+        from deepen.models.families import family_for
         from deepen.models.model_dir import read_model_config
         from deepen.models.tensorio import CheckpointReader
 
         reader = CheckpointReader(args.model)
         config = read_model_config(args.model)
-        arch = architecture_for(config["model_type"])
+        arch = family_for(config["model_type"])
         for m in args.matrices:
             stacks[f"{Path(args.model).name} {m}"] = np.stack(
                 [reader.get(arch.tensor_name(l, m)).float().numpy() for l in range(config["num_hidden_layers"])])

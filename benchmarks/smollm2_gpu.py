@@ -223,7 +223,7 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
     import numpy as np
     import torch
 
-    from deepen.models.families import architecture_for
+    from deepen.models.families import family_for
     from deepen.models.gguf_import import import_gguf
     from deepen.expand.weights import extract_stage
 
@@ -239,7 +239,7 @@ def run(run_dir: str, work: str, out: str, parts: list[str], parallel: int, devi
     base = work / "base"
     if not (base / "config.json").exists():
         timed("import GGUF", import_gguf, gguf, base, max_shard_bytes=1 << 40, tokenizer=False)
-    arch = architecture_for(json.loads((base / "config.json").read_text())["model_type"])
+    arch = family_for(json.loads((base / "config.json").read_text())["model_type"])
     for m in arch.matrices:
         timed(f"extract {m}", extract_stage, base, m, work / "weights" / f"{m}.safetensors")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,7 +10,7 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from conftest import REPO
-from deepen.models.families import UnsupportedArchitecture, architecture_for
+from deepen.models.families import UnsupportedFamily, family_for
 from deepen.expand.execute import generate_stage
 from deepen.expand.lesa.predictor import predictor_stage
 from deepen.expand.lesa.svd import svd_stage
@@ -64,7 +64,7 @@ def family_model(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
     model = random_model(request.param)
     model.save_pretrained(root / "base")
-    arch = architecture_for(model.config.model_type)
+    arch = family_for(model.config.model_type)
     for m in arch.matrices:
         extract_stage(root / "base", m, root / "weights" / f"{m}.safetensors")
     cfg = dict(hidden=16, lr=1e-3, weight_decay=0.01, batch_size=16, epochs=1, norm_weight=5e-4, seed=0)
@@ -171,8 +171,8 @@ def test_qwen2_biases_move_with_their_rows_under_head_alignment():
 
 @pytest.mark.parametrize("model_type", ["mixtral", "phi3", "falcon"])
 def test_unsupported_model_types_are_named(model_type, tmp_path):
-    with pytest.raises(UnsupportedArchitecture) as err:
-        architecture_for(model_type)
+    with pytest.raises(UnsupportedFamily) as err:
+        family_for(model_type)
     message = str(err.value)
     assert repr(model_type) in message and "gemma2, gemma3_text, llama, mistral, qwen2, qwen3" in message
 

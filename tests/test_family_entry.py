@@ -8,12 +8,12 @@ from transformers import AutoModelForCausalLM, HeliumConfig
 
 from deepen.expand.align import align_base
 from deepen.models import families
-from deepen.models.families import LLAMA_TENSORS, Architecture, architecture_for
+from deepen.models.families import LLAMA_TENSORS, Family, family_for
 from deepen.expand.weights import extract_stage
 from test_families import DEFAULT_METHODS, SIZES, expand, forward
 
 # the whole of what a new family needs: where its tensors live and which transformers class loads it
-HELIUM = Architecture(model_types=("helium",), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS,
+HELIUM = Family(model_types=("helium",), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS,
                       hf_class="HeliumForCausalLM")
 
 
@@ -37,12 +37,12 @@ def random_helium(path):
 
 
 def test_an_unregistered_family_is_refused_by_name():
-    with pytest.raises(families.UnsupportedArchitecture, match="helium"):
-        architecture_for("helium")
+    with pytest.raises(families.UnsupportedFamily, match="helium"):
+        family_for("helium")
 
 
 def test_a_family_added_as_one_entry_goes_through_every_method(helium, tmp_path):
-    assert architecture_for("helium") is helium
+    assert family_for("helium") is helium
     random_helium(tmp_path / "base")
     for m in helium.matrices:
         extract_stage(tmp_path / "base", m, tmp_path / "weights" / f"{m}.safetensors")

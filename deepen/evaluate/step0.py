@@ -6,7 +6,7 @@ from deepen.core.device import evaluation_dtype, stage_device
 from deepen.data.tokenizer import load_tokenizer
 import json
 from deepen.core.atomic import write_json
-from deepen.models.families import architecture_for
+from deepen.models.families import family_for
 from pathlib import Path
 
 
@@ -24,7 +24,7 @@ def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads:
 
     torch.set_num_threads(max(1, threads))
     config = read_model_config(model_dir)
-    check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
+    check_model_dir(model_dir, family_for(config.get("model_type", "")), config)
     on = stage_device(device)
     model = load_causal_lm(model_dir, on, evaluation_dtype(on))
     tokenizer = load_tokenizer(model_dir)

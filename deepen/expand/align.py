@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from deepen.models.families import (COLUMNS_BY_HEAD, COLUMNS_BY_NEURON, ROWS_BY_GROUP, ROWS_BY_HEAD, ROWS_BY_NEURON,
-                                     Architecture, architecture_for, split_layer_key)
+                                     Family, family_for, split_layer_key)
 from deepen.core.atomic import atomic_dir
 from deepen.models.model_dir import read_model_config
 from deepen.expand.ot_align import OTSettings, as_permutation, neuron_features, transport_plan
@@ -59,7 +59,7 @@ class LayerPermutation:
     neurons: list[int]
 
 
-def check_permutable(arch: Architecture, shape: Shape, layer_shapes: dict[str, list[int]]) -> None:
+def check_permutable(arch: Family, shape: Shape, layer_shapes: dict[str, list[int]]) -> None:
     """Every per-layer tensor must either move with heads or neurons or be a vector no permutation
     indexes (the family's ``moves``): a norm over the residual stream or over one head's dimensions (shared by all
     heads)."""
@@ -115,7 +115,7 @@ def permute_tensor(move: str | None, t: torch.Tensor, perm: LayerPermutation, sh
     return t
 
 
-def _layer(reader: CheckpointReader, arch: Architecture, index: int, device) -> dict:
+def _layer(reader: CheckpointReader, arch: Family, index: int, device) -> dict:
     return {m: reader.get(arch.tensor_name(index, m)).to(device, torch.float64)
             for m in arch.moves if m in arch.layer_tensors}
 
@@ -126,7 +126,7 @@ def _distance(a: dict, b: dict) -> float:
     return float((fa - fb).norm(dim=1).mean())
 
 
-def alignment_plan(reader: CheckpointReader, arch: Architecture, config: dict,
+def alignment_plan(reader: CheckpointReader, arch: Family, config: dict,
                    device=None) -> tuple[list, list[dict]]:
     """Each layer's permutation (layer 0's is the identity), and per layer the mean distance of its MLP neurons
     to the lower neighbour's before and after alignment, and the share of neurons and heads that moved. The
@@ -159,7 +159,7 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3, device=Non
     alignment's record (also written as deepen_alignment.json)."""
     base_dir = Path(base_dir)
     config = read_model_config(base_dir)
-    arch = architecture_for(config.get("model_type", ""))
+    arch = family_for(config.get("model_type", ""))
     reader = CheckpointReader(base_dir)
     perms, stats = alignment_plan(reader, arch, config, device)
     shape = Shape.of(config)

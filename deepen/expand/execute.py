@@ -11,7 +11,7 @@ from deepen.expand import plan as plans
 from deepen.expand.methods import build_plan, method_of, with_defaults
 from deepen.expand.methods.contract import LayerSource
 from deepen.core.device import stage_device
-from deepen.models.families import architecture_for
+from deepen.models.families import family_for
 
 
 def generate_layers(opts: dict, source: LayerSource, out_dir: str | Path, name: str,
@@ -56,7 +56,7 @@ def generate_stage(method: str, opts: dict, base_dir, weights_dir, out_dir, arti
     from deepen.models.model_dir import read_model_config
 
     config = read_model_config(base_dir)
-    arch = architecture_for(config.get("model_type", ""))
+    arch = family_for(config.get("model_type", ""))
     source = LayerSource(LayerWeights(weights_dir, arch.matrices), arch, config,
                          {name: Path(folder) for name, folder in (artifacts or {}).items()},
                          device=stage_device(device))

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from deepen.expand import plan as plans
-from deepen.models.families import architecture_for, split_layer_key
+from deepen.models.families import family_for, split_layer_key
 from deepen.core.atomic import atomic_dir
 from deepen.core.disk import ensure_free
 from deepen.models.model_dir import read_model_config
@@ -104,7 +104,7 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
                 max_shard_bytes: int = 2 * 1024**3) -> Path:
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     config = read_model_config(base_dir)
-    arch = architecture_for(config.get("model_type", ""))
+    arch = family_for(config.get("model_type", ""))
     plan_info = plans.load(plan_path)
     plan = plan_info["plan"]
     plans.validate(plan, config["num_hidden_layers"])

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from deepen.models.families import Architecture
+from deepen.models.families import Family
 from deepen.models.tensorio import CheckpointReader, StreamingWriter
-from deepen.models.families import architecture_for
+from deepen.models.families import family_for
 
 # the tensor of an extracted file: one matrix type, every layer
 WEIGHTS_KEY = "weights"
 
 
-def extract_matrix(reader: CheckpointReader, arch: Architecture, num_layers: int, matrix: str, out_path) -> None:
+def extract_matrix(reader: CheckpointReader, arch: Family, num_layers: int, matrix: str, out_path) -> None:
     """One matrix type of every layer into one ``[L, ...]`` tensor; only one layer's tensor is in memory at a time."""
     names = [arch.tensor_name(layer, matrix) for layer in range(num_layers)]
     missing = [n for n in names if n not in reader]
@@ -58,5 +58,5 @@ def extract_stage(base_dir, matrix: str, out_path) -> None:
     from deepen.models.model_dir import check_model_dir
 
     config = read_model_config(base_dir)
-    arch = architecture_for(config.get("model_type", ""))
+    arch = family_for(config.get("model_type", ""))
     extract_matrix(check_model_dir(base_dir, arch, config), arch, config["num_hidden_layers"], matrix, out_path)

@@ -45,7 +45,11 @@ class GGUFLayout:
 
 
 @dataclass(frozen=True)
-class Architecture:
+class Family:
+    """One model family: the model types of its config.json, where its per-layer tensors live, which are norms,
+    biases and residual outputs, its transformers class, how its tensors move with heads and neurons, and how GGUF
+    files hold it."""
+
     model_types: tuple[str, ...]
     layer_prefix: str
     # matrix type -> tensor name inside one decoder layer
@@ -118,11 +122,11 @@ _GEMMA_GGUF = {
 _QK_NORMS_GGUF = {"attn_q_norm.weight": "q_norm", "attn_k_norm.weight": "k_norm"}
 
 # Llama and Mistral share the layout (Mistral differs in sliding-window attention, a config matter).
-LLAMA = Architecture(model_types=("llama", "mistral"), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS,
+LLAMA = Family(model_types=("llama", "mistral"), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS,
                      gguf=GGUFLayout("llama", _LLAMA_GGUF, interleaved_qk=True))
 
 # Qwen2: biases on q, k and v.
-QWEN2 = Architecture(
+QWEN2 = Family(
     model_types=("qwen2",), layer_prefix="model.layers",
     layer_tensors={**LLAMA_TENSORS, "q_bias": "self_attn.q_proj.bias", "k_bias": "self_attn.k_proj.bias",
                    "v_bias": "self_attn.v_proj.bias"},
@@ -133,7 +137,7 @@ QWEN2 = Architecture(
 )
 
 # Qwen3: RMSNorm of each query and key head (one head_dim vector shared by all heads), no biases.
-QWEN3 = Architecture(
+QWEN3 = Family(
     model_types=("qwen3",), layer_prefix="model.layers",
     layer_tensors={**LLAMA_TENSORS, "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight"},
     norms=("input_layernorm", "post_attention_layernorm", "q_norm", "k_norm"),
@@ -142,7 +146,7 @@ QWEN3 = Architecture(
 )
 
 # Gemma 2: norms after attention and after the MLP as well as before each; norm weights are offsets from 1.
-GEMMA2 = Architecture(
+GEMMA2 = Family(
     model_types=("gemma2",), layer_prefix="model.layers",
     layer_tensors={**LLAMA_TENSORS, "pre_feedforward_layernorm": "pre_feedforward_layernorm.weight",
                    "post_feedforward_layernorm": "post_feedforward_layernorm.weight"},
@@ -159,7 +163,7 @@ GEMMA2 = Architecture(
 
 # Gemma 3 (text): Gemma 2's four norms, plus Qwen3-style RMSNorms of each query and key head, which like
 # every Gemma norm scale by 1 + weight.
-GEMMA3 = Architecture(
+GEMMA3 = Family(
     model_types=("gemma3_text",), layer_prefix="model.layers",
     layer_tensors={**GEMMA2.layer_tensors, "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight"},
     norms=GEMMA2.norms + ("q_norm", "k_norm"),
@@ -174,10 +178,10 @@ GEMMA3 = Architecture(
 )
 
 # every supported family by the model_type of its config.json
-FAMILIES: dict[str, Architecture] = {}
+FAMILIES: dict[str, Family] = {}
 
 
-def register(family: Architecture) -> Architecture:
+def register(family: Family) -> Family:
     """Add a family: every stage (extraction, methods, reconstruction, alignment, GGUF import) then takes it."""
     for model_type in family.model_types:
         FAMILIES[model_type] = family
@@ -193,20 +197,20 @@ def gguf_architectures() -> list[str]:
     return sorted({f.gguf.arch for f in FAMILIES.values() if f.gguf})
 
 
-def gguf_family(gguf_arch: str) -> Architecture | None:
+def gguf_family(gguf_arch: str) -> Family | None:
     """The family whose GGUF files name their architecture ``gguf_arch``."""
     return next((f for f in FAMILIES.values() if f.gguf and f.gguf.arch == gguf_arch), None)
 
 
-class UnsupportedArchitecture(ValueError):
+class UnsupportedFamily(ValueError):
     pass
 
 
-def architecture_for(model_type: str) -> Architecture:
+def family_for(model_type: str) -> Family:
     try:
         return FAMILIES[model_type]
     except KeyError:
-        raise UnsupportedArchitecture(
+        raise UnsupportedFamily(
             f"model_type {model_type!r} has no adapter (fused qkv projections and mixture-of-experts MLPs "
             f"are not supported); supported model types: {', '.join(sorted(FAMILIES))}"
         ) from None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepen.models.families import Architecture, gguf_architectures, gguf_family
+from deepen.models.families import Family, gguf_architectures, gguf_family
 from deepen.models.gguf_file import GGUFError, GGUFHeader, read_header, read_tensor
 
 # GGUF per-layer tensor (after "blk.{i}.") -> deepen matrix type, per block layout
@@ -54,7 +54,7 @@ def gguf_source(spec) -> Path:
     return files[0]
 
 
-def family_of(header: GGUFHeader) -> Architecture:
+def family_of(header: GGUFHeader) -> Family:
     family = gguf_family(header.architecture)
     if family is None:
         raise GGUFError(f"{header.path}: GGUF architecture {header.architecture!r} has no adapter; supported: "
@@ -62,7 +62,7 @@ def family_of(header: GGUFHeader) -> Architecture:
     return family
 
 
-def _layer_types(family: Architecture, header: GGUFHeader, layers: int) -> list[str] | None:
+def _layer_types(family: Family, header: GGUFHeader, layers: int) -> list[str] | None:
     if family.gguf.global_every is None:
         return None
     pattern = header.get(f"{family.gguf.arch}.attention.sliding_window_pattern")
@@ -72,7 +72,7 @@ def _layer_types(family: Architecture, header: GGUFHeader, layers: int) -> list[
     return ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(layers)]
 
 
-def _rope(family: Architecture, header: GGUFHeader) -> dict:
+def _rope(family: Family, header: GGUFHeader) -> dict:
     arch = family.gguf.arch
     theta = float(header.get(f"{arch}.rope.freq_base", 10000.0))
     scaling = header.get(f"{arch}.rope.scaling.type")
@@ -178,7 +178,7 @@ def _deinterleave_rows(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
-def convert_tensor(header: GGUFHeader, family: Architecture, config: dict, gguf_name: str) -> np.ndarray:
+def convert_tensor(header: GGUFHeader, family: Family, config: dict, gguf_name: str) -> np.ndarray:
     """One tensor as HF stores it (float32)."""
     w = read_tensor(header, gguf_name).astype(np.float32, copy=False)
     if family.gguf.interleaved_qk and gguf_name.endswith(("attn_q.weight", "attn_q.bias")):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deepen.models.families import Architecture, split_layer_key
+from deepen.models.families import Family, split_layer_key
 from deepen.models.tensorio import CheckpointReader
 
 
@@ -37,7 +37,7 @@ def tokenizer_vocab_size(model_dir) -> int | None:
     return max(ids) + 1 if ids else 0
 
 
-def check_model_dir(model_dir, arch: Architecture, config: dict) -> CheckpointReader:
+def check_model_dir(model_dir, arch: Family, config: dict) -> CheckpointReader:
     """Open the weights (missing shards and truncated files are named by CheckpointReader) and check that
     config.json's layer count and the tokenizer fit them. Returns the reader."""
     model_dir = Path(model_dir)

@@ -10,7 +10,7 @@ from deepen.core.atomic import write_json
 from deepen.data.tokenizer import load_tokenizer
 from deepen.data.tokens import open_tokens
 from deepen.expand import plan as plans
-from deepen.models.families import architecture_for
+from deepen.models.families import family_for
 from deepen.models.flops import training_flops_per_token
 from deepen.train.launch import is_main_process, world_size
 
@@ -51,7 +51,7 @@ def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: 
     from deepen.train.trainer import train
 
     config = read_model_config(model_dir)
-    check_model_dir(model_dir, architecture_for(config.get("model_type", "")), config)
+    check_model_dir(model_dir, family_for(config.get("model_type", "")), config)
     model = load_causal_lm(model_dir)  # train() sets the attention kernel
     plan_path = Path(model_dir) / "deepen_plan.json"
     plan_info = plans.load(plan_path) if plan_path.exists() else {"plan": [], "generator": ""}

@@ -119,7 +119,7 @@ def grow(small_dir, out_dir, g: int, operator: str, seed: int, work_dir) -> Path
     """The small model (an HF directory, with its tokenizer) grown by ``operator`` into ``out_dir``, through the
     layer executor and the reconstruction every method uses: the family adapters and the carried-tensor checks
     apply. ``work_dir`` holds the extracted weights and the new layers."""
-    from deepen.models.families import architecture_for
+    from deepen.models.families import family_for
     from deepen.expand.weights import LayerWeights, extract_matrix
     from deepen.models.model_dir import read_model_config
     from deepen.expand.execute import generate_layers
@@ -129,7 +129,7 @@ def grow(small_dir, out_dir, g: int, operator: str, seed: int, work_dir) -> Path
 
     small_dir, work_dir = Path(small_dir), Path(work_dir)
     config = read_model_config(small_dir)
-    arch = architecture_for(config.get("model_type", ""))
+    arch = family_for(config.get("model_type", ""))
     reader = check_model_dir(small_dir, arch, config)
     for m in arch.matrices:
         extract_matrix(reader, arch, config["num_hidden_layers"], m, work_dir / "weights" / f"{m}.safetensors")

@@ -12,7 +12,7 @@ import yaml
 
 from deepen.expand import methods
 from deepen.expand import plan as plans
-from deepen.models.families import UnsupportedArchitecture, architecture_for
+from deepen.models.families import UnsupportedFamily, family_for
 from deepen.expand.plan import PlanError
 from deepen.report.rows import match_row
 from deepen.train.settings import TrainingSettings
@@ -163,8 +163,8 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
     base = config.get("base_model")
     model = base_model_config(config)
     try:
-        arch = architecture_for(model.get("model_type", ""))
-    except UnsupportedArchitecture as e:
+        arch = family_for(model.get("model_type", ""))
+    except UnsupportedFamily as e:
         return [f"base_model: {e}"]
     L = model["num_hidden_layers"]
     depths = {}  # each method's expanded depth

@@ -12,7 +12,7 @@ from functools import cached_property
 from deepen.evaluate.harness import embedded_task_names
 from deepen.expand import methods as registry
 from deepen.expand.methods.lesa import PREDICTOR_SPACES, predictor_spaces
-from deepen.models.families import architecture_for
+from deepen.models.families import family_for
 from deepen.models.gguf_import import gguf_source
 from deepen.report import RunFacts, panel_inputs, panel_outputs
 from deepen.workflow import stage_costs
@@ -154,7 +154,7 @@ class JobTable:
         self.embedded_tasks = embedded_task_names(self.templates_dir)
         self.base_kind = base_model_kind(config)
         self.base_config = base_model_config(config)
-        self.arch = architecture_for(self.base_config["model_type"])
+        self.arch = family_for(self.base_config["model_type"])
         self.pretrain_base = self.base_kind == "pretrain"
         # a GGUF base is imported into results/base once; every later stage sees an HF directory
         self.import_base = self.base_kind == "gguf"

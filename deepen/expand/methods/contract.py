@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from deepen.models.families import Architecture
+from deepen.models.families import Family
 
 if TYPE_CHECKING:
     import torch
@@ -25,7 +25,7 @@ class LayerSource:
     and the folders of the artifacts the method declared."""
 
     weights: LayerWeights
-    arch: Architecture
+    arch: Family
     model_config: dict = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
     # what a method loads once and reuses for every layer (memo); a caller may fill it in beforehand (tests)
