@@ -1,0 +1,59 @@
+"""The job table (deepen/workflow/jobs.py): the jobs it lists are the jobs Snakemake plans, rule by rule, for the
+configs that ship; no two jobs write the same file; the GPU runner's derivations are the table's."""
+
+import re
+from collections import Counter
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+from deepen.workflow.config_check import validate_config
+from deepen.workflow.jobs import OUTPUTS, JobTable, cpt_settings, generation_options, predictor_settings
+
+
+def table(name: str, **changes) -> JobTable:
+    config = {**yaml.safe_load((REPO / "config" / name).read_text()), **changes}
+    validate_config(config, REPO / "config/schema.yaml", REPO / "config/tasks", load_datasets=False)
+    return JobTable(config, str(REPO))
+
+
+def planned_jobs(workdir, configfile: str) -> Counter:
+    """Snakemake's own count of the jobs a dry run plans, by rule."""
+    out = snakemake(workdir, "-n", "--cores", "1", "--configfile", configfile).stdout
+    stats = out.split("Job stats:")[1].split("total")[0]
+    return Counter({rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)})
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "config.yaml"])
+def test_the_table_lists_the_jobs_snakemake_plans(name, tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    listed = Counter(job.rule for job in table(name).jobs()) + Counter({"manifest": 1, "all": 1})
+    assert listed == planned_jobs(workdir, f"config/{name}")
+
+
+def test_no_two_jobs_write_the_same_file():
+    for name in ("quick.yaml", "config.yaml", "toy.yaml"):
+        written = Counter(path for job in table(name).jobs() for path in job.outputs)
+        assert not [p for p, n in written.items() if n > 1], name
+        assert all(job.rule in OUTPUTS for job in table(name).jobs())
+
+
+def test_the_manifest_entries_carry_what_made_each_artifact():
+    artifacts = table("quick.yaml").artifacts()
+    run = artifacts["results/cpt/llama_pro/new_only/seed0/final"]
+    assert run["rule"] == "continual_pretrain" and run["model"] == "results/models/llama_pro"
+    assert run["cpt"]["freeze"] == "new_only" and run["cpt"]["seed"] == 0 and "seeds" not in run["cpt"]
+    assert artifacts["results/models/random/seed0"]["method"]["seed"] == 0
+    assert artifacts["results/tokens/train.bin"]["rule"] == "tokens"
+    assert artifacts["results/seams/llama_pro.json"]["trained"] == {
+        f: f"results/cpt/llama_pro/{f}/seed0/final" for f in ("new_only", "all")}
+
+
+def test_the_gpu_runner_reads_the_table_s_derivations():
+    jobs = table("quick.yaml")
+    assert cpt_settings(jobs.config, "all", 1) == jobs.cpt_train("all", "1")
+    assert generation_options(jobs.config, "random/seed0") == jobs.generation_params("random/seed0")
+    assert predictor_settings(jobs.config) == jobs.predictor_train
+    with pytest.raises(ValueError, match="makes one model per seed"):
+        generation_options(jobs.config, "random")
