@@ -12,7 +12,7 @@ import yaml
 
 from conftest import REPO
 from deepen.workflow.schema_docs import reference
-from deepen.core.settings import schema
+from deepen.core.schema import schema
 
 
 def test_the_configuration_reference_is_written_from_the_schema():

@@ -11,12 +11,12 @@ import json, sys
 from pathlib import Path
 import yaml
 import deepen
-from deepen.core import settings
+from deepen.core import schema
 from deepen.workflow.config_check import validate_config
 assert Path(deepen.__file__).is_relative_to(Path(sys.argv[1])), deepen.__file__
 config = yaml.safe_load(open(sys.argv[2]))
-checked = validate_config(config, settings.SCHEMA_PATH, sys.argv[3], load_datasets=False)
-print(json.dumps({"package": deepen.__file__, "schema": str(settings.SCHEMA_PATH),
+checked = validate_config(config, schema.SCHEMA_PATH, sys.argv[3], load_datasets=False)
+print(json.dumps({"package": deepen.__file__, "schema": str(schema.SCHEMA_PATH),
                   "cpt_seq_len": checked["cpt"]["seq_len"], "filled": checked["resources"]["device"]}))
 """
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import asdict, dataclass, fields
 
-from deepen.core.settings import training_defaults
+from deepen.core.schema import training_defaults
 
 @dataclass(frozen=True)
 class TrainingSettings:

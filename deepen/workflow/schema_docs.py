@@ -98,6 +98,6 @@ def reference(schema: dict) -> str:
 
 
 if __name__ == "__main__":
-    from deepen.core.settings import schema
+    from deepen.core.schema import schema
 
     print(reference(schema()), end="")
