@@ -1,6 +1,5 @@
 """The aligned base (deepen/expand/align.py) computes the base's function with every layer's heads and neurons
-re-ordered
-towards its lower neighbour's."""
+re-ordered towards its lower neighbour's."""
 
 import csv
 import json

@@ -14,7 +14,7 @@ from test_families import DEFAULT_METHODS, SIZES, expand, forward
 
 # the whole of what a new family needs: where its tensors live and which transformers class loads it
 HELIUM = Family(model_types=("helium",), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS,
-                      hf_class="HeliumForCausalLM")
+                hf_class="HeliumForCausalLM")
 
 
 @pytest.fixture

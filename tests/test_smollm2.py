@@ -113,9 +113,8 @@ def test_the_default_asks_the_question_on_smollm2_with_every_main_row(smollm2_fi
 @pytest.mark.parametrize("matrix", ["k_proj", "o_proj", "down_proj"])
 def test_the_gpu_routes_float64_gram_gives_the_cpu_routes_singular_values_on_smollm2(imported, tmp_path, matrix):
     """On a GPU the SVD's Gram matrix is accumulated and decomposed in float64 (deepen/expand/lesa/svd.py); run here
-    on the CPU,
-    that route's singular values of the real model's weights agree with the float32 route's within 1e-6 relative
-    (every value above the guard floor), and its reconstruction is at least as accurate."""
+    on the CPU, that route's singular values of the real model's weights agree with the float32 route's within 1e-6
+    relative (every value above the guard floor), and its reconstruction is at least as accurate."""
     from deepen.expand.weights import extract_stage
     from deepen.expand.lesa.svd import RELATIVE_FLOOR, svd_stage
     from deepen.models.tensorio import CheckpointReader

@@ -1,6 +1,5 @@
 """The stage cost model (deepen/workflow/stage_costs.py): its FLOPs are those torch counts when the stage's own code
-runs, its
-memory holds what the stage holds, and the rules ask for what it gives."""
+runs, its memory holds what the stage holds, and the rules ask for what it gives."""
 
 import numpy as np
 import pytest

@@ -60,9 +60,8 @@ class LayerPermutation:
 
 
 def check_permutable(arch: Family, shape: Shape, layer_shapes: dict[str, list[int]]) -> None:
-    """Every per-layer tensor must either move with heads or neurons or be a vector no permutation
-    indexes (the family's ``moves``): a norm over the residual stream or over one head's dimensions (shared by all
-    heads)."""
+    """Every per-layer tensor must either move with heads or neurons or be a vector no permutation indexes (the
+    family's ``moves``): a norm over the residual stream or over one head's dimensions (shared by all heads)."""
     for matrix, dims in layer_shapes.items():
         if matrix in arch.moves:
             continue
@@ -187,8 +186,7 @@ def align_base(base_dir, out_dir, max_shard_bytes: int = 2 * 1024**3, device=Non
 
 def align_stage(base_dir, out_dir, device: str = "auto") -> None:
     """The aligned base (deepen/expand/align.py), its cost matrices on ``device`` (deepen.core.device); the log lists
-    how far
-    each layer's neurons lay from its lower neighbour's before and after."""
+    how far each layer's neurons lay from its lower neighbour's before and after."""
     record = align_base(base_dir, out_dir, device=stage_device(device))
     for layer in record["layers"]:
         print(f"layer {layer['layer']}: {layer['neurons_moved']:.0%} of neurons and {layer['heads_moved']:.0%} of "

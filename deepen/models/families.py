@@ -123,7 +123,7 @@ _QK_NORMS_GGUF = {"attn_q_norm.weight": "q_norm", "attn_k_norm.weight": "k_norm"
 
 # Llama and Mistral share the layout (Mistral differs in sliding-window attention, a config matter).
 LLAMA = Family(model_types=("llama", "mistral"), layer_prefix="model.layers", layer_tensors=LLAMA_TENSORS,
-                     gguf=GGUFLayout("llama", _LLAMA_GGUF, interleaved_qk=True))
+               gguf=GGUFLayout("llama", _LLAMA_GGUF, interleaved_qk=True))
 
 # Qwen2: biases on q, k and v.
 QWEN2 = Family(

@@ -1,6 +1,5 @@
 """A model directory: its config.json, and the checks before a stage reads it: the weights, config.json and tokenizer
-must agree,
-and a broken file stops the stage with its path rather than somewhere deep in a library."""
+must agree, and a broken file stops the stage with its path rather than somewhere deep in a library."""
 
 from __future__ import annotations
 

@@ -36,8 +36,7 @@ def init_tiny_llama(model_cfg: dict, tokenizer, seed: int):
 
 def load_causal_lm(path, device=None, dtype=torch.float32):
     """A model directory as a causal LM, in ``dtype`` (float32 unless a stage's device says otherwise:
-    deepen.core.device),
-    on ``device`` (the CPU by default)."""
+    deepen.core.device), on ``device`` (the CPU by default)."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)

@@ -1,7 +1,6 @@
 """What each stage costs: FLOPs, bytes read and written and peak memory of one job, from the model's shape and the
 config, with no tensor touched. The rules' ``runtime`` and ``mem_mb`` come from here (deepen/workflow/jobs.py), the
-docs'
-stage-cost table too (benchmarks/stage_costs.py, which also checks the model against CPU measurements).
+docs' stage-cost table too (benchmarks/stage_costs.py, which also checks the model against CPU measurements).
 
 Counting conventions: a multiply-add is 2 FLOPs (deepen/models/flops.py); a symmetric eigendecomposition with its
 eigenvectors of an n×n matrix 9 n³ (tridiagonal reduction and back-transformation, Golub & Van Loan); an exact
@@ -126,8 +125,8 @@ def extract_cost(shape: Shape) -> StageCost:
 
 def svd_cost(shape: Shape, matrix: str) -> StageCost:
     """The shared-basis SVD of one matrix type (deepen/expand/lesa/svd.py): the Gram matrix Σ W_l W_lᵀ (a symmetric
-    rank-k
-    update, half a product), its eigenvectors, the projections Uᵀ W_l, and two reads of the stacked matrices."""
+    rank-k update, half a product), its eigenvectors, the projections Uᵀ W_l, and two reads of the stacked
+    matrices."""
     out, inp = shape.matrices()[matrix]
     L = shape.layers
     rank = min(out, L * inp)
@@ -140,8 +139,7 @@ def svd_cost(shape: Shape, matrix: str) -> StageCost:
 
 
 def predictor_params(width: int, hidden: int) -> int:
-    """LESA's layer predictor (deepen/expand/lesa/predictor.py): 2·width → hidden → hidden → width, with
-    biases."""
+    """LESA's layer predictor (deepen/expand/lesa/predictor.py): 2·width → hidden → hidden → width, with biases."""
     return 2 * width * hidden + hidden + hidden * hidden + hidden + hidden * width + width
 
 
@@ -162,9 +160,8 @@ def predictor_cost(shape: Shape, matrix: str, predictor: dict, fits: int = 1, st
 
 
 def align_cost(shape: Shape) -> StageCost:
-    """Aligning the base (deepen/expand/align.py), layer by layer to its lower neighbour: float64 distance matrices
-    of the
-    MLP neurons (features: a neuron's gate and up rows and down column) and of the key-value groups, and an exact
+    """Aligning the base (deepen/expand/align.py), layer by layer to its lower neighbour: float64 distance matrices of
+    the MLP neurons (features: a neuron's gate and up rows and down column) and of the key-value groups, and an exact
     assignment of each."""
     L, h, i = shape.layers, shape.hidden, shape.intermediate
     group_features = (shape.heads + 2 * shape.kv_heads) * shape.head_dim * h // shape.kv_heads
@@ -218,8 +215,7 @@ def loss_cost(stage: str, shape: Shape, layers: int, tokens: float, seq_len: int
 
 def cpt_cost(shape: Shape, layers: int, trainable: list[int] | None, freeze: str, cpt: dict) -> StageCost:
     """One CPT run: ``steps`` × ``batch_size`` × ``seq_len`` training tokens (deepen/models/flops.py) and the
-    fixed-slice
-    evaluation every ``eval_interval`` steps."""
+    fixed-slice evaluation every ``eval_interval`` steps."""
     cfg = {**shape.config, "num_hidden_layers": layers}
     seq = cpt["seq_len"]
     tokens = cpt["steps"] * cpt["batch_size"] * seq

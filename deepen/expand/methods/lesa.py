@@ -1,6 +1,6 @@
 """LESA: per matrix type, W' = U diag(S) G([V_l, V_{l+1}]) with the trained predictor G
-(deepen/expand/lesa/predictor.py) over
-the SVD of the matrix type concatenated across layers (deepen/expand/lesa/svd.py)."""
+(deepen/expand/lesa/predictor.py) over the SVD of the matrix type concatenated across layers
+(deepen/expand/lesa/svd.py)."""
 
 from __future__ import annotations
 

@@ -54,8 +54,7 @@ METHODS: dict[str, Method] = {}
 COMMON_OPTIONS = ("generator", "placement", "zero_init", "freeze", "seeds", "cpt")
 
 # Declared by the methods that offer it: the method runs on the aligned base (deepen/expand/align.py), which computes
-# the
-# base's function. Its weights, its artifacts and the layers reconstruction carries over all come from there.
+# the base's function. Its weights, its artifacts and the layers reconstruction carries over all come from there.
 # No default filled in (None): results made before the option existed keep their generation settings.
 ALIGN = Option({"type": "boolean"}, None,
                "run on the aligned base (default: false): every layer's MLP neurons and attention heads re-ordered to "
