@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepen.data.corpus import read_documents
 from deepen.core.atomic import atomic_dir
+from deepen.data.corpus import read_documents
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 

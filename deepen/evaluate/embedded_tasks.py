@@ -11,8 +11,8 @@ import random
 import re
 from pathlib import Path
 
-from deepen.data.corpus import read_documents
 from deepen.core.atomic import atomic_dir
+from deepen.data.corpus import read_documents
 
 CLOZE_LINE = re.compile(r"^(?P<head>.*\S)\s+(?P<word>[A-Za-z][A-Za-z']*)[,.;:!?]*$")
 # a sentence ends at . ! or ? (and closing quotes or brackets) where white space and a capital, digit or quote follow

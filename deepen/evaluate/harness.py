@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import yaml
+
 from deepen.core.atomic import write_json
 
 

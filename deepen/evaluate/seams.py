@@ -10,12 +10,12 @@ import contextlib
 import numpy as np
 import torch
 
-from deepen.train.trainer import fixed_slice_loss
-from deepen.expand import plan as plans
-from deepen.data.tokens import open_tokens
+from deepen.core.atomic import write_json
 from deepen.core.device import evaluation_dtype, stage_device
 from deepen.data.tokenizer import load_tokenizer
-from deepen.core.atomic import write_json
+from deepen.data.tokens import open_tokens
+from deepen.expand import plan as plans
+from deepen.train.trainer import fixed_slice_loss
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:

@@ -1,13 +1,15 @@
 """Step-0 losses: every model's val loss on the fixed slice before any training, and an imported base's info."""
 
 from __future__ import annotations
-from deepen.data.tokens import open_tokens
+
+import json
+from pathlib import Path
+
+from deepen.core.atomic import write_json
 from deepen.core.device import evaluation_dtype, stage_device
 from deepen.data.tokenizer import load_tokenizer
-import json
-from deepen.core.atomic import write_json
+from deepen.data.tokens import open_tokens
 from deepen.models.families import family_for
-from pathlib import Path
 
 
 def init_loss_stage(name: str, model_dir, val_bin, cfg: dict, out_path, threads: int = 1, device: str = "auto") -> None:

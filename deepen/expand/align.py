@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from deepen.models.families import (COLUMNS_BY_HEAD, COLUMNS_BY_NEURON, ROWS_BY_GROUP, ROWS_BY_HEAD, ROWS_BY_NEURON,
-                                     Family, family_for, split_layer_key)
 from deepen.core.atomic import atomic_dir
-from deepen.models.model_dir import read_model_config
+from deepen.core.device import stage_device
 from deepen.expand.ot_align import OTSettings, as_permutation, neuron_features, transport_plan
 from deepen.expand.reconstruct import TOKENIZER_FILES
+from deepen.models.families import (COLUMNS_BY_HEAD, COLUMNS_BY_NEURON, ROWS_BY_GROUP, ROWS_BY_HEAD, ROWS_BY_NEURON,
+                                    Family, family_for, split_layer_key)
+from deepen.models.model_dir import read_model_config
 from deepen.models.tensorio import CheckpointReader, write_sharded
-from deepen.core.device import stage_device
 
 EXACT = OTSettings(solver="emd")
 ALIGNMENT_FILE = "deepen_alignment.json"

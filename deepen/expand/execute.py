@@ -7,10 +7,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from deepen.core.device import stage_device
 from deepen.expand import plan as plans
 from deepen.expand.methods import build_plan, method_of, with_defaults
 from deepen.expand.methods.contract import LayerSource
-from deepen.core.device import stage_device
 from deepen.models.families import family_for
 
 

@@ -7,10 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-from deepen.expand import plan as plans
-from deepen.models.families import family_for, split_layer_key
 from deepen.core.atomic import atomic_dir
 from deepen.core.disk import ensure_free
+from deepen.expand import plan as plans
+from deepen.models.families import family_for, split_layer_key
 from deepen.models.model_dir import read_model_config
 from deepen.models.tensorio import CheckpointReader, same_bytes, tensor_nbytes, write_sharded
 

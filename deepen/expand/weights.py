@@ -7,9 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from deepen.models.families import Family
+from deepen.models.families import Family, family_for
 from deepen.models.tensorio import CheckpointReader, StreamingWriter
-from deepen.models.families import family_for
 
 # the tensor of an extracted file: one matrix type, every layer
 WEIGHTS_KEY = "weights"

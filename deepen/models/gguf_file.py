@@ -9,11 +9,11 @@ through the ``gguf`` package, when it is installed.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import struct
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

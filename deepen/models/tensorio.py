@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import struct
 import torch
 from safetensors import safe_open
 

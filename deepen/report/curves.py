@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 
 from deepen.core.atomic import atomic_path
-from deepen.train.metrics import read_metrics
 from deepen.core.stats import Interval, t_interval
 from deepen.report.rows import BASE_METHOD, flops_per_step
+from deepen.train.metrics import read_metrics
 
 
 def _mean_curve(row: dict) -> tuple[list[int], list[Interval]]:

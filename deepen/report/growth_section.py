@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
+
+import statistics
 
 from deepen.core.atomic import atomic_path
 from deepen.train.growth import reach_flops, speedup

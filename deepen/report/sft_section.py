@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
+
+import statistics
 
 from deepen.core.atomic import atomic_path
 from deepen.core.stats import paired_difference, t_interval

@@ -4,8 +4,9 @@ SLURM allocation (one torchrun per node, joined by a c10d rendezvous on the firs
 from __future__ import annotations
 
 import os
-import socket
 import sys
+
+import socket
 
 
 class LaunchError(RuntimeError):

@@ -1,11 +1,13 @@
 """Pretraining the tiny base on the corpus: the model every method expands when no base_model is given."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from deepen.core.atomic import write_json
+from deepen.data.tokenizer import load_tokenizer
 from deepen.data.tokens import open_tokens
 from deepen.train.metrics import read_metrics
-from deepen.data.tokenizer import load_tokenizer
-from deepen.core.atomic import write_json
-from pathlib import Path
 
 
 def pretrain_base_stage(model_cfg, train_cfg, seed, tokenizer_dir, train_bin, val_bin, out_dir, work_dir,

@@ -1,10 +1,12 @@
 """The SFT comparison's runs: the data, and SFT of the base, the dense expansion and DLO over it."""
 
 from __future__ import annotations
-from deepen.train.metrics import read_metrics
+
+from pathlib import Path
+
 from deepen.core.atomic import write_json
 from deepen.data.tokenizer import load_tokenizer
-from pathlib import Path
+from deepen.train.metrics import read_metrics
 
 
 def sft_data_stage(train_txt, test_txt, out_dir, cfg: dict) -> None:

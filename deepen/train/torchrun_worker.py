@@ -3,8 +3,8 @@
 import json
 import sys
 
-from deepen.train.launch import die_with_launcher
 from deepen.train.cpt import cpt_stage
+from deepen.train.launch import die_with_launcher
 
 if __name__ == "__main__":
     die_with_launcher()

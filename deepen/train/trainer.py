@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from deepen.models.families import attention_for
 from deepen.core.atomic import atomic_dir
 from deepen.core.disk import ensure_free
+from deepen.models.families import attention_for
 from deepen.train.launch import is_main_process, world_size
 from deepen.train.metrics import read_metrics
 from deepen.train.settings import TrainingSettings

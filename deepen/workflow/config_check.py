@@ -12,8 +12,8 @@ import yaml
 
 from deepen.expand import methods
 from deepen.expand import plan as plans
-from deepen.models.families import UnsupportedFamily, family_for
 from deepen.expand.plan import PlanError
+from deepen.models.families import UnsupportedFamily, family_for
 from deepen.report.rows import match_row
 from deepen.train.settings import TrainingSettings
 from deepen.workflow.design import (GROWTH_TRAIN_KEYS, base_model_config, base_model_kind, freeze_policies,

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deepen.models.flops import layer_matmul_params, training_flops_per_token
 from deepen.expand.plan import added_layers, new_layers
+from deepen.models.flops import layer_matmul_params, training_flops_per_token
 from deepen.workflow.resources import parameter_count, request_minutes
 
 # Python, torch and transformers imported: the resident size of a stage process before it loads anything

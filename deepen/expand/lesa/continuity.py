@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from deepen.core.atomic import atomic_path
-from deepen.core.atomic import write_json
+from deepen.core.atomic import atomic_path, write_json
 
 
 def continuity(svd_path, top_rows: int = 32) -> dict:

@@ -22,10 +22,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from deepen.core.atomic import atomic_path
-from deepen.models.tensorio import CheckpointReader
-from deepen.core.atomic import write_json
+from deepen.core.atomic import atomic_path, write_json
 from deepen.core.device import stage_device
+from deepen.models.tensorio import CheckpointReader
 
 
 class LayerPredictor(nn.Module):

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from deepen.expand import plan as plans
-
-# torch is imported where tensors are made, not here: the workflow imports this module every time it parses the
-# Snakefile (once more per cluster job), and plans need no torch.
+# no torch here (deepen/expand/methods/contract.py): the workflow imports this module every time it parses the
+# Snakefile (once more per cluster job), and plans need no torch
 from deepen.expand.methods.contract import Layer, LayerSource
 
 
