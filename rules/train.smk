@@ -4,7 +4,7 @@ rule continual_pretrain:
         **TOKEN_FILES,
     output: **outputs("continual_pretrain")
     log: "logs/continual_pretrain/{method}/{freeze}/seed{seed}.log"
-    params: train=lambda wildcards: JOBS.cpt_train(wildcards.freeze, wildcards.seed)
+    params: cpt=lambda wildcards: JOBS.cpt_train(wildcards.freeze, wildcards.seed)
     threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
     resources: **JOBS.cpt_resources()
     conda: CONDA_ENV

@@ -7,6 +7,6 @@ from deepen.train.cpt import cpt_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    train = {**s.params.train, "report_to": s.config["cpt"].get("report_to", "none")}
+    train = {**s.params.cpt, "report_to": s.config["cpt"].get("report_to", "none")}
     cpt_stage(s.wildcards.method, s.input.model, s.input.train, s.input.val, train, Path(s.output.metrics).parent,
               s.output.final, s.output.info, threads=s.threads)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from types import SimpleNamespace
+from typing import Any
 
 from deepen.evaluate.harness import embedded_task_names
 from deepen.expand import methods as registry
@@ -137,11 +139,18 @@ def cpt_settings(config: dict, freeze: str, seed) -> dict:
 
 @dataclass(frozen=True)
 class Job:
-    """One concrete job: its rule, the files and folders it writes, and the settings that made them."""
+    """One concrete job: its rule, the files and folders it writes, its params (what the rule passes its script), and
+    the inputs that are settings (the model it starts from, the corpus, the base)."""
 
     rule: str
     outputs: tuple[str, ...]
-    settings: dict
+    params: dict
+    context: dict
+
+    @property
+    def settings(self) -> dict:
+        """What made its outputs: the params, and the inputs that are settings."""
+        return {**self.params, **self.context}
 
 
 class JobTable:
@@ -432,44 +441,127 @@ class JobTable:
 
     # ---- every job, for the manifest
 
+    # ---- every rule's params: values, or functions of the job's wildcards
+
+    @cached_property
+    def _param_specs(self) -> dict[str, dict[str, Any]]:
+        cfg, device = self.config, {"device": self.device}
+        growth = {"model": self.growth_model, "train": self.growth_train, "steps": cfg["growth"]["steps"]}
+        specs = {
+            "corpus": {"corpus": canonical(cfg["corpus"])},
+            "tokenizer": {"vocab_size": cfg["tokenizer"]["vocab_size"]},
+            # corpus.max_tokens samples the training split only
+            "tokens": {"max_tokens": lambda wc: cfg["corpus"]["max_tokens"] if wc.split == "train" else None,
+                       "seed": cfg["corpus"]["seed"]},
+            "align_base": device,
+            "extract_weights": {"matrices": self.arch.matrices},
+            "svd": {"matrix": lambda wc: wc.matrix, **device},
+            "predictor": {"key": lambda wc: self.space_key(PREDICTOR_SPACES[wc.predictor]),
+                          "train": self.predictor_train, **device},
+            "predictor_heldout": {"key": lambda wc: self.space_key(wc.space), "train": self.predictor_train,
+                                  "layers": cfg["predictor"]["heldout_layers"], **device},
+            "svd_continuity": {"matrices": cfg["report"]["continuity_matrices"]},
+            "generate_layers": {"options": lambda wc: self.generation_params(wc.model), **device},
+            "reconstruct": {"max_shard_mb": cfg["reconstruct"]["max_shard_mb"]},
+            "continual_pretrain": {"cpt": lambda wc: self.cpt_train(wc.freeze, wc.seed)},
+            "task_data": {"eval": canonical(cfg["eval"])},
+            "evaluate": {"eval": self.eval_params},
+            "evaluate_init": {"eval": self.eval_params},
+            "evaluate_sft": {"eval": self.eval_params},
+            "init_loss": {"eval": self.fixed_slice, **device},
+            "seams": {"eval": self.seam_slice, "freezes": lambda wc: list(self.trained_rows(wc.model)), **device},
+            "report": self.report_params(),
+            "growth_scratch": growth, "growth_small": growth, "growth_grown": growth,
+            "growth_report": {"runs": self.growth_runs},
+            "sft_data": {"data": canonical(cfg["sft"]["data"])},
+            "sft": {"train": computed(cfg["sft"].get("train", {})),
+                    "dlo": lambda wc: canonical(cfg["sft"]["dlo"]) if wc.variant == "dlo" else None},
+            "sft_report": {"runs": self.sft_runs, "expansion": cfg["sft"]["expansion"]},
+        }
+        if self.pretrain_base:
+            specs["pretrain_base"] = {"model": canonical(cfg["base"]["model"]), "train": computed(cfg["base"]["train"]),
+                                      "seed": cfg["seed"]}
+            specs["base_training_curve"] = {"plateau": canonical(cfg["base"]["train"]["plateau"])}
+        if self.import_base:
+            specs["import_base"] = {"dtype": cfg["base_model"]["dtype"],
+                                    "max_shard_mb": cfg["reconstruct"]["max_shard_mb"]}
+        return specs
+
+    def rule_params(self, rule: str) -> dict[str, Any]:
+        """The rule's params: a value, or a function of the job's wildcards (tests/test_determinism.py checks that
+        each job of a run got these)."""
+        return dict(self._param_specs.get(rule, {}))
+
+    def params(self, rule: str, **wildcards) -> dict[str, Any]:
+        """The params of one job of ``rule``, its wildcards given."""
+        wc = SimpleNamespace(**{k: str(v) for k, v in wildcards.items()})
+        return {name: value(wc) if callable(value) else value for name, value in self.rule_params(rule).items()}
+
+    # ---- every job, for the manifest
+
     def jobs(self) -> list[Job]:
-        """Every job of the run but the manifest's own, with the settings that made its outputs."""
+        """Every job of the run but the manifest's own: its outputs, and what made them (its params and the inputs
+        that are settings: the model it starts from, the corpus, the base)."""
         out: list[Job] = []
-        add = lambda rule, settings, **wc: out.append(Job(rule, self._paths(rule, **wc), settings))  # noqa: E731
+
+        def add(rule, context=None, aligned=False, extra_outputs=(), **wc):
+            outputs = self._paths(rule, aligned, **wc) + tuple(extra_outputs)
+            out.append(Job(rule, outputs, self.params(rule, **wc), context or {}))
+
         cfg = self.config
         corpus = {"corpus": canonical(cfg["corpus"])}
-        add("corpus", corpus)
+        add("corpus")
         for split in ("train", "val"):
-            add("tokens", {"tokenizer": self.tokenizer_dir, "seed": cfg["corpus"]["seed"],
-                           "max_tokens": cfg["corpus"]["max_tokens"] if split == "train" else None}, split=split)
+            add("tokens", {"tokenizer": self.tokenizer_dir}, split=split)
         if self.pretrain_base:
-            add("tokenizer", {**corpus, "vocab_size": cfg["tokenizer"]["vocab_size"]})
-            add("pretrain_base", {**corpus, "model": canonical(cfg["base"]["model"]),
-                                  "train": computed(cfg["base"]["train"]), "seed": cfg["seed"]})
-            add("base_training_curve", {"plateau": canonical(cfg["base"]["train"]["plateau"])})
+            add("tokenizer", corpus)
+            add("pretrain_base", corpus)
+            add("base_training_curve")
         if self.import_base:
-            add("import_base", {"base_model": canonical(cfg["base_model"]), "source": self.gguf_file})
+            add("import_base", {"source": self.gguf_file})
             add("base_info", {"base_model": canonical(cfg["base_model"]), "eval": self.fixed_slice})
-        out += self._artifact_jobs()
+        for aligned, spaces in self.artifact_bases:
+            base = {"base_model": self.aligned_base_dir if aligned else self.base_dir}
+            if aligned:
+                add("align_base", {"base_model": self.base_dir})
+            add("extract_weights", base, aligned)
+            if "svd" in spaces:
+                for m in self.arch.linear:
+                    add("svd", base, aligned, matrix=m)
+                add("svd_continuity", base, aligned)
+            for space in spaces:
+                folder = next(f for f, sp in PREDICTOR_SPACES.items() if sp == space)
+                add("predictor", {**base, "space": space}, aligned, predictor=folder)
+                add("predictor_heldout", {**base, "space": space}, aligned, space=space)
         for model in self.init_models[1:]:
-            generation = {"method": self.generation_params(model)}
-            add("generate_layers", generation, model=model)
-            add("reconstruct", {**generation, "max_shard_mb": cfg["reconstruct"]["max_shard_mb"]}, model=model)
-        add("task_data", {"eval": canonical(cfg["eval"])})
+            add("generate_layers", {"base_model": self.method_base_dir(model.partition("/")[0])}, model=model)
+            add("reconstruct", {"method": self.generation_params(model)}, model=model)
+        add("task_data")
         for method, freeze, seed in self.runs:
-            wc = dict(method=method, freeze=freeze, seed=seed)
-            add("continual_pretrain", {"cpt": self.cpt_train(freeze, seed), "model": self.cpt_model(method, seed)},
-                **wc)
-            add("evaluate", {"eval": self.eval_params, "model": self._paths("continual_pretrain", **wc)[-1]}, **wc)
+            add("continual_pretrain", {"model": self.cpt_model(method, seed)}, method=method, freeze=freeze, seed=seed)
+            add("evaluate", {"model": fill(OUTPUTS["continual_pretrain"]["final"], method=method, freeze=freeze,
+                                           seed=seed)}, method=method, freeze=freeze, seed=seed)
         for model in self.init_models:
-            add("init_loss", {"eval": self.fixed_slice, "model": self.init_model(model)}, model=model)
+            add("init_loss", {"model": self.init_model(model)}, model=model)
             if cfg["eval"]["step0"]:
-                add("evaluate_init", {"eval": self.eval_params, "model": self.init_model(model)}, model=model)
+                add("evaluate_init", {"model": self.init_model(model)}, model=model)
         for model in self.first_seed_models:
-            add("seams", {"eval": self.seam_slice, "trained": self.trained_rows(model)}, model=model)
-        out.append(Job("report", self._paths("report") + tuple(self.report_panel_outputs().values()),
-                       {"report": canonical(cfg["report"])}))
-        out += self._growth_jobs() + self._sft_jobs()
+            add("seams", {"trained": self.trained_rows(model)}, model=model)
+        add("report", {"report": canonical(cfg["report"])}, extra_outputs=self.report_panel_outputs().values())
+        if self.growth:
+            for s in range(cfg["growth"]["seeds"]):
+                add("growth_scratch", seed=s)
+            for g, d, s in sorted({(g, d, s) for _, g, d, s in self.growth_runs}):
+                add("growth_small", g=g, d=d, seed=s)
+            for o, g, d, s in self.growth_runs:
+                add("growth_grown", operator=o, g=g, d=d, seed=s)
+            add("growth_report")
+        if self.sft:
+            add("sft_data")
+            for variant, seed in self.sft_runs:
+                add("sft", {"model": self.sft_model(variant, seed)}, variant=variant, seed=seed)
+                add("evaluate_sft", variant=variant, seed=seed)
+            add("sft_report")
         return out
 
     def artifacts(self) -> dict[str, dict]:
@@ -482,51 +574,3 @@ class JobTable:
             matrices = self.arch.matrices if rule == "extract_weights" else self.arch.linear
             return tuple(p.format(matrix=m) for p in paths for m in matrices)
         return tuple(paths)
-
-    def _artifact_jobs(self) -> list[Job]:
-        """The weights, SVDs and predictors the methods read, on the base and on the aligned base."""
-        out = []
-        for aligned, spaces in self.artifact_bases:
-            base_dir = self.aligned_base_dir if aligned else self.base_dir
-            if aligned:
-                out.append(Job("align_base", self._paths("align_base"), {"base_model": self.base_dir}))
-            out.append(Job("extract_weights", self._paths("extract_weights", aligned), {"base_model": base_dir}))
-            if "svd" in spaces:
-                for m in self.arch.linear:
-                    out.append(Job("svd", self._paths("svd", aligned, matrix=m), {"base_model": base_dir}))
-                out.append(Job("svd_continuity", self._paths("svd_continuity", aligned),
-                               {"matrices": self.config["report"]["continuity_matrices"]}))
-            for space in spaces:
-                folder = next(f for f, sp in PREDICTOR_SPACES.items() if sp == space)
-                settings = {"predictor": self.predictor_train, "space": space, "base_model": base_dir}
-                out.append(Job("predictor", self._paths("predictor", aligned, predictor=folder), settings))
-                out.append(Job("predictor_heldout", self._paths("predictor_heldout", aligned, space=space),
-                               {**settings, "heldout_layers": self.config["predictor"]["heldout_layers"]}))
-        return out
-
-    def _growth_jobs(self) -> list[Job]:
-        if not self.growth:
-            return []
-        settings = {"model": self.growth_model, "train": self.growth_train, "steps": self.config["growth"]["steps"]}
-        out = [Job("growth_scratch", self._paths("growth_scratch", seed=s), settings)
-               for s in range(self.config["growth"]["seeds"])]
-        smalls = {(g, d, s) for _, g, d, s in self.growth_runs}
-        out += [Job("growth_small", self._paths("growth_small", g=g, d=d, seed=s), settings)
-                for g, d, s in sorted(smalls)]
-        out += [Job("growth_grown", self._paths("growth_grown", operator=o, g=g, d=d, seed=s), settings)
-                for o, g, d, s in self.growth_runs]
-        return out + [Job("growth_report", self._paths("growth_report"), {"runs": self.growth_runs})]
-
-    def _sft_jobs(self) -> list[Job]:
-        if not self.sft:
-            return []
-        sft = self.config["sft"]
-        out = [Job("sft_data", self._paths("sft_data"), {"data": canonical(sft["data"])})]
-        for variant, seed in self.sft_runs:
-            settings = {"train": computed(sft.get("train", {})), "model": self.sft_model(variant, seed),
-                        "dlo": canonical(sft["dlo"]) if variant == "dlo" else None}
-            out.append(Job("sft", self._paths("sft", variant=variant, seed=seed), settings))
-            out.append(Job("evaluate_sft", self._paths("evaluate_sft", variant=variant, seed=seed),
-                           {"eval": self.eval_params}))
-        return out + [Job("sft_report", self._paths("sft_report"), {"expansion": sft["expansion"]})]
-
