@@ -13,7 +13,7 @@ rule align_base:
 
 use rule extract_weights as extract_weights_aligned with:
     input: base=JOBS.aligned_base_dir
-    output: **per_matrix("extract_weights", ARCH.matrices, aligned=True)
+    output: **per_matrix("extract_weights", FAMILY.matrices, aligned=True)
     log: "logs/aligned/extract_weights.log"
 
 
@@ -25,13 +25,13 @@ use rule svd as svd_aligned with:
 
 use rule predictor as predictor_aligned with:
     input: blocks=lambda wildcards: JOBS.space_blocks(PREDICTOR_SPACES[wildcards.predictor], aligned=True)
-    output: **per_matrix("predictor", ARCH.linear, aligned=True)
+    output: **per_matrix("predictor", FAMILY.linear, aligned=True)
     log: "logs/aligned/{predictor}.log"
 
 
 use rule predictor_heldout as predictor_heldout_aligned with:
     input: blocks=lambda wildcards: JOBS.space_blocks(wildcards.space, aligned=True)
-    output: **per_matrix("predictor_heldout", ARCH.linear, aligned=True)
+    output: **per_matrix("predictor_heldout", FAMILY.linear, aligned=True)
     log: "logs/aligned/predictor_heldout/{space}.log"
 
 

@@ -27,7 +27,7 @@ except ConfigError as e:
 # Every rule's result paths, parameters and resources (deepen/workflow/jobs.py); the rules only wire them to
 # Snakemake.
 JOBS = JobTable(config, workflow.basedir)
-ARCH = JOBS.arch
+FAMILY = JOBS.family
 BASE_DIR = JOBS.base_dir
 TOKENIZER_DIR = JOBS.tokenizer_dir
 GROWTH = JOBS.growth
@@ -56,7 +56,7 @@ wildcard_constraints:
     freeze="new_only|all",
     seed=r"\d+",
     model=JOBS.model_pattern,
-    matrix="|".join(ARCH.matrices),
+    matrix="|".join(FAMILY.matrices),
     operator="stack|zero_init|random",
     variant="|".join(["base", "dlo", config["sft"]["expansion"]]),
     space="svd|nosvd",

@@ -1,8 +1,8 @@
 rule extract_weights:
     input: base=BASE_DIR
-    output: **per_matrix("extract_weights", ARCH.matrices)
+    output: **per_matrix("extract_weights", FAMILY.matrices)
     log: "logs/extract_weights.log"
-    params: matrices=ARCH.matrices
+    params: matrices=FAMILY.matrices
     resources: **JOBS.stage_job("extract_weights")
     conda: CONDA_ENV
     script: "../scripts/extract_weights.py"

@@ -14,7 +14,7 @@ rule svd:
 # weight rows (results/predictor_nosvd).
 rule predictor:
     input: blocks=lambda wildcards: JOBS.space_blocks(PREDICTOR_SPACES[wildcards.predictor])
-    output: **per_matrix("predictor", ARCH.linear)
+    output: **per_matrix("predictor", FAMILY.linear)
     log: "logs/{predictor}.log"
     params:
         key=lambda wildcards: JOBS.space_key(PREDICTOR_SPACES[wildcards.predictor]),
@@ -29,7 +29,7 @@ rule predictor:
 
 rule predictor_heldout:
     input: blocks=lambda wildcards: JOBS.space_blocks(wildcards.space)
-    output: **per_matrix("predictor_heldout", ARCH.linear)
+    output: **per_matrix("predictor_heldout", FAMILY.linear)
     log: "logs/predictor_heldout/{space}.log"
     params:
         key=lambda wildcards: JOBS.space_key(wildcards.space),

@@ -163,7 +163,7 @@ class JobTable:
         self.embedded_tasks = embedded_task_names(self.templates_dir)
         self.base_kind = base_model_kind(config)
         self.base_config = base_model_config(config)
-        self.arch = family_for(self.base_config["model_type"])
+        self.family = family_for(self.base_config["model_type"])
         self.pretrain_base = self.base_kind == "pretrain"
         # a GGUF base is imported into results/base once; every later stage sees an HF directory
         self.import_base = self.base_kind == "gguf"
@@ -286,14 +286,14 @@ class JobTable:
         weights = OUTPUTS["extract_weights"]["weights"]
         files = lambda pattern, matrices: [self.on_method_base(method, pattern).format(matrix=m)  # noqa: E731
                                            for m in matrices]
-        return {"base": self.method_base_dir(method), "weights": files(weights, self.arch.matrices),
-                **{name: files(pattern, self.arch.linear) for name, pattern in needs.items()}}
+        return {"base": self.method_base_dir(method), "weights": files(weights, self.family.matrices),
+                **{name: files(pattern, self.family.linear) for name, pattern in needs.items()}}
 
     def space_blocks(self, space: str, aligned: bool = False) -> list[str]:
         """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd')."""
         pattern = OUTPUTS["svd"]["svd"] if space == "svd" else OUTPUTS["extract_weights"]["weights"]
         prefix = "aligned/" if aligned else ""
-        return [fill(pattern, aligned=prefix, matrix=m) for m in self.arch.linear]
+        return [fill(pattern, aligned=prefix, matrix=m) for m in self.family.linear]
 
     @staticmethod
     def space_key(space: str) -> str:
@@ -303,7 +303,7 @@ class JobTable:
     @cached_property
     def report_facts(self) -> RunFacts:
         """What decides the report's panels and the files they read (deepen/report/panels.py)."""
-        return RunFacts(self.config, self.base_kind, self.arch.linear, self.method_artifacts,
+        return RunFacts(self.config, self.base_kind, self.family.linear, self.method_artifacts,
                         self.embedded_tasks, self.aligned_artifacts, self.init_models, self.first_seed_models)
 
     def report_panel_files(self) -> dict:
@@ -454,7 +454,7 @@ class JobTable:
             "tokens": {"max_tokens": lambda wc: cfg["corpus"]["max_tokens"] if wc.split == "train" else None,
                        "seed": cfg["corpus"]["seed"]},
             "align_base": device,
-            "extract_weights": {"matrices": self.arch.matrices},
+            "extract_weights": {"matrices": self.family.matrices},
             "svd": {"matrix": lambda wc: wc.matrix, **device},
             "predictor": {"key": lambda wc: self.space_key(PREDICTOR_SPACES[wc.predictor]),
                           "train": self.predictor_train, **device},
@@ -526,7 +526,7 @@ class JobTable:
                 add("align_base", {"base_model": self.base_dir})
             add("extract_weights", base, aligned)
             if "svd" in spaces:
-                for m in self.arch.linear:
+                for m in self.family.linear:
                     add("svd", base, aligned, matrix=m)
                 add("svd_continuity", base, aligned)
             for space in spaces:
@@ -571,6 +571,6 @@ class JobTable:
     def _paths(self, rule: str, aligned: bool = False, **wildcards) -> tuple[str, ...]:
         paths = self.outputs(rule, aligned, **wildcards).values()
         if rule in PER_MATRIX:
-            matrices = self.arch.matrices if rule == "extract_weights" else self.arch.linear
+            matrices = self.family.matrices if rule == "extract_weights" else self.family.linear
             return tuple(p.format(matrix=m) for p in paths for m in matrices)
         return tuple(paths)
