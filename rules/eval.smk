@@ -71,3 +71,20 @@ rule seams:
     resources: **JOBS.stage_job("seams", gpu=True, floor=2048)
     conda: CONDA_ENV
     script: "../scripts/seams.py"
+
+
+# The base's layer profile (deepen/evaluate/seams.py): each layer's cosine and the val-loss change when it is skipped,
+# measured once; the methods with an `auto` placement place their new layers by it.
+rule layer_profile:
+    input:
+        model=BASE_DIR,
+        val=TOKEN_FILES["val"],
+    output: **outputs("layer_profile")
+    log: "logs/layer_profile.log"
+    params:
+        eval=JOBS.seam_slice,
+        device=DEVICE,
+    threads: config["resources"]["train_threads"]
+    resources: **JOBS.stage_job("layer_profile", gpu=True, floor=2048)
+    conda: CONDA_ENV
+    script: "../scripts/layer_profile.py"

@@ -7,7 +7,10 @@ from deepen.expand.execute import generate_stage
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    # every named input but the base and its weights is an artifact the method declared: one file per matrix type
-    artifacts = {name: Path(s.input[name][0]).parent for name in s.input.keys() if name not in ("base", "weights")}
+    # every named input but the base, its weights and its layer profile is an artifact the method declared: one file
+    # per matrix type
+    own = ("base", "weights", "profile")
+    artifacts = {name: Path(s.input[name][0]).parent for name in s.input.keys() if name not in own}
     generate_stage(s.wildcards.model, dict(s.params.options), s.input.base, Path(s.input.weights[0]).parent,
-                   Path(s.output.plan).parent, artifacts, device=s.params.device)
+                   Path(s.output.plan).parent, artifacts, device=s.params.device,
+                   profile_path=s.input.get("profile"))

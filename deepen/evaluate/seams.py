@@ -9,6 +9,7 @@ import contextlib
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from deepen.core.atomic import write_json
 from deepen.core.device import evaluation_dtype, stage_device
@@ -64,24 +65,56 @@ def recorded_cosines(model):
         means[:] = (sums / tokens).tolist()
 
 
+def _measured(model, positions, val_tokens: np.ndarray, seq_len: int, max_tokens: int, batch_size: int):
+    """The whole model's loss on the slice, every layer's cosine (on the same pass), and for each of ``positions``
+    the val loss without that layer minus the val loss with every layer."""
+    model.eval()
+    with recorded_cosines(model) as cosines:
+        whole = fixed_slice_loss(model, val_tokens, seq_len, max_tokens, batch_size)
+    deltas = {}
+    for position in tqdm(positions, desc="skip each layer", leave=False):
+        with skipped(decoder_layers(model)[position]):
+            deltas[position] = fixed_slice_loss(model, val_tokens, seq_len, max_tokens, batch_size)[
+                "val_loss"] - whole["val_loss"]
+    return whole, cosines, deltas
+
+
 def seam_diagnostics(model, plan: list[dict], val_tokens: np.ndarray, seq_len: int, max_tokens: int,
                      batch_size: int) -> dict:
     """Per layer of the expanded ``model`` (built by ``plan``): where it came from, its cosine; per added layer, the
     val loss without it minus the val loss with every layer."""
-    model.eval()
-    with recorded_cosines(model) as cosines:  # on the same pass as the whole model's loss
-        whole = fixed_slice_loss(model, val_tokens, seq_len, max_tokens, batch_size)
+    added = [position for position, entry in enumerate(plan) if entry["from"] == "new"]
+    whole, cosines, deltas = _measured(model, added, val_tokens, seq_len, max_tokens, batch_size)
     layers = []
     for position, entry in enumerate(plan):
-        row = {"position": position, "added": entry["from"] == "new", "cosine": cosines[position]}
+        row = {"position": position, "added": position in deltas, "cosine": cosines[position]}
         if row["added"]:
-            with skipped(decoder_layers(model)[position]):
-                row["skip_loss_delta"] = fixed_slice_loss(model, val_tokens, seq_len, max_tokens, batch_size)[
-                    "val_loss"] - whole["val_loss"]
+            row["skip_loss_delta"] = deltas[position]
         else:
             row["base_layer"] = entry["layer"]
         layers.append(row)
     return {"val_loss": whole["val_loss"], "val_tokens": whole["val_tokens"], "layers": layers}
+
+
+def layer_profile(model, val_tokens: np.ndarray, seq_len: int, max_tokens: int, batch_size: int) -> dict:
+    """Per layer of a base ``model``: its cosine and the val-loss change when it alone is skipped; what an ``auto``
+    placement ranks the seams by (deepen/expand/plan.py)."""
+    count = len(decoder_layers(model))
+    whole, cosines, deltas = _measured(model, range(count), val_tokens, seq_len, max_tokens, batch_size)
+    return {"val_loss": whole["val_loss"], "val_tokens": whole["val_tokens"],
+            "layers": [{"layer": i, "cosine": cosines[i], "skip_loss_delta": deltas[i]} for i in range(count)]}
+
+
+def layer_profile_stage(model_dir, val_bin, cfg: dict, out_path, threads: int = 1, device: str = "auto") -> None:
+    """The base's layer profile (above) on the seams' slice of the val split, on ``device``."""
+    from deepen.models.modeling import load_causal_lm
+
+    torch.set_num_threads(max(1, threads))
+    on = stage_device(device)
+    model = load_causal_lm(model_dir, on, evaluation_dtype(on))
+    tokens = open_tokens(val_bin, load_tokenizer(model_dir))
+    write_json({"model": str(model_dir), **layer_profile(model, tokens, cfg["seq_len"], cfg["eval_tokens"],
+                                                         cfg["batch_size"])}, out_path)
 
 
 def seams_stage(model_dir, plan_path, trained: dict, val_bin, cfg: dict, out_path, threads: int = 1,

@@ -8,7 +8,8 @@ A plan is a list of entries, one per output layer, in order:
 
 ``between`` names the base neighbours the new layer was made from (the upper one is ``None`` when
 the layer sits on top of the stack). Placement — where new layers go — is shared by every method
-that interpolates.
+that interpolates. ``{auto: N}`` places from data: the base's layer profile (deepen/evaluate/seams.py,
+measured once on the base) scores each seam between two base layers, and the N best get a new layer.
 """
 
 from __future__ import annotations
@@ -21,9 +22,51 @@ class PlanError(ValueError):
     pass
 
 
-def insertion_points(placement, num_layers: int) -> list[int]:
-    """Base layer indices after which one new layer is inserted."""
+# What an ``auto`` placement ranks seams by, from the base's layer profile: the measure per layer, and whether a
+# high value marks a layer that does little (cosine of its input and output near 1) or a low one (the val loss
+# barely rises when it is skipped).
+AUTO_MEASURES = {"cosine": ("cosine", True), "skip_loss": ("skip_loss_delta", False)}
+
+
+def seam_scores(profile: list[dict], by: str = "cosine") -> list[float]:
+    """Per seam i (between base layers i and i+1), how little its two neighbours change the model: the mean of
+    their measure, signed so that higher is a better place for a new layer."""
+    if by not in AUTO_MEASURES:
+        raise PlanError(f"placement.by: {by!r} is not a measure; use {' or '.join(AUTO_MEASURES)}")
+    key, high_is_idle = AUTO_MEASURES[by]
+    values = [row[key] for row in profile]
+    sign = 1.0 if high_is_idle else -1.0
+    return [sign * (values[i] + values[i + 1]) / 2 for i in range(len(values) - 1)]
+
+
+def auto_points(count: int, num_layers: int, profile: list[dict] | None = None, by: str = "cosine") -> list[int]:
+    """The ``count`` best seams of a ``num_layers``-layer base by its layer ``profile`` (one row per base layer);
+    ties, and every seam while no profile is given (the config check, the cost estimates: the depth is what
+    they need), go to the higher seam, where the papers place new layers."""
+    if not isinstance(count, int) or not 1 <= count <= num_layers - 1:
+        raise PlanError(f"placement.auto must be an integer in 1..{num_layers - 1} (one new layer per seam between "
+                        f"two of the base's {num_layers} layers), got {count!r}")
+    if profile is None:
+        scores = [0.0] * (num_layers - 1)
+        seam_scores([{"cosine": 0.0, "skip_loss_delta": 0.0}] * 2, by)  # the measure's name, checked
+    else:
+        if len(profile) != num_layers:
+            raise PlanError(f"the layer profile has {len(profile)} layers, the base {num_layers}")
+        scores = seam_scores(profile, by)
+    ranked = sorted(range(num_layers - 1), key=lambda i: (-scores[i], -i))
+    return sorted(ranked[:count])
+
+
+def is_auto(placement) -> bool:
+    return isinstance(placement, dict) and "auto" in placement
+
+
+def insertion_points(placement, num_layers: int, profile: list[dict] | None = None) -> list[int]:
+    """Base layer indices after which one new layer is inserted; ``profile``: the base's layer profile, which an
+    ``auto`` placement ranks by."""
     L = num_layers
+    if is_auto(placement):
+        return auto_points(placement["auto"], L, profile, placement.get("by", "cosine"))
     if placement == "top_half":
         # one new layer between each adjacent pair of the top half: L -> 1.5 L
         points = list(range(L // 2 - 1, L - 1))
@@ -49,7 +92,8 @@ def insertion_points(placement, num_layers: int) -> list[int]:
         points = sorted(points)
     else:
         raise PlanError(
-            f"unknown placement {placement!r}; use top_half, bottom, {{interval: k[, offset: o]}} or {{explicit: [...]}}"
+            f"unknown placement {placement!r}; use top_half, bottom, {{interval: k[, offset: o]}}, "
+            "{explicit: [...]} or {auto: n[, by: cosine|skip_loss]}"
         )
     if not points:
         raise PlanError(f"placement {placement!r} inserts no layer into a {L}-layer model")

@@ -7,6 +7,7 @@ own reports are growth_section.py and sft_section.py. Nothing here imports torch
 from deepen.report import panel_base  # noqa: F401, I001
 from deepen.report import panel_lesa  # noqa: F401
 from deepen.report import panel_seams  # noqa: F401
+from deepen.report import panel_placement  # noqa: F401
 from deepen.report import panel_benchmarks  # noqa: F401
 from deepen.report import panel_branches  # noqa: F401
 from deepen.report.panels import PANELS, RunFacts, panel, panel_inputs, panel_outputs, panel_params  # noqa: F401

@@ -43,8 +43,10 @@ def cpt_stage(method: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, f
 
 
 def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: dict, work_dir, final_dir, info_path,
-                         tokenizer=None, threads=1) -> None:
-    """CPT of one model on token streams: the layers the plan added train under ``new_only``."""
+                         tokenizer=None, threads=1, continue_from=None):
+    """CPT of one model on token streams: the layers the plan added train under ``new_only``; ``continue_from``: a
+    checkpoint of an earlier run of the same model this one continues (deepen/train/trainer.py). Returns the trained
+    model."""
     from deepen.models.model_dir import read_model_config
     from deepen.models.model_dir import check_model_dir
     from deepen.models.modeling import count_parameters, load_causal_lm
@@ -58,11 +60,12 @@ def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: 
     added = plans.added_layers(plan_info["plan"])
     flops = training_flops_per_token(model.config.to_dict(), cfg["seq_len"], added, cfg["freeze"])
     result = train(model, tokenizer, train_tokens, val_tokens, cfg, work_dir, final_dir, trainable_layers=added,
-                   threads=threads)
+                   threads=threads, continue_from=continue_from)
     if not is_main_process():
-        return
+        return model
     write_json({"method": method, "generator": plan_info.get("generator", ""), "freeze": cfg["freeze"],
                 "processes": world_size(), "nodes": cfg.get("nodes", 1),
                 "seed": cfg["seed"], "layers": model.config.num_hidden_layers, "params": count_parameters(model),
                 "added_layers": added, "train_flops_per_token": flops,
                 "tokens_per_step": cfg["batch_size"] * cfg["seq_len"], **result}, info_path)
+    return model

@@ -37,6 +37,17 @@ class TrainingSettings:
     nodes: int = 1
     seed: int = 0
     freeze: str = "all"
+    # the steps the training windows are drawn for (default: steps): runs that continue one another (a race's rungs)
+    # draw them for the longest, so that each sees the windows an uninterrupted run would
+    window_steps: int | None = None
+    # True: the windows in the order they were drawn (at random offsets already) rather than shuffled by the Trainer's
+    # global random state, so that a run continued from a checkpoint takes the batches the uninterrupted run would
+    windows_in_order: bool = False
+    # schedule warmup_stable_decay: the steps over which the rate decays linearly to 0, from step decay_start (default:
+    # steps - decay_steps); a decay_start past ``steps`` keeps the rate constant to the end, and a run that continues
+    # this one's checkpoint takes its next step at that rate
+    decay_steps: int = 0
+    decay_start: int | None = None
 
     @classmethod
     def from_config(cls, section: dict) -> TrainingSettings:

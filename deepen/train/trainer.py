@@ -79,6 +79,24 @@ def fixed_slice_loss(model, val_tokens: np.ndarray, seq_len: int, max_tokens: in
     return {"val_loss": total / len(windows), "val_tokens": len(windows) * seq_len}
 
 
+def window_losses(model, val_tokens: np.ndarray, seq_len: int, max_tokens: int, batch_size: int) -> list[float]:
+    """Each window's mean loss on the fixed slice (their mean is ``fixed_slice_loss``'s): two models' losses on the
+    same windows pair up, for an interval of their difference."""
+    windows = FixedWindows(val_tokens, seq_len, max_tokens)
+    was_training = model.training
+    model.eval()
+    out: list[float] = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            batch = windows.tokens[start : start + batch_size].to(device)
+            logits = model(input_ids=batch).logits[:, :-1].float()
+            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+            out += losses.mean(dim=1).tolist()
+    model.train(was_training)
+    return out
+
+
 def micro_batches(batch: int, processes: int, micro_batch_size: int | None) -> tuple[int, int]:
     """(sequences per forward pass and process, accumulation steps) for a global batch of ``batch``."""
     if batch % processes:
@@ -309,15 +327,17 @@ def watch_callbacks(report_to: str, work_dir: Path) -> tuple[str, list]:
 
 
 def train(model, tokenizer, train_tokens, val_tokens, cfg: dict | TrainingSettings, work_dir, final_dir,
-          trainable_layers: list[int] | None = None, threads: int = 1) -> dict:
-    """Train ``model`` for ``cfg.steps`` optimizer steps; resume from ``work_dir`` checkpoints if any.
-    ``train_tokens``/``val_tokens``: token streams cut into windows, or Datasets of encoded examples. ``cfg``: the
-    run's settings (deepen/train/settings.py), or a config section to build them from."""
+          trainable_layers: list[int] | None = None, threads: int = 1, continue_from=None) -> dict:
+    """Train ``model`` for ``cfg.steps`` optimizer steps; resume from ``work_dir`` checkpoints if any, else from the
+    checkpoint ``continue_from`` (another run's, whose steps this one continues: its weights, optimizer, schedule and
+    data position). ``train_tokens``/``val_tokens``: token streams cut into windows, or Datasets of encoded
+    examples. ``cfg``: the run's settings (deepen/train/settings.py), or a config section to build them from.
+    ``final_dir`` None: no final model is written (the kept checkpoints hold it)."""
     from transformers import Trainer
 
     settings = cfg if isinstance(cfg, TrainingSettings) else TrainingSettings.from_config(cfg)
     torch.set_num_threads(max(1, threads))
-    work_dir, final_dir = Path(work_dir), Path(final_dir)
+    work_dir, final_dir = Path(work_dir), (Path(final_dir) if final_dir is not None else None)
     ckpt_dir = work_dir / "checkpoints"
     world = world_size()
     settings.check(world, torch.cuda.is_available())
@@ -333,6 +353,10 @@ def train(model, tokenizer, train_tokens, val_tokens, cfg: dict | TrainingSettin
         model.set_attn_implementation(attention_for(type(model), settings.attn_implementation))
     train_set, val_set = _datasets(train_tokens, val_tokens, settings)
     resume = _last_checkpoint(ckpt_dir, world)
+    if resume is None and continue_from is not None and main:
+        step = json.loads((Path(continue_from) / "trainer_state.json").read_text())["global_step"]
+        resume = ckpt_dir / f"checkpoint-{step}"
+        shutil.copytree(continue_from, resume)
     reporter, watchers = watch_callbacks(settings.report_to, work_dir) if main else ("none", [])
     args = _training_arguments(settings, ckpt_dir, micro, accumulation, world, reporter, first_run=resume is None)
     t0 = time.time()
@@ -357,7 +381,8 @@ def _datasets(train_tokens, val_tokens, settings: TrainingSettings) -> tuple[Dat
     """Random training windows and the fixed val slice of token streams; encoded examples (SFT) as they are."""
     if isinstance(train_tokens, Dataset):
         return train_tokens, val_tokens
-    return (RandomWindows(train_tokens, settings.seq_len, settings.steps * settings.batch_size, settings.seed),
+    windows = (settings.window_steps or settings.steps) * settings.batch_size
+    return (RandomWindows(train_tokens, settings.seq_len, windows, settings.seed),
             FixedWindows(val_tokens, settings.seq_len, settings.eval_tokens))
 
 
@@ -379,6 +404,7 @@ def _training_arguments(settings: TrainingSettings, ckpt_dir: Path, micro: int, 
         ddp_backend=("nccl" if torch.cuda.is_available() else "gloo") if world > 1 else None,
         learning_rate=settings.lr,
         lr_scheduler_type=settings.schedule,
+        **({"lr_scheduler_kwargs": _stable_decay(settings)} if settings.schedule == "warmup_stable_decay" else {}),
         warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay,
         max_grad_norm=settings.grad_clip,
@@ -394,6 +420,7 @@ def _training_arguments(settings: TrainingSettings, ckpt_dir: Path, micro: int, 
         prediction_loss_only=True,
         report_to=reporter,
         use_cpu=not torch.cuda.is_available(),
+        **({"train_sampling_strategy": "sequential"} if settings.windows_in_order else {}),
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         seed=settings.seed,
@@ -406,7 +433,14 @@ def _training_arguments(settings: TrainingSettings, ckpt_dir: Path, micro: int, 
     )
 
 
-def _save_final(trainer, model, tokenizer, settings: TrainingSettings, work_dir: Path, final_dir: Path,
+def _stable_decay(settings: TrainingSettings) -> dict:
+    """The warmup-stable-decay schedule's steps: warmup, constant until decay_start, then linear to 0."""
+    start = settings.steps - settings.decay_steps if settings.decay_start is None else settings.decay_start
+    return {"num_stable_steps": start - settings.warmup_steps, "num_decay_steps": settings.decay_steps,
+            "decay_type": "linear"}
+
+
+def _save_final(trainer, model, tokenizer, settings: TrainingSettings, work_dir: Path, final_dir: Path | None,
                 main: bool) -> int:
     """The trained model into ``final_dir`` and metrics.partial.jsonl to metrics.jsonl (the main process); returns how
     many parameters were sharded (FSDP2 DTensors)."""
@@ -418,11 +452,12 @@ def _save_final(trainer, model, tokenizer, settings: TrainingSettings, work_dir:
     state_dict = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
     sharded = sum(isinstance(p, DTensor) for p in trainer.model.parameters())
     if main:
-        ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
-        with atomic_dir(final_dir) as tmp:
-            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state_dict)
-            if tokenizer is not None:  # None where the data came as token ids (benchmarks/smollm2_gpu.py)
-                tokenizer.save_pretrained(str(tmp))
+        if final_dir is not None:
+            ensure_free(final_dir.parent, checkpoint_nbytes(model), f"final model {final_dir}")
+            with atomic_dir(final_dir) as tmp:
+                trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state_dict)
+                if tokenizer is not None:  # None where the data came as token ids (benchmarks/smollm2_gpu.py)
+                    tokenizer.save_pretrained(str(tmp))
         os.replace(work_dir / PARTIAL_METRICS, work_dir / "metrics.jsonl")
         if not settings.keep_checkpoints:
             shutil.rmtree(work_dir / "checkpoints")

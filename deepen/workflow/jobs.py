@@ -13,6 +13,7 @@ from typing import Any
 
 from deepen.evaluate.harness import embedded_task_names
 from deepen.expand import methods as registry
+from deepen.expand import plan as plans
 from deepen.expand.methods.lesa import PREDICTOR_SPACES, predictor_spaces
 from deepen.models.families import family_for
 from deepen.models.gguf_import import gguf_source
@@ -52,6 +53,7 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "evaluate_init": {"eval": "results/eval/init/{model}.json"},
     "init_loss": {"loss": "results/init/{model}.json"},
     "seams": {"seams": "results/seams/{model}.json"},
+    "layer_profile": {"profile": "results/layer_profile.json"},
     "report": {"csv": "results/report/summary.csv", "runs_csv": "results/report/runs.csv",
                "init_csv": "results/report/init.csv", "md": "results/report/summary.md",
                "curves": "results/report/loss_curves.png"},
@@ -286,8 +288,14 @@ class JobTable:
         weights = OUTPUTS["extract_weights"]["weights"]
         files = lambda pattern, matrices: [self.on_method_base(method, pattern).format(matrix=m)  # noqa: E731
                                            for m in matrices]
+        profile = {"profile": OUTPUTS["layer_profile"]["profile"]} if method in self.auto_placed else {}
         return {"base": self.method_base_dir(method), "weights": files(weights, self.family.matrices),
-                **{name: files(pattern, self.family.linear) for name, pattern in needs.items()}}
+                **{name: files(pattern, self.family.linear) for name, pattern in needs.items()}, **profile}
+
+    @cached_property
+    def auto_placed(self) -> list[str]:
+        """The methods whose placement is ``auto``: they read the base's layer profile."""
+        return [m for m, opts in self.config["methods"].items() if plans.is_auto(opts.get("placement"))]
 
     def space_blocks(self, space: str, aligned: bool = False) -> list[str]:
         """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd')."""
@@ -470,6 +478,7 @@ class JobTable:
             "evaluate_sft": {"eval": self.eval_params},
             "init_loss": {"eval": self.fixed_slice, **device},
             "seams": {"eval": self.seam_slice, "freezes": lambda wc: list(self.trained_rows(wc.model)), **device},
+            "layer_profile": {"eval": self.seam_slice, **device},
             "report": self.report_params(),
             "growth_scratch": growth, "growth_small": growth, "growth_grown": growth,
             "growth_report": {"runs": self.growth_runs},
@@ -533,6 +542,8 @@ class JobTable:
                 folder = next(f for f, sp in PREDICTOR_SPACES.items() if sp == space)
                 add("predictor", {**base, "space": space}, aligned, predictor=folder)
                 add("predictor_heldout", {**base, "space": space}, aligned, space=space)
+        if self.auto_placed:
+            add("layer_profile", {"base_model": self.base_dir})
         for model in self.init_models[1:]:
             add("generate_layers", {"base_model": self.method_base_dir(model.partition("/")[0])}, model=model)
             add("reconstruct", {"method": self.generation_params(model)}, model=model)

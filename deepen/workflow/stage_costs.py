@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deepen.expand.plan import added_layers, new_layers
+from deepen.expand.plan import added_layers, is_auto, new_layers
 from deepen.models.flops import layer_matmul_params, training_flops_per_token
 from deepen.workflow.resources import parameter_count, request_minutes
 
@@ -319,6 +319,10 @@ def workflow_costs(config: dict, model_config: dict, weight_bytes: int = 4,
              for p in plans.values() if len(p) > L]
     costs["seams"] = jobs(max(seams, key=lambda c: c.flops, default=loss_cost("seams", shape, L, 0, **slice_args)),
                           len(seams))
+    # the base's layer profile: the whole base, then once without each of its layers
+    auto = any(is_auto(opts.get("placement")) for opts in methods.values())
+    costs["layer_profile"] = jobs(loss_cost("layer_profile", shape, L, seam_tokens, passes=1 + L, **slice_args),
+                                  int(auto))
     trained = [cpt_cost(shape, len(plans[m]) if m in plans else L,
                         added_layers(plans[m]) if m in plans else None, f, cpt)
                for m, f, _ in runs]
