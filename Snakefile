@@ -35,6 +35,13 @@ include: "rules/expand.smk"
 include: "rules/lesa.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
+
+
+if JOBS.race:
+
+    include: "rules/race.smk"
+
+
 include: "rules/report.smk"
 include: "rules/align.smk"
 
@@ -65,4 +72,5 @@ rule all:
         [OUTPUTS["base_info"]["info"]] if JOBS.import_base else [],
         [OUTPUTS["growth_report"]["png"]] if GROWTH else [],
         [OUTPUTS["sft_report"]["png"]] if SFT else [],
+        [OUTPUTS["race_bracket"]["bracket"]] if JOBS.race else [],
     default_target: True

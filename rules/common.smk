@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 
@@ -62,3 +63,4 @@ wildcard_constraints:
     space="svd|nosvd",
     g=r"\d+",
     d=r"[0-9.e+]+",
+    rung=r"\d+",

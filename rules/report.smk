@@ -55,11 +55,14 @@ ARTIFACTS = JOBS.artifacts()
 
 
 rule manifest:
-    input: list(ARTIFACTS)
+    input:
+        list(ARTIFACTS),
+        # the race's later rungs are known from its decisions, once they are made
+        race=race_decisions if JOBS.race else [],
     output: **outputs("manifest")
     log: "logs/manifest.log"
     params:
-        artifacts=ARTIFACTS,
+        artifacts=(lambda wildcards, input: JOBS.artifacts(JOBS.race_decisions_made())) if JOBS.race else ARTIFACTS,
         config=canonical(config),
     resources: **JOBS.job(1024, JOBS.streaming_runtime(2 + len(JOBS.runs) * JOBS.deepest_expansion()))
     conda: CONDA_ENV

@@ -52,9 +52,10 @@ def copy_run(src: Path, dest: Path) -> Path:
 
 
 def seeded_subset(cfg: dict, **changes) -> dict:
-    """``cfg`` with only SEEDED_METHODS and without the growth and SFT branches."""
+    """``cfg`` with only SEEDED_METHODS and without the growth and SFT branches and the race."""
     return {**cfg, "methods": {m: spec for m, spec in cfg["methods"].items() if m in SEEDED_METHODS},  # rows keep their order
-            "growth": {**cfg["growth"], "enabled": False}, "sft": {**cfg["sft"], "enabled": False}, **changes}
+            "growth": {**cfg["growth"], "enabled": False}, "sft": {**cfg["sft"], "enabled": False},
+            "race": {**cfg["race"], "enabled": False}, **changes}
 
 
 def pytest_collection_modifyitems(items):

@@ -92,11 +92,11 @@ def test_the_rules_that_request_a_gpu_are_those_whose_code_uses_one():
     import re
     from pathlib import Path
 
-    trains = {"pretrain_base.py", "continual_pretrain.py", "growth_run.py", "sft.py"}
+    trains = {"pretrain_base.py", "continual_pretrain.py", "growth_run.py", "sft.py", "race_rung.py", "race_cooldown.py"}
     requests, uses = set(), set()
     for smk in sorted((Path(__file__).parent.parent / "rules").glob("*.smk")):
         text = smk.read_text()
-        starts = list(re.finditer(r"^\s*(?:use )?rule (\w+)", text, flags=re.M))
+        starts = list(re.finditer(r"^\s*(?:use )?(?:rule|checkpoint) (\w+)", text, flags=re.M))
         for match, end in zip(starts, [m.start() for m in starts[1:]] + [len(text)]):
             if match.group(0).lstrip().startswith("use"):
                 continue  # inherits its rule's resources and script

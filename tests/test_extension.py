@@ -39,6 +39,7 @@ def quick_config(methods: dict) -> dict:
     cfg["methods"] = methods
     cfg["report"].update(target_loss=next(iter(methods)), reference=next(iter(methods)), claims=[])
     cfg["sft"]["expansion"] = next(iter(methods))
+    cfg["race"]["enabled"] = False
     return cfg
 
 

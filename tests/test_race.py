@@ -2,12 +2,18 @@
 continued is the run that never stopped."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import SNAKEMAKE, copy_run, snakemake
 from deepen.train import race
 from deepen.train.race_runs import run_cooldown, run_rung
 
@@ -88,3 +94,52 @@ def test_a_stopped_run_continued_is_the_uninterrupted_run(tiny_llama_dir, tmp_pa
     assert all(torch.equal(continued[k], whole[k]) for k in whole)
     lrs = [m["lr"] for m in map(json.loads, (tmp_path / "cool/metrics.jsonl").read_text().splitlines()) if m["lr"]]
     assert lrs[-1] < CPT["lr"] / 2  # the rate decayed over the cooldown
+
+
+def race_outputs(workdir):
+    """{path under results/race: mtime} of every file the race wrote."""
+    return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in (workdir / "results/race").rglob("*")
+            if p.is_file()}
+
+
+def test_the_quick_race_halves_and_a_rerun_runs_nothing(quick_run):
+    bracket = json.loads((quick_run / "results/race/bracket.json").read_text())
+    first = bracket["rungs"][0]
+    assert [row["candidate"] for row in first["ranking"]] != [] and len(first["ranking"]) == 4
+    assert 2 <= len(first["survivors"]) < 4  # the better half, and any tied with it
+    for earlier, later in zip(bracket["rungs"], bracket["rungs"][1:]):
+        assert sorted(row["candidate"] for row in later["ranking"]) == sorted(earlier["survivors"])
+    assert bracket["rungs"][-1]["over"] and bracket["winner"] == bracket["rungs"][-1]["ranking"][0]["candidate"]
+    assert bracket["race_steps"] < bracket["full_steps"]
+    # the winner's cooldown continued its last rung's checkpoint and decayed to a rate of 0
+    info = json.loads((quick_run / "results/race/winner/info.json").read_text())
+    assert info["resumed_from_step"] == bracket["rungs"][-1]["end_step"]
+    assert (quick_run / "results/race/winner/final/model.safetensors").exists()
+    out = snakemake(quick_run, "-n", "--cores", "2", "--configfile", "config/quick.yaml")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_a_killed_race_resumes_and_reuses_every_finished_rung(quick_run, tmp_path):
+    """Snakemake killed as soon as the first decision is made (rung 2 starting): the rerun keeps rung 1 and its
+    decision as they were and ends with the same bracket."""
+    workdir = copy_run(quick_run, tmp_path / "run")
+    expected = json.loads((workdir / "results/race/bracket.json").read_text())
+    shutil.rmtree(workdir / "results/race")  # the race from scratch, on the run's expanded models
+    args = ["results/race/bracket.json", "--cores", "2", "--configfile", "config/quick.yaml"]
+    proc = subprocess.Popen([SNAKEMAKE, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    decision = workdir / "results/race/rung1.json"
+    deadline = time.time() + 600
+    while not decision.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert decision.exists() and not (workdir / "results/race/bracket.json").exists()
+    before = race_outputs(workdir)
+    assert any("rung1/" in p for p in before)
+
+    snakemake(workdir, "--unlock", "--configfile", "config/quick.yaml")
+    snakemake(workdir, *args, "--rerun-incomplete")
+    after = race_outputs(workdir)
+    assert {p: t for p, t in after.items() if "rung1" in p} == {p: t for p, t in before.items() if "rung1" in p}
+    assert json.loads((workdir / "results/race/bracket.json").read_text()) == expected

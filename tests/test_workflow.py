@@ -102,7 +102,7 @@ def planned_jobs(workdir, configfile) -> list[tuple[str, str]]:
     proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", configfile)
     jobs, rule = [], None
     for line in proc.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line.strip())
         if m:
             rule = m.group(1)
             jobs.append((rule, ""))
@@ -147,14 +147,18 @@ def test_nothing_reruns_after_a_complete_run(quick_run):
 def test_changing_the_cpt_lr_reruns_only_training_evaluation_and_report(quick_run):
     cfg = variant(quick_run, "lr.yaml", lambda c: c["cpt"].update(lr=5e-4))
     rules = {rule for rule, _ in planned_jobs(quick_run, cfg)}
-    # the seams after CPT are measured on the trained models
-    assert rules == {"continual_pretrain", "evaluate", "seams", "report", "manifest", "all"}
+    # the seams after CPT are measured on the trained models; the race trains with CPT's settings (its first rung, and
+    # what follows from its decision)
+    assert rules == {"continual_pretrain", "evaluate", "seams", "report", "manifest", "all", "race_rung", "race_decide",
+                     "race_cooldown", "race_bracket"}
 
 
 def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
     cfg = variant(quick_run, "interval.yaml", lambda c: c["methods"]["llama_pro"].update(placement={"interval": 1}))
     jobs = planned_jobs(quick_run, cfg)
-    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "sft_report", "manifest", "all")}
+    # llama_pro races: its first rung reruns, and the decisions that follow
+    race = {"race_decide", "race_cooldown", "race_bracket"}
+    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "sft_report", "manifest", "all", *race)}
     assert per_method == {
         ("generate_layers", "model=llama_pro"),
         ("reconstruct", "model=llama_pro"),
@@ -166,8 +170,9 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
         # quick.yaml's SFT branch expands with llama_pro: its dense and DLO variants start from that model,
         # the base variant does not
         *((rule, f"variant={variant}, seed=0") for rule in ("sft", "evaluate_sft") for variant in ("llama_pro", "dlo")),
+        ("race_rung", "method=llama_pro, freeze=new_only, rung=1"),
     }
-    assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all"}
+    assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all", *race}
 
 
 def test_dry_run_of_the_toy_config_lists_the_whole_dag(tmp_path):

@@ -79,6 +79,7 @@ def bracket(decisions: list[dict], race: dict, cpt: dict, candidates: list[str])
         rungs.append({"rung": index + 1, "end_step": ends[index], **decision})
     steps += race["cooldown_steps"]
     full = len(candidates) * (ends[-1] + race["cooldown_steps"])
-    return {"candidates": candidates, "rungs": rungs, "winner": decisions[-1]["winner"], "race_steps": steps,
+    return {"candidates": candidates, "rungs": rungs, "winner": decisions[-1]["winner"],
+            "cooldown_steps": race["cooldown_steps"], "race_steps": steps,
             "full_steps": full, "race_tokens": steps * tokens_per_step, "full_tokens": full * tokens_per_step,
             "fraction": steps / full}

@@ -17,7 +17,7 @@ from deepen.models.families import UnsupportedFamily, family_for
 from deepen.report.rows import match_row
 from deepen.train.settings import TrainingSettings
 from deepen.workflow.design import (GROWTH_TRAIN_KEYS, base_model_config, base_model_kind, freeze_policies,
-                                    growth_operators_at, growth_train, rows)
+                                    growth_operators_at, growth_train, race_candidates, rows)
 
 
 class ConfigError(ValueError):
@@ -222,6 +222,8 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
     problems += corpus_problems(config["corpus"], load_datasets)
     if config["growth"]["enabled"]:
         problems += _growth_problems(config, model)
+    if config["race"]["enabled"]:
+        problems += _race_problems(config)
     sft = config["sft"]
     if sft["enabled"]:
         if sft["expansion"] not in config["methods"]:
@@ -266,6 +268,26 @@ def attention_problems(config: dict, model_type: str) -> list[str]:
     return [f"{section}.attn_implementation: {kernel!r} is not available for the base's family {model_type!r} "
             f"({model_class.__name__}; available: {', '.join(kernels)}, or auto)"
             for section, kernel in named.items() if kernel not in kernels]
+
+
+def _race_problems(config: dict) -> list[str]:
+    race, problems = config["race"], []
+    try:
+        candidates = race_candidates(config)
+    except ValueError as e:
+        return [f"race.candidates: {e}"]
+    if len(candidates) < 2:
+        problems.append(f"race.candidates: a race needs two candidates or more, this one has {candidates}")
+    rungs = race["rungs"]
+    if any(b <= a for a, b in zip(rungs, rungs[1:])):
+        problems.append(f"race.rungs: {rungs} must increase (each is the step its rung ends at)")
+    cpt = config["cpt"]
+    if cpt["nproc"] * cpt["nodes"] > 1:
+        problems.append("race: every rung trains in one process; set cpt.nproc and cpt.nodes to 1")
+    if rungs[0] <= cpt["warmup_steps"]:
+        problems.append(f"race.rungs: the first rung ends at step {rungs[0]}, within cpt.warmup_steps "
+                        f"({cpt['warmup_steps']}): candidates would be compared before their rate is up")
+    return problems
 
 
 def _growth_problems(config: dict, model: dict) -> list[str]:

@@ -116,3 +116,22 @@ def growth_runs(config: dict) -> list[tuple[str, int, str, int]]:
         settings = [(g, d) for g in growth["g"] for d in growth["d"]] if op == "stack" else [(at_g, at_d)]
         out += [(op, g, growth_label(d), seed) for g, d in settings for seed in range(growth["seeds"])]
     return out
+
+
+def race_candidates(config: dict) -> list[str]:
+    """The rows a race runs, as ``method/freeze``: race.candidates (a method alone names its first freeze policy), or
+    every CPT row but the base. Raises ValueError for a name that is no such row."""
+    trained = [f"{m}/{f}" for m, f in rows(config) if (m, f) != BASE_ROW]
+    named = config["race"].get("candidates")
+    if named is None:
+        return trained
+    out = []
+    for name in named:
+        method, _, freeze = name.partition("/")
+        if method not in config["methods"] or not config["methods"][method].get("cpt", True):
+            raise ValueError(f"{name!r} is not a method with CPT rows (known: {', '.join(trained)})")
+        row = f"{method}/{freeze or freeze_policies(config['methods'][method])[0]}"
+        if row not in trained:
+            raise ValueError(f"{name!r}: method {method!r} has no CPT row under freeze {freeze!r}")
+        out.append(row)
+    return out

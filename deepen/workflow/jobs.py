@@ -19,8 +19,9 @@ from deepen.models.families import family_for
 from deepen.models.gguf_import import gguf_source
 from deepen.report import RunFacts, panel_inputs, panel_outputs
 from deepen.workflow import stage_costs
+from deepen.train import race
 from deepen.workflow.design import (base_model_config, base_model_kind, growth_runs, growth_train, init_models,
-                                    method_seeds, model_name, runs, trained_methods)
+                                    method_seeds, model_name, race_candidates, runs, trained_methods)
 from deepen.workflow.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes
 
 # Where each rule writes, by output name; {wildcards} are the rule's. "{aligned}" is "" for the base's artifacts and
@@ -76,13 +77,21 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "evaluate_sft": {"eval": "results/sft/{variant}/seed{seed}/eval.json"},
     "sft_report": {"md": "results/report/sft.md", "csv": "results/report/sft.csv",
                    "png": "results/report/dlo_execution.png"},
+    "race_rung": {"state": "results/race/{method}/{freeze}/rung{rung}/state",
+                  "metrics": "results/race/{method}/{freeze}/rung{rung}/metrics.jsonl",
+                  "info": "results/race/{method}/{freeze}/rung{rung}/info.json"},
+    "race_decide": {"decision": "results/race/rung{rung}.json"},
+    "race_cooldown": {"final": "results/race/winner/final", "metrics": "results/race/winner/metrics.jsonl",
+                      "info": "results/race/winner/info.json"},
+    "race_bracket": {"bracket": "results/race/bracket.json"},
     "manifest": {"manifest": "results/manifest.json"},
 }
 # outputs that are folders (Snakemake's directory())
 FOLDERS = {"results/tokenizer", "results/base", "results/aligned/base", "results/models/{model}",
            "results/cpt/{method}/{freeze}/seed{seed}/final", "results/eval/task_data",
            "results/growth/scratch/seed{seed}/model", "results/growth/small/g{g}_d{d}/seed{seed}/model",
-           "results/growth/{operator}/g{g}_d{d}/seed{seed}/model", "results/sft/{variant}/seed{seed}/final"}
+           "results/growth/{operator}/g{g}_d{d}/seed{seed}/model", "results/sft/{variant}/seed{seed}/final",
+           "results/race/{method}/{freeze}/rung{rung}/state", "results/race/winner/final"}
 # rules whose outputs span a wildcard within one job: every matrix type (as Snakemake's expand)
 PER_MATRIX = {"extract_weights", "predictor", "predictor_heldout"}
 
@@ -184,6 +193,9 @@ class JobTable:
         self.sft = config["sft"]["enabled"]
         self.sft_variants = ["base", config["sft"]["expansion"], "dlo"] if self.sft else []
         self.sft_runs = [(v, seed) for v in self.sft_variants for seed in range(config["sft"]["seeds"])]
+        self.race = config["race"]["enabled"]
+        # the rows that race, as method/freeze
+        self.race_candidates = race_candidates(config) if self.race else []
         res = config["resources"]
         self.res = res
         self.base_params = parameter_count(self.base_config)
@@ -256,6 +268,32 @@ class JobTable:
         final = OUTPUTS["continual_pretrain"]["final"]
         return {f: fill(final, method=m, freeze=f, seed=s) for m, f, s in self.runs
                 if m != "base" and s == 0 and self.model_of(m, 0) == model}
+
+    # ---- the race (deepen/train/race.py)
+
+    def race_rung_inputs(self, method: str, freeze: str, rung) -> dict[str, str]:
+        """What a candidate's rung starts from: its expanded model (the race's seed), and after the first rung the
+        previous rung's checkpoint."""
+        model = {"model": self.cpt_model(method, self.config["race"]["seed"])}
+        if int(rung) == 1:
+            return model
+        return {**model, "previous": fill(OUTPUTS["race_rung"]["state"], method=method, freeze=freeze,
+                                          rung=int(rung) - 1)}
+
+    def race_rung_train(self, freeze: str, rung) -> dict:
+        settings = race.rung_settings(self.config["cpt"], self.config["race"], int(rung), self.config["race"]["seed"])
+        return computed({**settings, "freeze": freeze})
+
+    def race_path(self, output: str, candidate: str, rung: int) -> str:
+        method, freeze = candidate.split("/")
+        return fill(OUTPUTS["race_rung"][output], method=method, freeze=freeze, rung=rung)
+
+    @cached_property
+    def race_params(self) -> dict:
+        """What the decisions, the cooldown and the bracket read: the race's settings, CPT's, the candidates."""
+        return {"race": canonical(self.config["race"]), "cpt": computed({k: v for k, v in self.config["cpt"].items()
+                                                                         if k != "seeds"}),
+                "candidates": self.race_candidates}
 
     # ---- what the methods read
 
@@ -486,6 +524,8 @@ class JobTable:
             "sft": {"train": computed(cfg["sft"].get("train", {})),
                     "dlo": lambda wc: canonical(cfg["sft"]["dlo"]) if wc.variant == "dlo" else None},
             "sft_report": {"runs": self.sft_runs, "expansion": cfg["sft"]["expansion"]},
+            "race_rung": {"cpt": lambda wc: self.race_rung_train(wc.freeze, wc.rung)},
+            "race_decide": self.race_params, "race_cooldown": self.race_params, "race_bracket": self.race_params,
         }
         if self.pretrain_base:
             specs["pretrain_base"] = {"model": canonical(cfg["base"]["model"]), "train": computed(cfg["base"]["train"]),
@@ -508,9 +548,10 @@ class JobTable:
 
     # ---- every job, for the manifest
 
-    def jobs(self) -> list[Job]:
+    def jobs(self, race_decisions: list[dict] | None = None) -> list[Job]:
         """Every job of the run but the manifest's own: its outputs, and what made them (its params and the inputs
-        that are settings: the model it starts from, the corpus, the base)."""
+        that are settings: the model it starts from, the corpus, the base). The race's rungs after the first follow
+        from its decisions (``race_decisions``, in rung order: those made so far)."""
         out: list[Job] = []
 
         def add(rule, context=None, aligned=False, extra_outputs=(), **wc):
@@ -573,11 +614,44 @@ class JobTable:
                 add("sft", {"model": self.sft_model(variant, seed)}, variant=variant, seed=seed)
                 add("evaluate_sft", variant=variant, seed=seed)
             add("sft_report")
+        if self.race:
+            self._race_jobs(add, race_decisions or [])
         return out
 
-    def artifacts(self) -> dict[str, dict]:
+    def _race_jobs(self, add, decisions: list[dict]) -> None:
+        """Each rung's candidates (all at the first rung, then the survivors of the decision before), the decisions
+        made so far and the next one, the winner's cooldown and the bracket."""
+        racing = self.race_candidates
+        for rung in range(1, len(self.config["race"]["rungs"]) + 1):
+            for candidate in racing:
+                method, freeze = candidate.split("/")
+                add("race_rung", self.race_rung_inputs(method, freeze, rung), method=method, freeze=freeze,
+                    rung=rung)
+            add("race_decide", rung=rung)
+            if rung > len(decisions) or decisions[rung - 1]["over"]:
+                break
+            racing = decisions[rung - 1]["survivors"]
+        add("race_cooldown")
+        add("race_bracket")
+
+    def race_decisions_made(self) -> list[dict]:
+        """The race's decisions on disk, in rung order, up to the one that ended it."""
+        import json
+
+        made = []
+        for rung in range(1, len(self.config["race"]["rungs"]) + 1):
+            path = fill(OUTPUTS["race_decide"]["decision"], rung=rung)
+            if not os.path.exists(path):
+                break
+            with open(path) as f:
+                made.append(json.load(f))
+            if made[-1]["over"]:
+                break
+        return made
+
+    def artifacts(self, race_decisions: list[dict] | None = None) -> dict[str, dict]:
         """{artifact path: its rule and the settings that made it}, for results/manifest.json."""
-        return {path: {"rule": job.rule, **job.settings} for job in self.jobs() for path in job.outputs}
+        return {path: {"rule": job.rule, **job.settings} for job in self.jobs(race_decisions) for path in job.outputs}
 
     def _paths(self, rule: str, aligned: bool = False, **wildcards) -> tuple[str, ...]:
         paths = self.outputs(rule, aligned, **wildcards).values()
