@@ -14,7 +14,7 @@ PROFILE = "results/layer_profile.json"
 
 
 def auto_methods(config: dict) -> list[str]:
-    return [m for m, opts in config["methods"].items() if plans.is_auto(opts.get("placement"))]
+    return [m for m, opts in config.get("methods", {}).items() if plans.is_auto(opts.get("placement"))]
 
 
 def placement_files(facts):

@@ -14,7 +14,7 @@ BRACKET = "results/race/bracket.json"
 
 
 def race_files(facts):
-    return {"bracket": BRACKET} if facts.config["race"]["enabled"] else None
+    return {"bracket": BRACKET} if facts.config.get("race", {}).get("enabled") else None
 
 
 def plot_bracket(bracket: dict, path) -> None:
