@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deepen.core.atomic import atomic_path
 from deepen.expand import plan as plans
-from deepen.report.panels import panel
+from deepen.report.panels import panel, save_figure
 
 PROFILE = "results/layer_profile.json"
 
@@ -51,10 +50,7 @@ def plot_profile(profile: list[dict], chosen: dict[str, dict], path) -> None:
             ax.legend(fontsize=8)
     axes[1].set_xlabel("base layer (vertical lines: the seams where a method inserted a layer)")
     fig.suptitle("The base's layer profile on the val slice, and where `auto` placed the new layers", fontsize=11)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @panel("placement", placement_files, writes=("placement.png",))

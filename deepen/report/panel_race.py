@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deepen.core.atomic import atomic_path
-from deepen.report.panels import panel
+from deepen.report.panels import panel, save_figure
 
 BRACKET = "results/race/bracket.json"
 
@@ -42,10 +41,7 @@ def plot_bracket(bracket: dict, path) -> None:
                  "steps (x: cut)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @panel("race", race_files, writes=("race.png",))

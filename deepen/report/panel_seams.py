@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from deepen.core.atomic import atomic_path
-from deepen.report.panels import panel
+from deepen.report.panels import panel, save_figure
 
 
 def seam_files(facts):
@@ -72,10 +72,7 @@ def plot_seams(records: dict[str, dict], path) -> None:
             ax.legend(fontsize=7, ncol=2)
     axes[0].set_ylabel("cos(hidden state in, hidden state out)")
     fig.suptitle("How much each layer changes the residual stream (1: it passes the stream on unchanged)", fontsize=11)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @panel("seams", seam_files, writes=("seams.png", "seams.csv"))

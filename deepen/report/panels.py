@@ -111,3 +111,15 @@ def render_panels(params: dict[str, dict], inputs: dict[str, dict[str, list[str]
     for name, settings in params.items():
         lines += PANELS[name].render(inputs.get(name, {}), settings, view)
     return lines
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """A panel's matplotlib figure, laid out, written as PNG at ``path`` (atomically) and closed."""
+    import matplotlib.pyplot as plt
+
+    from deepen.core.atomic import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
