@@ -44,6 +44,21 @@ def snakemake(workdir: Path, *args, check=True, timeout=900) -> subprocess.Compl
 SEEDED_METHODS = ("llama_pro", "lesa", "random")
 
 
+def kill_when(workdir: Path, args: list[str], path: Path, timeout: float = 600) -> None:
+    """Run Snakemake with ``args`` in ``workdir`` and kill it, with every job it started, as soon as ``path`` exists
+    (or when it ends first)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([SNAKEMAKE, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + timeout
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def copy_run(src: Path, dest: Path) -> Path:
     """A copy of a finished run, results and Snakemake's records, to rerun parts of without touching it: tests on
     other workers read the original meanwhile. A lock held there is left behind."""

@@ -2,13 +2,9 @@
 output path, and the rerun completes, resuming training from its last checkpoint."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 
-from conftest import SNAKEMAKE, copy_run, snakemake
+from conftest import copy_run, kill_when, snakemake
 
 
 def test_killed_workflow_leaves_no_output_and_reruns_from_the_checkpoint(quick_run, tmp_path):
@@ -17,14 +13,8 @@ def test_killed_workflow_leaves_no_output_and_reruns_from_the_checkpoint(quick_r
     for output in ("results/base", "results/base_training"):
         shutil.rmtree(workdir / output)
     args = ["results/base", "--cores", "2", "--configfile", "config/quick.yaml"]  # target first: --configfile takes a list
-    proc = subprocess.Popen([SNAKEMAKE, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     checkpoint = workdir / "results/base_training/checkpoints/checkpoint-10/trainer_state.json"
-    deadline = time.time() + 600
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the training job with it
-    proc.wait()
+    kill_when(workdir, args, checkpoint)  # Snakemake and the training job with it
     assert checkpoint.exists(), "base pretraining ended before its first checkpoint"
     for output in ("results/base", "results/base_training/metrics.jsonl", "results/base_training/info.json"):
         assert not (workdir / output).exists(), output

@@ -2,18 +2,14 @@
 continued is the run that never stopped."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import SNAKEMAKE, copy_run, snakemake
+from conftest import copy_run, kill_when, snakemake
 from deepen.train import race
 from deepen.train.race_runs import run_cooldown, run_rung
 
@@ -126,14 +122,8 @@ def test_a_killed_race_resumes_and_reuses_every_finished_rung(quick_run, tmp_pat
     expected = json.loads((workdir / "results/race/bracket.json").read_text())
     shutil.rmtree(workdir / "results/race")  # the race from scratch, on the run's expanded models
     args = ["results/race/bracket.json", "--cores", "2", "--configfile", "config/quick.yaml"]
-    proc = subprocess.Popen([SNAKEMAKE, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     decision = workdir / "results/race/rung1.json"
-    deadline = time.time() + 600
-    while not decision.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(workdir, args, decision)
     assert decision.exists() and not (workdir / "results/race/bracket.json").exists()
     before = race_outputs(workdir)
     assert any("rung1/" in p for p in before)
