@@ -18,8 +18,8 @@ from deepen.expand.methods.lesa import PREDICTOR_SPACES, predictor_spaces
 from deepen.models.families import family_for
 from deepen.models.gguf_import import gguf_source
 from deepen.report import RunFacts, panel_inputs, panel_outputs
-from deepen.workflow import stage_costs
 from deepen.train import race
+from deepen.workflow import stage_costs
 from deepen.workflow.design import (base_model_config, base_model_kind, growth_runs, growth_train, init_models,
                                     method_seeds, model_name, race_candidates, runs, trained_methods)
 from deepen.workflow.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes
