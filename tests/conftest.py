@@ -44,16 +44,17 @@ def snakemake(workdir: Path, *args, check=True, timeout=900) -> subprocess.Compl
 SEEDED_METHODS = ("llama_pro", "lesa", "random")
 
 
-def kill_when(workdir: Path, args: list[str], path: Path, timeout: float = 600) -> None:
+def kill_when(workdir: Path, args: list[str], path: Path | str, timeout: float = 600) -> None:
     """Run Snakemake with ``args`` in ``workdir`` and kill it, with every job it started, as soon as ``path`` exists
-    (or when it ends first)."""
+    (a glob pattern under ``workdir`` if a string: as soon as something matches it), or when it ends first."""
     import signal
     import time
 
     proc = subprocess.Popen([SNAKEMAKE, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + timeout
-    while not path.exists() and proc.poll() is None and time.time() < deadline:
+    appeared = (lambda: any(workdir.glob(path))) if isinstance(path, str) else path.exists
+    while not appeared() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

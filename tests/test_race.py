@@ -120,10 +120,13 @@ def test_a_killed_race_resumes_and_reuses_every_finished_rung(quick_run, tmp_pat
     decision as they were and ends with the same bracket."""
     workdir = copy_run(quick_run, tmp_path / "run")
     expected = json.loads((workdir / "results/race/bracket.json").read_text())
-    shutil.rmtree(workdir / "results/race")  # the race from scratch, on the run's expanded models
+    for folder in ("results/race", "logs/race"):  # the race from scratch, on the run's expanded models
+        shutil.rmtree(workdir / folder)
     args = ["results/race/bracket.json", "--cores", "2", "--configfile", "config/quick.yaml"]
     decision = workdir / "results/race/rung1.json"
-    kill_when(workdir, args, decision)
+    # killed once a rung-2 job has started: the decision before it is then recorded as complete (killed while it
+    # writes, the rerun makes the decision again, as it should)
+    kill_when(workdir, args, "logs/race/*/*/rung2.log")
     assert decision.exists() and not (workdir / "results/race/bracket.json").exists()
     before = race_outputs(workdir)
     assert any("rung1/" in p for p in before)

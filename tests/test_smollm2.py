@@ -113,8 +113,9 @@ def test_the_default_asks_the_question_on_smollm2_with_every_main_row(smollm2_fi
 @pytest.mark.parametrize("matrix", ["k_proj", "o_proj", "down_proj"])
 def test_the_gpu_routes_float64_gram_gives_the_cpu_routes_singular_values_on_smollm2(imported, tmp_path, matrix):
     """On a GPU the SVD's Gram matrix is accumulated and decomposed in float64 (deepen/expand/lesa/svd.py); run here
-    on the CPU, that route's singular values of the real model's weights agree with the float32 route's within 1e-6
-    relative (every value above the guard floor), and its reconstruction is at least as accurate."""
+    on the CPU, that route's singular values of the real model's weights agree with the float32 route's within the
+    float32 route's own precision (every value above the guard floor), and its reconstruction is at least as
+    accurate."""
     from deepen.expand.weights import extract_stage
     from deepen.expand.lesa.svd import RELATIVE_FLOOR, svd_stage
     from deepen.models.tensorio import CheckpointReader
@@ -128,5 +129,9 @@ def test_the_gpu_routes_float64_gram_gives_the_cpu_routes_singular_values_on_smo
         s[float64_gram] = CheckpointReader(out).get("S").double()
         error[float64_gram] = report["max_relative_reconstruction_error"]
     kept = s[True] > RELATIVE_FLOOR * s[True].max()
-    assert ((s[False] - s[True]).abs()[kept] / s[True][kept]).max() < 1e-6
+    relative = (s[False] - s[True]).abs()[kept] / s[True][kept]
+    # the float32 route's eigenvalues of the Gram matrix are good to a small multiple of eps32 * lambda_max (a sum
+    # over 30 layers, then an eigensolver); a singular value is the square root of one, so its relative error grows
+    # as (s_max / s)^2. Measured: at most 2.9 times eps32 * (s_max / s)^2 on these three matrices.
+    assert (relative <= 16 * torch.finfo(torch.float32).eps * (s[True].max() / s[True][kept]) ** 2).all()
     assert error[True] <= error[False] < 1e-5
