@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from deepen.core.device import stage_device
 from deepen.expand import plan as plans
-from deepen.expand.methods import build_plan, method_of, with_defaults
+from deepen.expand.methods import build_plan, method_of, new_layer_copies, with_defaults
 from deepen.expand.methods.contract import LayerSource
 from deepen.models.families import family_for
 
@@ -53,6 +53,9 @@ def generate_layers(opts: dict, source: LayerSource, out_dir: str | Path, name: 
                                              f"{upper}) {m} has NaN or Inf")
                 writer.write(f"new.{entry['id']}.{m}", t.to("cpu", weights.dtype(m)).contiguous())
     info = {"method": name, "generator": opts["generator"], "base_layers": weights.num_layers, **placed}
+    copies = new_layer_copies(opts, plan, arch)
+    if copies is not None:  # every new layer a copy of a base layer times factors: a mergekit passthrough can say it
+        info["copies"] = [{"id": i, "layer": layer, "scale": factors} for i, (layer, factors) in copies.items()]
     plans.save(plan, out_dir / "plan.json", **info)
     return {"plan": plan, **info}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deepen.core.atomic import atomic_dir
 from deepen.core.disk import ensure_free
+from deepen.expand import mergekit_config
 from deepen.expand import plan as plans
 from deepen.models.families import family_for, split_layer_key
 from deepen.models.model_dir import read_model_config
@@ -81,6 +82,17 @@ def expanded_config(config: dict, plan: list[dict]) -> dict:
     return config
 
 
+def layer_copies(plan_info: dict) -> list[mergekit_config.Copy] | None:
+    """Every output layer as (base layer, {matrix type: factor}) when all are copies of base layers; None when a
+    new layer is computed."""
+    recorded = plan_info.get("copies")
+    new = None if recorded is None else {c["id"]: (c["layer"], c["scale"]) for c in recorded}
+    return mergekit_config.copies_of(plan_info["plan"], new)
+
+
+MERGEKIT_FILE = "mergekit.yaml"
+
+
 def model_card(method: str, plan_info: dict, base: str, num_layers: int, base_layers: int) -> str:
     new = [i for i, e in enumerate(plan_info["plan"]) if e["from"] == "new"]
     lines = [
@@ -97,6 +109,12 @@ def model_card(method: str, plan_info: dict, base: str, num_layers: int, base_la
     for i, e in enumerate(plan_info["plan"]):
         src = f"base layer {e['layer']}" if e["from"] == "base" else f"new #{e['id']} between {e['between']}"
         lines.append(f"| {i} | {src} |")
+    if layer_copies(plan_info) is not None:
+        lines += ["", f"Every layer is a copy of a base layer (some tensors times a factor): `{MERGEKIT_FILE}` here is "
+                  "the mergekit passthrough config that makes this model from the base."]
+    else:
+        lines += ["", f"No mergekit passthrough config makes this model: generator `{plan_info.get('generator')}` "
+                  "computes its new layers (they are not copies of base layers, tensor by tensor times a factor)."]
     return "\n".join(lines) + "\n"
 
 
@@ -130,6 +148,13 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
         shutil.copy2(plan_path, tmp / "deepen_plan.json")
         card = model_card(method, plan_info, str(base_dir), len(plan), config["num_hidden_layers"])
         (tmp / "README.md").write_text(card)
+        copies = layer_copies(plan_info)
+        if copies is not None:
+            dtype = str(sources["base"].dtype(arch.tensor_name(0, arch.matrices[0]))).removeprefix("torch.")
+            mergekit_config.write(mergekit_config.passthrough(copies, arch, str(base_dir), dtype),
+                                  tmp / MERGEKIT_FILE,
+                                  header=f"{method}: {config['num_hidden_layers']} -> {len(plan)} layers, made by "
+                                         f"deepen; mergekit's passthrough makes the same model from {base_dir}")
     return out_dir
 
 

@@ -182,6 +182,10 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         except PlanError as e:
             problems.append(f"methods.{name}: {e}")
             continue
+        family = methods.family_problems(opts, arch, plan)
+        if family:
+            problems += [f"methods.{name}.{p}" for p in family]
+            continue
         depths[name] = len(plan)
         if opts.get("cpt", True) and "new_only" in freeze_policies(opts) and not plans.added_layers(plan):
             problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "

@@ -327,8 +327,10 @@ class JobTable:
         files = lambda pattern, matrices: [self.on_method_base(method, pattern).format(matrix=m)  # noqa: E731
                                            for m in matrices]
         profile = {"profile": OUTPUTS["layer_profile"]["profile"]} if method in self.auto_placed else {}
+        reads = registry.user_files(self.config["methods"][method])
         return {"base": self.method_base_dir(method), "weights": files(weights, self.family.matrices),
-                **{name: files(pattern, self.family.linear) for name, pattern in needs.items()}, **profile}
+                **{name: files(pattern, self.family.linear) for name, pattern in needs.items()}, **profile,
+                **({"reads": reads} if reads else {})}
 
     @cached_property
     def auto_placed(self) -> list[str]:

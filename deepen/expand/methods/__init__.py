@@ -2,6 +2,8 @@
 themselves when this package is imported."""
 
 from deepen.expand.methods.registry import (ALIGN, COMMON_OPTIONS, METHODS, Method, Option, build_plan,  # noqa: F401
-                                            is_stochastic, method, method_of, option_problems, placed_plan,
-                                            register, required_artifacts, runs_aligned, with_defaults)
-from deepen.expand.methods import interpolation, lesa, opt_deus, reuse  # noqa: E402, F401  (they register themselves)
+                                            family_problems, is_stochastic, method, method_of,
+                                            new_layer_copies, option_problems, placed_plan, register,
+                                            required_artifacts, runs_aligned, user_files, with_defaults)
+# they register themselves
+from deepen.expand.methods import interpolation, lesa, opt_deus, passthrough, reuse  # noqa: E402, F401

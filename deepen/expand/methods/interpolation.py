@@ -7,7 +7,12 @@ from __future__ import annotations
 from deepen.expand.methods.registry import ALIGN, Option, method
 
 
-@method("copy", options={"align": ALIGN})
+def _lower_copy(opts, entry, arch):
+    # on the aligned base the copy is of a re-ordered layer: not a copy of the base's
+    return None if opts.get("align") else (entry["between"][0], {})
+
+
+@method("copy", options={"align": ALIGN}, copy_of=_lower_copy)
 def copy_lower(opts, source, entry):
     """Each new layer is a copy of its lower neighbour."""
     return source.layer(entry["between"][0])

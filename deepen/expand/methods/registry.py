@@ -45,6 +45,14 @@ class Method:
     needs_upper: bool = False
     # True when the layers depend on ``options['seed']``: one model per CPT seed
     stochastic: bool = False
+    # for a method whose new layers are copies of base layers, tensor by tensor times a factor: (options, entry with
+    # its position, family) -> (base layer, {matrix type: factor}, factors of 1 left out), or None where the entry
+    # is not such a copy. What a mergekit passthrough config can say (deepen/expand/mergekit_config.py).
+    copy_of: Callable[[dict, dict, Any], tuple[int, dict[str, float]] | None] | None = None
+    # (options, family, plan) -> problems of the options that need the base's family, beyond their schema
+    check: Callable[[dict, Any, list[dict]], list[str]] | None = None
+    # options -> files of the user's the method reads: a change to one reruns it
+    reads: Callable[[dict], list[str]] = lambda opts: []
 
 
 METHODS: dict[str, Method] = {}
@@ -75,12 +83,13 @@ def placed_plan(opts: dict, num_layers: int) -> list[dict]:
 
 def method(name: str, *, plan: Callable[[dict, int], list[dict]] = placed_plan, options: dict | None = None,
            artifacts: Callable[[dict], dict[str, str]] | None = None, needs_upper: bool = False,
-           stochastic: bool = False):
-    """Register the decorated ``make_layer(options, source, entry)`` as method ``name``."""
+           stochastic: bool = False, **more):
+    """Register the decorated ``make_layer(options, source, entry)`` as method ``name``; ``more``: the other fields
+    of :class:`Method`."""
 
     def decorate(make_layer):
         register(Method(name, plan, make_layer, options or {}, artifacts or (lambda opts: {}), needs_upper,
-                        stochastic))
+                        stochastic, **more))
         return make_layer
 
     return decorate
@@ -144,6 +153,33 @@ def build_plan(opts: dict, num_layers: int, plan: list[dict] | None = None) -> l
 def required_artifacts(opts: dict) -> dict[str, str]:
     """{artifact name: file pattern} the method of ``opts`` reads."""
     return method_of(opts).artifacts(with_defaults(opts))
+
+
+def family_problems(opts: dict, arch, plan: list[dict]) -> list[str]:
+    """Problems of ``opts`` that need the base's family (the method's ``check``)."""
+    spec = method_of(opts)
+    return spec.check(with_defaults(opts), arch, plan) if spec.check else []
+
+
+def new_layer_copies(opts: dict, plan: list[dict], arch) -> dict[int, tuple[int, dict[str, float]]] | None:
+    """{new layer id: (base layer, {matrix type: factor})} when every new layer of ``plan`` is a copy of a base
+    layer times factors (``zero_init`` zeroes the residual outputs: factor 0); None otherwise."""
+    spec, opts = method_of(opts), with_defaults(opts)
+    copies = {}
+    for position, entry in plans.new_layers(plan):
+        copy = spec.copy_of(opts, {**entry, "position": position}, arch) if spec.copy_of else None
+        if copy is None:
+            return None
+        layer, factors = copy
+        if opts.get("zero_init"):
+            factors = {**factors, **{m: 0.0 for m in arch.output_matrices}}
+        copies[entry["id"]] = (layer, factors)
+    return copies
+
+
+def user_files(opts: dict) -> list[str]:
+    """The files of the user's the method of ``opts`` reads."""
+    return method_of(opts).reads(with_defaults(opts))
 
 
 def is_stochastic(opts: dict) -> bool:
