@@ -34,7 +34,9 @@ def test_an_installed_deepen_checks_a_config_against_the_schema_it_carries(tmp_p
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
                     "--target", str(target), str(source)], check=True, capture_output=True, timeout=600)
     assert (target / "deepen" / "schema.yaml").is_file() and not (target / "deepen" / "schema.yaml").is_symlink()
-    # run from elsewhere, the installed copy first on the path: the checkout is not importable from there
+    # run from elsewhere, the installed copy first on the path: the checkout is not importable from there; the
+    # files the config names by path from the working directory go with it, as a project folder would hold them
+    shutil.copytree(REPO / "config/mergekit", tmp_path / "config/mergekit")
     proc = subprocess.run([sys.executable, "-c", CHECK, str(target), str(REPO / "config/quick.yaml"),
                            str(REPO / "config/tasks")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(target)})

@@ -11,6 +11,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from conftest import REPO
+from deepen.expand import mergekit_config
 from deepen.expand import plan as plans
 from deepen.expand.execute import generate_stage
 from deepen.expand.reconstruct import MERGEKIT_FILE, layer_copies, reconstruct_stage
@@ -198,3 +199,15 @@ def test_the_quick_run_exports_solar_and_llama_pro_and_says_why_not_for_lesa(qui
         assert not (quick_run / f"results/models/{row}" / MERGEKIT_FILE).exists()
         cards = list((quick_run / f"results/models/{row}").glob("**/README.md"))
         assert cards and all("No mergekit passthrough config makes this model" in p.read_text() for p in cards)
+    # the config the quick run reads as a method comes back out with the same slices, and its zero-output copies
+    # start the deeper model exactly where the base is
+    read_in = mergekit_config.read(REPO / "config/mergekit/quick_appended.yaml")
+    written = mergekit_config.read(quick_run / "results/models/appended" / MERGEKIT_FILE)
+    def factors(config):
+        return [(layer, mergekit_config.scales(rules, LLAMA, layer, at))
+                for at, (layer, rules) in enumerate(mergekit_config.layers_of(config))]
+
+    assert factors(written) == factors(read_in) and len(factors(written)) == 6
+    base, appended = (json.loads((quick_run / f"results/init/{row}.json").read_text()) for row in ("base", "appended"))
+    assert appended["layers"] == base["layers"] + 2
+    assert appended["val_loss"] == pytest.approx(base["val_loss"], abs=1e-5)
