@@ -15,7 +15,6 @@ equal in value and in bytes (mergekit multiplies a tensor by its factor, so a fa
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
