@@ -94,6 +94,36 @@ def test_deepen_scores_what_lm_evals_own_evaluator_scores_on_the_same_items(tiny
             assert math.isclose(ours["results"][task][f"{metric},none"], theirs["results"][task][f"{metric},none"])
 
 
+def test_the_task_data_record_scores_the_same_without_building_lm_evals_index(tiny_model, tmp_path, monkeypatch):
+    """The task data job decides once where each registered task's items come from; an evaluation that reads the
+    record scores the same items the same way and never builds lm-eval's index of every task (a group such as
+    MMLU still does: lm-eval defines the group there)."""
+    from deepen.evaluate import registered_tasks
+
+    tasks = ["arc_easy", "boolq", "piqa"]
+    cfg = eval_cfg(tasks, limit=3)
+    decided_here = evaluate(tiny_model, TEMPLATES, tmp_path, cfg)
+    recorded_dir = tmp_path / "recorded"
+    recorded_dir.mkdir()
+    registered_tasks.record_sources(tasks, None, None, recorded_dir)
+    record = json.loads((recorded_dir / registered_tasks.SOURCES_FILE).read_text())
+    assert record["tasks"] == dict.fromkeys(tasks, "local") and sorted(record["lm_eval_yaml"]) == tasks
+    assert not any(path.startswith("/") for path in record["lm_eval_yaml"].values())  # within lm-eval's tasks
+
+    build = registered_tasks._manager.__wrapped__
+
+    def local_index_only(paths, defaults):
+        assert not defaults, "lm-eval's whole index was built"
+        return build(paths, defaults)
+
+    monkeypatch.setattr(registered_tasks, "_manager", local_index_only)
+    from_record = evaluate(tiny_model, TEMPLATES, recorded_dir, cfg)
+    for key in ("results", "items", "benchmarks", "leaves", "n-samples"):
+        assert from_record[key] == decided_here[key], key
+    # a record for other tasks is not read: decided again
+    assert registered_tasks.recorded_sources(["arc_easy"], None, recorded_dir) is None
+
+
 def test_a_subset_is_seeded_sorted_and_the_same_for_every_model():
     first = subset(1000, 10, 0, "piqa")
     assert first == subset(1000, 10, 0, "piqa") == sorted(first) and len(set(first)) == 10

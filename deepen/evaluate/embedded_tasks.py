@@ -149,6 +149,13 @@ def build_task_data(test_txt, out_dir, cfg: dict) -> None:
                 f.write(json.dumps(row) + "\n")
 
 
-def tasks_stage(test_txt, out_dir, eval_cfg: dict) -> None:
+def tasks_stage(test_txt, out_dir, eval_cfg: dict, templates_dir) -> None:
+    """The embedded tasks' data, and where each registered task's items come from (decided once here, for
+    every evaluation)."""
+    from deepen.evaluate.harness import embedded_task_names
+    from deepen.evaluate.registered_tasks import record_sources
+
+    registered = [t for t in eval_cfg["tasks"] if t not in embedded_task_names(templates_dir)]
     with atomic_dir(out_dir) as tmp:
         build_task_data(test_txt, tmp, eval_cfg)
+        record_sources(registered, eval_cfg.get("include_path"), eval_cfg.get("benchmark_data"), tmp)

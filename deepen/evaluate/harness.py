@@ -83,15 +83,15 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
 
     from deepen.train import dlo  # noqa: F401  registers the DLO model type with transformers' Auto classes
     from deepen.core.device import evaluation_dtype, stage_device
-    from deepen.evaluate.registered_tasks import task_manager, task_sources
+    from deepen.evaluate.registered_tasks import recorded_sources, resolve, task_manager
     from deepen.evaluate.benchmark_data import describe, task_yaml
 
     torch.set_num_threads(max(1, threads))
     embedded = embedded_task_names(templates_dir)
     registered = [t for t in cfg["tasks"] if t not in embedded]
-    sources, problems = task_sources(registered, cfg.get("include_path"), cfg.get("benchmark_data"))
-    if problems:
-        raise ValueError("\n".join(problems))
+    # the task data job's record, else decided here (a data folder made outside the workflow)
+    sources, lm_eval_yaml = (recorded_sources(registered, cfg.get("benchmark_data"), data_dir)
+                             or resolve(registered, cfg.get("include_path"), cfg.get("benchmark_data")))
     device = stage_device(cfg.get("device", "auto"))
     precision = cfg.get("precision", "auto")
     dtype = str(evaluation_dtype(device)).removeprefix("torch.") if precision == "auto" else EVAL_DTYPES[precision]
@@ -108,10 +108,9 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
         # registered tasks read from local data: lm-eval's own YAML included whole, the dataset pointed at the files
         local_dir = Path(include) / "local"
         local_dir.mkdir()
-        lm_eval_index = task_manager(registered, []) if any(sources.values()) else None
         for name, found in sources.items():
             for local in found or []:
-                config = task_yaml(local, lm_eval_index.task_index[local.task].yaml_path, local_dir)
+                config = task_yaml(local, lm_eval_yaml[local.task], local_dir)
                 (local_dir / f"{local.task}.yaml").write_text(yaml.safe_dump(config))
             merged["benchmarks"][name] = describe(found) if found else {"source": "lm-eval", "split": "", "note": ""}
         paths = [include] + ([str(cfg["include_path"])] if cfg.get("include_path") else []) + [str(local_dir)]

@@ -4,7 +4,8 @@ deepen/evaluate/benchmark_data.py), and checking that before any job.
 
 A task name in ``eval.tasks`` that is not one of ``config/tasks/*.yaml`` is looked up in lm-eval's index and
 in ``eval.include_path`` (a folder of task YAMLs in lm-eval's own format). Building lm-eval's index reads
-thousands of YAML files (tens of seconds), so the workflow does it only when such a task is configured.
+thousands of YAML files (seconds), so the workflow does it only when such a task is configured, once, in the
+task data job, which records where each task's items come from (``SOURCES_FILE``) for every evaluation.
 """
 
 from __future__ import annotations
@@ -106,3 +107,60 @@ def registered_task_problems(names: list[str], include_path: str | None,
                              benchmark_data: str | None = None) -> list[str]:
     """One message per named task that lm-eval does not know or whose items can be found nowhere."""
     return task_sources(names, include_path, benchmark_data)[1]
+
+
+# Where the registered tasks' items come from, decided once by the task_data job: every evaluation then reads it
+# instead of building lm-eval's index of thousands of YAMLs again.
+SOURCES_FILE = "registered_sources.json"
+
+
+def _lm_eval_tasks_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).parent
+
+
+def resolve(names: list[str], include_path: str | None, benchmark_data: str | None):
+    """``(sources, yaml_paths)``: task_sources's answer (raised as ValueError when a task has none), and lm-eval's
+    own YAML of every task read locally (the override includes it)."""
+    sources, problems = task_sources(names, include_path, benchmark_data)
+    if problems:
+        raise ValueError("\n".join(problems))
+    leaves = [local.task for found in sources.values() for local in found or []]
+    index = task_manager(names, []) if leaves else None
+    return sources, {leaf: str(index.task_index[leaf].yaml_path) for leaf in leaves}
+
+
+def record_sources(names: list[str], include_path: str | None, benchmark_data: str | None, out_dir) -> None:
+    """Write the decision into the task data folder; lm-eval's YAMLs by their path within lm-eval's tasks."""
+    import json
+
+    sources, yaml_paths = resolve(names, include_path, benchmark_data)
+    tasks_dir = _lm_eval_tasks_dir()
+    record = {"tasks": {name: "lm-eval" if found is None else "local" for name, found in sources.items()},
+              "lm_eval_yaml": {leaf: str(Path(path).relative_to(tasks_dir)) if Path(path).is_relative_to(tasks_dir)
+                               else path for leaf, path in yaml_paths.items()}}
+    (Path(out_dir) / SOURCES_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
+
+
+def recorded_sources(names: list[str], benchmark_data: str | None, data_dir):
+    """What ``resolve`` answers, read from the task data folder's record (the local items found again, as
+    task_sources finds them); None when the folder has no record for these tasks."""
+    import json
+
+    from deepen.evaluate.benchmark_data import data_roots
+
+    path = Path(data_dir) / SOURCES_FILE
+    record = json.loads(path.read_text()) if path.is_file() else None
+    if record is None or sorted(record["tasks"]) != sorted(names):
+        return None
+    own = [Path(benchmark_data)] if benchmark_data else []
+    roots = data_roots(benchmark_data)
+    sources = {}
+    for name, where in record["tasks"].items():
+        found = None if where == "lm-eval" else (_locals(name, own) if own else None) or _locals(name, roots)
+        if where == "local" and found is None:
+            return None  # the local items moved since: decide again
+        sources[name] = found
+    tasks_dir = _lm_eval_tasks_dir()
+    return sources, {leaf: str(tasks_dir / path) for leaf, path in record["lm_eval_yaml"].items()}
