@@ -100,14 +100,14 @@ def test_the_task_data_record_scores_the_same_without_building_lm_evals_index(ti
     MMLU still does: lm-eval defines the group there)."""
     from deepen.evaluate import registered_tasks
 
-    tasks = ["arc_easy", "boolq", "piqa"]
+    tasks = ["piqa", "arc_easy", "boolq"]
     cfg = eval_cfg(tasks, limit=3)
     decided_here = evaluate(tiny_model, TEMPLATES, tmp_path, cfg)
     recorded_dir = tmp_path / "recorded"
     recorded_dir.mkdir()
     registered_tasks.record_sources(tasks, None, None, recorded_dir)
     record = json.loads((recorded_dir / registered_tasks.SOURCES_FILE).read_text())
-    assert record["tasks"] == dict.fromkeys(tasks, "local") and sorted(record["lm_eval_yaml"]) == tasks
+    assert record["tasks"] == dict.fromkeys(tasks, "local") and sorted(record["lm_eval_yaml"]) == sorted(tasks)
     assert not any(path.startswith("/") for path in record["lm_eval_yaml"].values())  # within lm-eval's tasks
 
     build = registered_tasks._manager.__wrapped__
@@ -120,6 +120,7 @@ def test_the_task_data_record_scores_the_same_without_building_lm_evals_index(ti
     from_record = evaluate(tiny_model, TEMPLATES, recorded_dir, cfg)
     for key in ("results", "items", "benchmarks", "leaves", "n-samples"):
         assert from_record[key] == decided_here[key], key
+    assert list(from_record["benchmarks"]) == list(decided_here["benchmarks"]) == tasks  # the config's order
     # a record for other tasks is not read: decided again
     assert registered_tasks.recorded_sources(["arc_easy"], None, recorded_dir) is None
 

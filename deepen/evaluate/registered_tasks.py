@@ -157,7 +157,8 @@ def recorded_sources(names: list[str], benchmark_data: str | None, data_dir):
     own = [Path(benchmark_data)] if benchmark_data else []
     roots = data_roots(benchmark_data)
     sources = {}
-    for name, where in record["tasks"].items():
+    for name in names:  # in the config's order, as task_sources answers
+        where = record["tasks"][name]
         found = None if where == "lm-eval" else (_locals(name, own) if own else None) or _locals(name, roots)
         if where == "local" and found is None:
             return None  # the local items moved since: decide again
