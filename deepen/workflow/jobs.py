@@ -11,6 +11,7 @@ from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
+from deepen.core.paths import FOLDERS, OUTPUTS, PER_MATRIX, Artifact, fill, result_path  # noqa: F401 (the rules' names)
 from deepen.evaluate.harness import embedded_task_names
 from deepen.expand import methods as registry
 from deepen.expand import plan as plans
@@ -23,78 +24,6 @@ from deepen.workflow import stage_costs
 from deepen.workflow.design import (base_model_config, base_model_kind, growth_runs, growth_train, init_models,
                                     method_seeds, model_name, race_candidates, runs, trained_methods)
 from deepen.workflow.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes
-
-# Where each rule writes, by output name; {wildcards} are the rule's. "{aligned}" is "" for the base's artifacts and
-# "aligned/" for the aligned base's, which mirror them under results/aligned/.
-OUTPUTS: dict[str, dict[str, str]] = {
-    "corpus": {s: f"results/data/{s}.txt" for s in ("train", "val", "test")} | {
-        "manifest": "results/data/manifest.json"},
-    "tokenizer": {"tokenizer": "results/tokenizer"},
-    "tokens": {"tokens": "results/tokens/{split}.bin", "info": "results/tokens/{split}.json"},
-    "pretrain_base": {"model": "results/base", "metrics": "results/base_training/metrics.jsonl",
-                      "info": "results/base_training/info.json"},
-    "import_base": {"model": "results/base"},
-    "base_info": {"info": "results/base_import/info.json"},
-    "align_base": {"model": "results/aligned/base"},
-    "extract_weights": {"weights": "results/{aligned}weights/{matrix}.safetensors"},
-    "svd": {"svd": "results/{aligned}svd/{matrix}.safetensors", "report": "results/{aligned}svd/{matrix}.json"},
-    "predictor": {"models": "results/{aligned}{predictor}/{matrix}.pt",
-                  "curves": "results/{aligned}{predictor}/{matrix}.json"},
-    "predictor_heldout": {"fits": "results/{aligned}predictor_heldout/{space}/{matrix}.json"},
-    "svd_continuity": {"png": "results/report/svd_continuity{suffix}.png",
-                       "ratios": "results/report/svd_continuity{suffix}.json"},
-    "generate_layers": {"new_layers": "results/layers/{model}/new_layers.safetensors",
-                        "plan": "results/layers/{model}/plan.json"},
-    "reconstruct": {"model": "results/models/{model}"},
-    "continual_pretrain": {"metrics": "results/cpt/{method}/{freeze}/seed{seed}/metrics.jsonl",
-                           "info": "results/cpt/{method}/{freeze}/seed{seed}/info.json",
-                           "final": "results/cpt/{method}/{freeze}/seed{seed}/final"},
-    "task_data": {"data": "results/eval/task_data"},
-    "evaluate": {"eval": "results/eval/{method}/{freeze}/seed{seed}.json"},
-    "evaluate_init": {"eval": "results/eval/init/{model}.json"},
-    "init_loss": {"loss": "results/init/{model}.json"},
-    "seams": {"seams": "results/seams/{model}.json"},
-    "layer_profile": {"profile": "results/layer_profile.json"},
-    "report": {"csv": "results/report/summary.csv", "runs_csv": "results/report/runs.csv",
-               "init_csv": "results/report/init.csv", "md": "results/report/summary.md",
-               "curves": "results/report/loss_curves.png"},
-    "base_training_curve": {"png": "results/report/base_training.png"},
-    "growth_scratch": {"metrics": "results/growth/scratch/seed{seed}/metrics.jsonl",
-                       "info": "results/growth/scratch/seed{seed}/info.json",
-                       "model": "results/growth/scratch/seed{seed}/model"},
-    "growth_small": {"metrics": "results/growth/small/g{g}_d{d}/seed{seed}/metrics.jsonl",
-                     "info": "results/growth/small/g{g}_d{d}/seed{seed}/info.json",
-                     "model": "results/growth/small/g{g}_d{d}/seed{seed}/model"},
-    "growth_grown": {"metrics": "results/growth/{operator}/g{g}_d{d}/seed{seed}/metrics.jsonl",
-                     "info": "results/growth/{operator}/g{g}_d{d}/seed{seed}/info.json",
-                     "model": "results/growth/{operator}/g{g}_d{d}/seed{seed}/model"},
-    "growth_report": {"png": "results/report/growth_curves.png", "md": "results/report/growth.md",
-                      "csv": "results/report/growth.csv"},
-    "sft_data": {"train": "results/sft/data/train.jsonl", "heldout": "results/sft/data/heldout.jsonl",
-                 "counts": "results/sft/data/counts.json"},
-    "sft": {"metrics": "results/sft/{variant}/seed{seed}/metrics.jsonl",
-            "info": "results/sft/{variant}/seed{seed}/info.json", "final": "results/sft/{variant}/seed{seed}/final"},
-    "evaluate_sft": {"eval": "results/sft/{variant}/seed{seed}/eval.json"},
-    "sft_report": {"md": "results/report/sft.md", "csv": "results/report/sft.csv",
-                   "png": "results/report/dlo_execution.png"},
-    "race_rung": {"state": "results/race/{method}/{freeze}/rung{rung}/state",
-                  "metrics": "results/race/{method}/{freeze}/rung{rung}/metrics.jsonl",
-                  "info": "results/race/{method}/{freeze}/rung{rung}/info.json"},
-    "race_decide": {"decision": "results/race/rung{rung}.json"},
-    "race_cooldown": {"final": "results/race/winner/final", "metrics": "results/race/winner/metrics.jsonl",
-                      "info": "results/race/winner/info.json"},
-    "race_bracket": {"bracket": "results/race/bracket.json"},
-    "manifest": {"manifest": "results/manifest.json"},
-}
-# outputs that are folders (Snakemake's directory())
-FOLDERS = {"results/tokenizer", "results/base", "results/aligned/base", "results/models/{model}",
-           "results/cpt/{method}/{freeze}/seed{seed}/final", "results/eval/task_data",
-           "results/growth/scratch/seed{seed}/model", "results/growth/small/g{g}_d{d}/seed{seed}/model",
-           "results/growth/{operator}/g{g}_d{d}/seed{seed}/model", "results/sft/{variant}/seed{seed}/final",
-           "results/race/{method}/{freeze}/rung{rung}/state", "results/race/winner/final"}
-# rules whose outputs span a wildcard within one job: every matrix type (as Snakemake's expand)
-PER_MATRIX = {"extract_weights", "predictor", "predictor_heldout"}
-
 
 def canonical(value):
     """Config values with dict keys sorted: reordering keys in a config file must not rerun anything (Snakemake
@@ -110,16 +39,6 @@ def computed(train: dict) -> dict:
     """A training section's settings without ``report_to``: where the losses go as a run goes changes nothing it
     computes, so changing it reruns nothing (the scripts read it from the config)."""
     return canonical({k: v for k, v in train.items() if k != "report_to"})
-
-
-def fill(pattern: str, **wildcards) -> str:
-    """``pattern`` with the wildcards given filled in; ``{{x}}`` stays ``{x}`` for Snakemake."""
-    return pattern.format_map(_Keep(wildcards))
-
-
-class _Keep(dict):
-    def __missing__(self, key):
-        return "{" + key + "}"
 
 
 def predictor_settings(config: dict) -> dict:
@@ -219,13 +138,8 @@ class JobTable:
     def method_base_dir(self, method: str) -> str:
         return self.aligned_base_dir if self.method_aligned(method) else self.base_dir
 
-    def on_method_base(self, method: str, pattern: str) -> str:
-        """``pattern`` (a base artifact's) as ``method`` reads it: the base's, or the aligned base's."""
-        return fill(pattern, aligned="aligned/" if self.method_aligned(method) else "")
-
     def outputs(self, rule: str, aligned: bool = False, **wildcards) -> dict[str, str]:
-        return {name: fill(p, aligned="aligned/" if aligned else "", suffix="_aligned" if aligned else "",
-                           **wildcards) for name, p in OUTPUTS[rule].items()}
+        return {name: result_path(rule, name, aligned, **wildcards) for name in OUTPUTS[rule]}
 
     def run_paths(self, pattern: str) -> list[str]:
         """``pattern`` (with {method}, {freeze}, {seed}) for every CPT run, in run order."""
@@ -300,13 +214,14 @@ class JobTable:
     @cached_property
     def method_artifacts(self) -> dict[str, str]:
         """{artifact name: file pattern} the methods on the base read besides the weights."""
-        return {name: fill(p, aligned="") for opts in self.config["methods"].values()
-                if not registry.runs_aligned(opts) for name, p in registry.required_artifacts(opts).items()}
+        return {name: p for opts in self.config["methods"].values()
+                if not registry.runs_aligned(opts) for name, p in registry.artifact_patterns(opts).items()}
 
     @cached_property
     def aligned_artifacts(self) -> dict[str, str]:
-        return {name: fill(p, aligned="aligned/") for opts in self.config["methods"].values()
-                if registry.runs_aligned(opts) for name, p in registry.required_artifacts(opts).items()}
+        """The same for the methods on the aligned base (``align: true``): patterns under results/aligned/."""
+        return {name: p for opts in self.config["methods"].values()
+                if registry.runs_aligned(opts) for name, p in registry.artifact_patterns(opts).items()}
 
     @cached_property
     def artifact_bases(self) -> list[tuple[bool, list[str]]]:
@@ -319,18 +234,17 @@ class JobTable:
         return bases
 
     def generation_inputs(self, model: str) -> dict:
-        """The base the method runs on and its weights, plus the artifacts the method declares it reads: one file
-        per linear matrix type each."""
+        """The base the method runs on and its weights, plus the artifacts the method declares it reads (one file per
+        linear matrix type each), all on the aligned base for a method with ``align: true``."""
         method = model.partition("/")[0]
-        needs = registry.required_artifacts(self.config["methods"][method])
-        weights = OUTPUTS["extract_weights"]["weights"]
-        files = lambda pattern, matrices: [self.on_method_base(method, pattern).format(matrix=m)  # noqa: E731
-                                           for m in matrices]
+        opts = self.config["methods"][method]
+        weights = result_path("extract_weights", "weights", self.method_aligned(method))
+        files = lambda pattern, matrices: [fill(pattern, matrix=m) for m in matrices]  # noqa: E731
         profile = {"profile": OUTPUTS["layer_profile"]["profile"]} if method in self.auto_placed else {}
-        reads = registry.user_files(self.config["methods"][method])
+        reads = registry.user_files(opts)
         return {"base": self.method_base_dir(method), "weights": files(weights, self.family.matrices),
-                **{name: files(pattern, self.family.linear) for name, pattern in needs.items()}, **profile,
-                **({"reads": reads} if reads else {})}
+                **{name: files(p, self.family.linear) for name, p in registry.artifact_patterns(opts).items()},
+                **profile, **({"reads": reads} if reads else {})}
 
     @cached_property
     def auto_placed(self) -> list[str]:

@@ -4,17 +4,19 @@
 
 from __future__ import annotations
 
+from deepen.core.paths import Artifact
 from deepen.expand.methods.registry import ALIGN, Option, method
 
 SVD, PREDICTOR, PREDICTOR_RAW, HELDOUT = "svd", "predictor", "predictor_nosvd", "predictor_heldout"
-# the workflow's artifacts (rules/lesa.smk), one file per linear matrix type
-ARTIFACT_FILES = {SVD: "results/svd/{matrix}.safetensors", PREDICTOR: "results/predictor/{matrix}.pt",
-                  PREDICTOR_RAW: "results/predictor_nosvd/{matrix}.pt"}
-# the leave-one-out fits of the predictor (rule predictor_heldout), per space: what `shrink: auto` reads
-HELDOUT_FILES = {"svd": "results/predictor_heldout/svd/{matrix}.json",
-                 "nosvd": "results/predictor_heldout/nosvd/{matrix}.json"}
 # the space each predictor works in: rows of the SVD blocks V, or raw weight rows
 PREDICTOR_SPACES = {PREDICTOR: "svd", PREDICTOR_RAW: "nosvd"}
+# what LESA reads, by key (the paths are the job table's, deepen/core/paths.py): one file per linear matrix type, on
+# the base or, with `align: true`, on the aligned base
+ARTIFACTS = {SVD: Artifact("svd", "svd"),
+             PREDICTOR: Artifact("predictor", "models", {"predictor": PREDICTOR}),
+             PREDICTOR_RAW: Artifact("predictor", "models", {"predictor": PREDICTOR_RAW})}
+# the leave-one-out fits of the predictor (rule predictor_heldout), per space: what `shrink: auto` reads
+HELDOUT_FITS = {space: Artifact("predictor_heldout", "fits", {"space": space}) for space in ("svd", "nosvd")}
 
 
 def predictor_spaces(artifacts) -> list[str]:
@@ -22,11 +24,11 @@ def predictor_spaces(artifacts) -> list[str]:
     return [space for artifact, space in PREDICTOR_SPACES.items() if artifact in artifacts]
 
 
-def lesa_artifacts(opts: dict) -> dict[str, str]:
+def lesa_artifacts(opts: dict) -> dict[str, Artifact]:
     names = [SVD, PREDICTOR] if opts["svd"] else [PREDICTOR_RAW]
-    out = {name: ARTIFACT_FILES[name] for name in names}
+    out = {name: ARTIFACTS[name] for name in names}
     if opts.get("shrink") == "auto":
-        out[HELDOUT] = HELDOUT_FILES["svd" if opts["svd"] else "nosvd"]
+        out[HELDOUT] = HELDOUT_FITS["svd" if opts["svd"] else "nosvd"]
     return out
 
 

@@ -13,6 +13,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from deepen.core.paths import Artifact
 from deepen.expand import plan as plans
 # no torch here (deepen/expand/methods/contract.py): the workflow imports this module every time it parses the
 # Snakefile (once more per cluster job), and plans need no torch
@@ -38,9 +39,9 @@ class Method:
     # type; None for a plan of base layers only
     make_layer: Callable[[dict, LayerSource, dict], Layer] | None = None
     options: dict[str, Option] = field(default_factory=dict)
-    # options -> {artifact name: file pattern with {matrix}, one file per linear matrix type}, read by make_layer
-    # from ``source.artifacts[name]`` (the pattern's folder)
-    artifacts: Callable[[dict], dict[str, str]] = lambda opts: {}
+    # options -> {artifact name: the artifact by key (deepen/core/paths.py), one file per linear matrix type}, read by
+    # make_layer from ``source.artifacts[name]`` (its folder: the base's, or the aligned base's with `align: true`)
+    artifacts: Callable[[dict], dict[str, Artifact]] = lambda opts: {}
     # True when every new layer needs both neighbours
     needs_upper: bool = False
     # True when the layers depend on ``options['seed']``: one model per CPT seed
@@ -82,7 +83,7 @@ def placed_plan(opts: dict, num_layers: int) -> list[dict]:
 
 
 def method(name: str, *, plan: Callable[[dict, int], list[dict]] = placed_plan, options: dict | None = None,
-           artifacts: Callable[[dict], dict[str, str]] | None = None, needs_upper: bool = False,
+           artifacts: Callable[[dict], dict[str, Artifact]] | None = None, needs_upper: bool = False,
            stochastic: bool = False, **more):
     """Register the decorated ``make_layer(options, source, entry)`` as method ``name``; ``more``: the other fields
     of :class:`Method`."""
@@ -150,9 +151,16 @@ def build_plan(opts: dict, num_layers: int, plan: list[dict] | None = None) -> l
     return plan
 
 
-def required_artifacts(opts: dict) -> dict[str, str]:
-    """{artifact name: file pattern} the method of ``opts`` reads."""
+def required_artifacts(opts: dict) -> dict[str, Artifact]:
+    """{artifact name: artifact by key} the method of ``opts`` reads."""
     return method_of(opts).artifacts(with_defaults(opts))
+
+
+def artifact_patterns(opts: dict) -> dict[str, str]:
+    """{artifact name: file pattern with {matrix}} the method of ``opts`` reads: on the base, or on the aligned base
+    when it runs there (``align``)."""
+    aligned = runs_aligned(opts)
+    return {name: artifact.pattern(aligned) for name, artifact in required_artifacts(opts).items()}
 
 
 def family_problems(opts: dict, arch, plan: list[dict]) -> list[str]:

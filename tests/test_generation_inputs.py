@@ -1,0 +1,118 @@
+"""Each generation job reads what its method declares, on the base the method runs on: for every option that changes
+a generation job's inputs (``align``, ``shrink: auto``, ``svd: false``, a mergekit config, ``auto`` placement,
+``zero_init``), in the job table and in the jobs Snakemake plans. The net for a bug that made the aligned LESA rows
+read the unaligned base's SVD and predictors (their new layers were plain LESA's, and nothing said so)."""
+
+import re
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+from deepen.expand import methods as registry
+from deepen.workflow.config_check import validate_config
+from deepen.workflow.jobs import JobTable
+
+# one row per option that changes what a generation job reads, on the quick config's tiny base
+VARIANTS = {
+    "lesa_plain": {"generator": "lesa", "placement": "top_half", "cpt": False},
+    "lesa_aligned": {"generator": "lesa", "align": True, "placement": "top_half", "cpt": False},
+    "lesa_calibrated": {"generator": "lesa", "shrink": "auto", "placement": "top_half", "cpt": False},
+    "lesa_aligned_calibrated": {"generator": "lesa", "align": True, "shrink": "auto", "placement": "top_half",
+                                "cpt": False},
+    "lesa_nosvd_plain": {"generator": "lesa", "svd": False, "placement": "top_half", "cpt": False},
+    "lesa_nosvd_aligned": {"generator": "lesa", "svd": False, "align": True, "placement": "top_half", "cpt": False},
+    "avg_deus_aligned": {"generator": "average", "align": True, "placement": "top_half", "cpt": False},
+    "copy_aligned_zero": {"generator": "copy", "align": True, "zero_init": True, "placement": "top_half",
+                          "cpt": False},
+    "opt_deus_auto": {"generator": "opt_deus", "placement": {"auto": 2}, "zero_init": True, "cpt": False},
+    "appended": {"generator": "mergekit", "config": "config/mergekit/quick_appended.yaml", "cpt": False},
+}
+
+
+def variants_table() -> JobTable:
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    config["methods"] = {**config["methods"], **VARIANTS}
+    validate_config(config, REPO / "config/schema.yaml", REPO / "config/tasks", load_datasets=False)
+    return JobTable(config, str(REPO))
+
+
+def writers(jobs: JobTable) -> dict[str, object]:
+    """{path: the job that writes it} (a folder's files count as the folder's)."""
+    return {path: job for job in jobs.jobs() for path in job.outputs}
+
+
+def written_by(path: str, by: dict):
+    while path and path not in by:
+        path = path.rpartition("/")[0]
+    return by.get(path)
+
+
+@pytest.mark.parametrize("model", list(VARIANTS))
+def test_each_generation_job_reads_what_its_method_declares_on_its_own_base(model):
+    jobs = variants_table()
+    by = writers(jobs)
+    opts = jobs.config["methods"][model]
+    aligned = registry.runs_aligned(opts)
+    base = jobs.aligned_base_dir if aligned else jobs.base_dir
+    inputs = jobs.generation_inputs(model)
+    # the artifacts are the ones the method declares, and each is read for every linear matrix type
+    artifact_inputs = {k: v for k, v in inputs.items() if k not in ("base", "weights", "profile", "reads")}
+    assert set(artifact_inputs) == set(registry.required_artifacts(opts))
+    for name, files in artifact_inputs.items():
+        declared = registry.required_artifacts(opts)[name]
+        assert len(files) == len(jobs.family.linear)
+        for path in files:
+            job = written_by(path, by)
+            assert job is not None, f"{model} reads {path}, which no job writes"
+            assert job.rule == declared.rule, f"{model}: {path} is {job.rule}'s, declared {declared.rule}'s"
+    assert inputs["base"] == base
+    # every file made from a base comes from the jobs on the method's own base: the aligned base's for `align: true`
+    for name, files in inputs.items():
+        if name in ("base", "profile", "reads"):
+            continue
+        for path in files:
+            job = written_by(path, by)
+            assert job.context.get("base_model") == base, (
+                f"{model} ({'aligned' if aligned else 'on the base'}) reads {path}, made on "
+                f"{job.context.get('base_model')}")
+            assert path.startswith("results/aligned/") == aligned, path
+    # auto placement reads the base's layer profile; a mergekit config is read as the user's file
+    assert ("profile" in inputs) == (model == "opt_deus_auto")
+    assert inputs.get("reads") == (["config/mergekit/quick_appended.yaml"] if model == "appended" else None)
+
+
+def dry_run_inputs(stdout: str, rule: str) -> dict[str, list[str]]:
+    """{the job's model wildcard: its input files} for every ``rule`` job of a dry run's listing."""
+    out = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", stdout):
+        if not re.match(rf"(?:local)?rule {rule}:", block):
+            continue
+        inputs = re.search(r"^\s+input: (.*)$", block, re.M).group(1).split(", ")
+        model = re.search(r"^\s+wildcards: .*model=([^,\n]+)", block, re.M).group(1)
+        out[model] = inputs
+    return out
+
+
+def test_snakemake_plans_the_aligned_rows_on_the_aligned_base(tmp_path):
+    """What Snakemake itself plans, for the quick config with every variant: an aligned row's generation job reads
+    the aligned base's weights and artifacts only, the others the base's only."""
+    workdir = copy_workflow(tmp_path / "wf")
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    config["methods"] = {**config["methods"], **VARIANTS}
+    (workdir / "variants.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    stdout = snakemake(workdir, "-n", "--cores", "1", "--configfile", "variants.yaml",
+                       "--forcerun", "generate_layers").stdout
+    planned = dry_run_inputs(stdout, "generate_layers")
+    assert set(VARIANTS) <= set(planned)
+    for model, inputs in planned.items():
+        aligned = registry.runs_aligned(config["methods"][model.partition("/")[0]])
+        made = [p for p in inputs if p.startswith("results/") and not p.startswith("results/layer_profile")]
+        assert made, model
+        wrong = [p for p in made if p.startswith("results/aligned/") != aligned]
+        assert not wrong, f"{model} ({'aligned' if aligned else 'on the base'}) reads {wrong}"
+    # the aligned LESA row reads the aligned SVD and predictors, and the aligned held-out fits with shrink: auto
+    assert "results/aligned/svd/q_proj.safetensors" in planned["lesa_aligned"]
+    assert "results/aligned/predictor/q_proj.pt" in planned["lesa_aligned"]
+    assert "results/aligned/predictor_heldout/svd/q_proj.json" in planned["lesa_aligned_calibrated"]
+    assert "results/aligned/predictor_nosvd/q_proj.pt" in planned["lesa_nosvd_aligned"]
