@@ -5,8 +5,8 @@ rule align_base:
     input: base=BASE_DIR
     output: **outputs("align_base")
     log: "logs/aligned/align_base.log"
-    params: device=DEVICE
-    resources: **JOBS.stage_job("align_base", gpu=True)
+    params: **JOBS.rule_params("align_base")
+    resources: **JOBS.resources("align_base")
     conda: CONDA_ENV
     script: "../scripts/align_base.py"
 

@@ -6,12 +6,9 @@ if JOBS.pretrain_base:
             **TOKEN_FILES,
         output: **outputs("pretrain_base")
         log: "logs/pretrain_base.log"
-        params:
-            model=canonical(config["base"]["model"]),
-            train=computed(config["base"]["train"]),
-            seed=config["seed"],
+        params: **JOBS.rule_params("pretrain_base")
         threads: config["resources"]["base_threads"]
-        resources: **JOBS.job(JOBS.mem_mb(16, 4096), JOBS.training_runtime(config["base"]["train"]), gpu=True)
+        resources: **JOBS.resources("pretrain_base")
         conda: CONDA_ENV
         script: "../scripts/pretrain_base.py"
 
@@ -25,10 +22,8 @@ if JOBS.import_base:
         input: gguf=JOBS.gguf_file
         output: **outputs("import_base")
         log: "logs/import_base.log"
-        params:
-            dtype=config["base_model"]["dtype"],
-            max_shard_mb=config["reconstruct"]["max_shard_mb"],
-        resources: **JOBS.job(JOBS.mem_mb(0.2), JOBS.streaming_runtime(3))
+        params: **JOBS.rule_params("import_base")
+        resources: **JOBS.resources("import_base")
         conda: CONDA_ENV
         script: "../scripts/import_base.py"
 
@@ -38,6 +33,6 @@ if JOBS.import_base:
             init="results/init/base.json",
         output: **outputs("base_info")
         log: "logs/base_info.log"
-        resources: **JOBS.job(1024, 10)
+        resources: **JOBS.resources("base_info")
         conda: CONDA_ENV
         script: "../scripts/base_info.py"

@@ -9,7 +9,7 @@ sys.path.insert(0, workflow.basedir)
 
 from deepen.workflow.config_check import ConfigError, validate_config  # noqa: E402
 from deepen.expand.methods.lesa import PREDICTOR_SPACES  # noqa: E402
-from deepen.workflow.jobs import FOLDERS, OUTPUTS, JobTable, canonical, computed  # noqa: E402
+from deepen.workflow.jobs import FOLDERS, OUTPUTS, JobTable  # noqa: E402
 
 # Nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,15 +25,14 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e))
 
-# Every rule's result paths, parameters and resources (deepen/workflow/jobs.py); the rules only wire them to
-# Snakemake.
+# Every rule's result paths, parameters and resources (deepen/workflow/jobs.py): a rule states none of its own, it
+# only wires the table's to Snakemake (params: **JOBS.rule_params(rule), resources: **JOBS.resources(rule)).
 JOBS = JobTable(config, workflow.basedir)
 FAMILY = JOBS.family
 BASE_DIR = JOBS.base_dir
 TOKENIZER_DIR = JOBS.tokenizer_dir
 GROWTH = JOBS.growth
 SFT = JOBS.sft
-DEVICE = JOBS.device
 # What every training run reads: windows of the tokenized splits.
 TOKEN_FILES = {split: JOBS.outputs("tokens", split=split)["tokens"] for split in ("train", "val")}
 # Every job's environment (relative to rules/, where every rule lives).

@@ -1,9 +1,9 @@
 rule corpus:
     output: **outputs("corpus")
     log: "logs/corpus.log"
-    params: corpus=canonical(config["corpus"])
+    params: **JOBS.rule_params("corpus")
     threads: 1  # one process reads the source and splits it
-    resources: **JOBS.job(2048, 20)
+    resources: **JOBS.resources("corpus")
     conda: CONDA_ENV
     script: "../scripts/build_corpus.py"
 
@@ -12,8 +12,8 @@ rule tokenizer:
     input: train=OUTPUTS["corpus"]["train"]
     output: **outputs("tokenizer")
     log: "logs/tokenizer.log"
-    params: vocab_size=config["tokenizer"]["vocab_size"]
-    resources: **JOBS.job(4096, 30)
+    params: **JOBS.rule_params("tokenizer")
+    resources: **JOBS.resources("tokenizer")
     conda: CONDA_ENV
     script: "../scripts/train_tokenizer.py"
 
@@ -25,13 +25,10 @@ rule tokens:
         tokenizer=TOKENIZER_DIR,
     output: **outputs("tokens")
     log: "logs/tokens/{split}.log"
-    params:
-        # corpus.max_tokens samples the training split only
-        max_tokens=lambda wildcards: config["corpus"]["max_tokens"] if wildcards.split == "train" else None,
-        seed=config["corpus"]["seed"],
+    params: **JOBS.rule_params("tokens")
     wildcard_constraints:
         split="train|val",
     threads: config["resources"]["base_threads"]
-    resources: **JOBS.job(2048, 60)
+    resources: **JOBS.resources("tokens")
     conda: CONDA_ENV
     script: "../scripts/tokenize_split.py"

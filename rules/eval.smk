@@ -2,8 +2,8 @@ rule task_data:
     input: test=OUTPUTS["corpus"]["test"]
     output: **outputs("task_data")
     log: "logs/task_data.log"
-    params: eval=canonical(config["eval"])
-    resources: **JOBS.job(1024, 10)
+    params: **JOBS.rule_params("task_data")
+    resources: **JOBS.resources("task_data")
     conda: CONDA_ENV
     script: "../scripts/build_task_data.py"
 
@@ -18,9 +18,9 @@ rule evaluate:
         **EVAL_INPUTS,
     output: **outputs("evaluate")
     log: "logs/evaluate/{method}/{freeze}/seed{seed}.log"
-    params: eval=JOBS.eval_params
+    params: **JOBS.rule_params("evaluate")
     threads: config["resources"]["train_threads"]
-    resources: **JOBS.stage_job("evaluate", gpu=True, floor=2048)
+    resources: **JOBS.resources("evaluate")
     conda: CONDA_ENV
     script: "../scripts/evaluate.py"
 
@@ -42,13 +42,11 @@ rule init_loss:
         val=TOKEN_FILES["val"],
     output: **outputs("init_loss")
     log: "logs/init_loss/{model}.log"
-    params:
-        eval=JOBS.fixed_slice,
-        device=DEVICE,
+    params: **JOBS.rule_params("init_loss")
     wildcard_constraints:
         model=f"base|{JOBS.model_pattern}",
     threads: config["resources"]["train_threads"]
-    resources: **JOBS.stage_job("init_loss", gpu=True, floor=2048)
+    resources: **JOBS.resources("init_loss")
     conda: CONDA_ENV
     script: "../scripts/init_loss.py"
 
@@ -63,12 +61,9 @@ rule seams:
         val=TOKEN_FILES["val"],
     output: **outputs("seams")
     log: "logs/seams/{model}.log"
-    params:
-        eval=JOBS.seam_slice,
-        freezes=lambda wildcards: list(JOBS.trained_rows(wildcards.model)),
-        device=DEVICE,
+    params: **JOBS.rule_params("seams")
     threads: config["resources"]["train_threads"]
-    resources: **JOBS.stage_job("seams", gpu=True, floor=2048)
+    resources: **JOBS.resources("seams")
     conda: CONDA_ENV
     script: "../scripts/seams.py"
 
@@ -81,10 +76,8 @@ rule layer_profile:
         val=TOKEN_FILES["val"],
     output: **outputs("layer_profile")
     log: "logs/layer_profile.log"
-    params:
-        eval=JOBS.seam_slice,
-        device=DEVICE,
+    params: **JOBS.rule_params("layer_profile")
     threads: config["resources"]["train_threads"]
-    resources: **JOBS.stage_job("layer_profile", gpu=True, floor=2048)
+    resources: **JOBS.resources("layer_profile")
     conda: CONDA_ENV
     script: "../scripts/layer_profile.py"

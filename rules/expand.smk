@@ -2,8 +2,8 @@ rule extract_weights:
     input: base=BASE_DIR
     output: **per_matrix("extract_weights", FAMILY.matrices)
     log: "logs/extract_weights.log"
-    params: matrices=FAMILY.matrices
-    resources: **JOBS.stage_job("extract_weights")
+    params: **JOBS.rule_params("extract_weights")
+    resources: **JOBS.resources("extract_weights")
     conda: CONDA_ENV
     script: "../scripts/extract_weights.py"
 
@@ -12,10 +12,8 @@ rule generate_layers:
     input: unpack(lambda wildcards: JOBS.generation_inputs(wildcards.model))
     output: **outputs("generate_layers")
     log: "logs/generate_layers/{model}.log"
-    params:
-        options=lambda wildcards: JOBS.generation_params(wildcards.model),
-        device=DEVICE,
-    resources: **JOBS.stage_job("generate_layers", gpu=True)
+    params: **JOBS.rule_params("generate_layers")
+    resources: **JOBS.resources("generate_layers")
     conda: CONDA_ENV
     script: "../scripts/generate_layers.py"
 
@@ -27,7 +25,7 @@ rule reconstruct:
         **OUTPUTS["generate_layers"],
     output: **outputs("reconstruct")
     log: "logs/reconstruct/{model}.log"
-    params: max_shard_mb=config["reconstruct"]["max_shard_mb"]
-    resources: **JOBS.stage_job("reconstruct")
+    params: **JOBS.rule_params("reconstruct")
+    resources: **JOBS.resources("reconstruct")
     conda: CONDA_ENV
     script: "../scripts/reconstruct.py"

@@ -14,14 +14,9 @@ rule growth_scratch:
     input: **GROWTH_DATA
     output: **outputs("growth_scratch")
     log: "logs/growth/scratch/seed{seed}.log"
-    params:
-        model=JOBS.growth_model,
-        train=JOBS.growth_train,
-        steps=config["growth"]["steps"],
+    params: **JOBS.rule_params("growth_scratch")
     threads: config["resources"]["train_threads"]
-    resources:
-        **JOBS.job(JOBS.mem_mb(16, 4096),
-                   JOBS.training_runtime({**JOBS.growth_train, "steps": config["growth"]["steps"]}), gpu=True),
+    resources: **JOBS.resources("growth_scratch")
     conda: CONDA_ENV
     script: "../scripts/growth_run.py"
 
@@ -52,7 +47,7 @@ rule growth_report:
         md=OUTPUTS["growth_report"]["md"],
         csv=report(OUTPUTS["growth_report"]["csv"], caption="../report/growth_csv.rst", category="Model growth"),
     log: "logs/growth/report.log"
-    params: runs=JOBS.growth_runs
-    resources: **JOBS.job(2048, 10)
+    params: **JOBS.rule_params("growth_report")
+    resources: **JOBS.resources("growth_report")
     conda: CONDA_ENV
     script: "../scripts/growth_report.py"

@@ -36,9 +36,9 @@ rule race_rung:
         **TOKEN_FILES,
     output: **outputs("race_rung")
     log: "logs/race/{method}/{freeze}/rung{rung}.log"
-    params: cpt=lambda wildcards: JOBS.race_rung_train(wildcards.freeze, wildcards.rung)
+    params: **JOBS.rule_params("race_rung")
     threads: config["resources"]["train_threads"]
-    resources: **JOBS.cpt_resources()
+    resources: **JOBS.resources("race_rung")
     conda: CONDA_ENV
     script: "../scripts/race_rung.py"
 
@@ -48,7 +48,7 @@ checkpoint race_decide:
     output: **outputs("race_decide")
     log: "logs/race/decide{rung}.log"
     params: **JOBS.rule_params("race_decide")
-    resources: **JOBS.job(1024, 10)
+    resources: **JOBS.resources("race_decide")
     conda: CONDA_ENV
     script: "../scripts/race_decide.py"
 
@@ -62,7 +62,7 @@ rule race_cooldown:
     log: "logs/race/cooldown.log"
     params: **JOBS.rule_params("race_cooldown")
     threads: config["resources"]["train_threads"]
-    resources: **JOBS.cpt_resources()
+    resources: **JOBS.resources("race_cooldown")
     conda: CONDA_ENV
     script: "../scripts/race_cooldown.py"
 
@@ -74,6 +74,6 @@ rule race_bracket:
     output: **outputs("race_bracket")
     log: "logs/race/bracket.log"
     params: **JOBS.rule_params("race_bracket")
-    resources: **JOBS.job(1024, 10)
+    resources: **JOBS.resources("race_bracket")
     conda: CONDA_ENV
     script: "../scripts/race_bracket.py"

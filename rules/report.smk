@@ -14,8 +14,8 @@ rule report:
         # the files the run's report panels write beside summary.md
         **JOBS.report_panel_outputs(),
     log: "logs/report.log"
-    params: **JOBS.report_params()
-    resources: **JOBS.job(2048, 10)
+    params: **JOBS.rule_params("report")
+    resources: **JOBS.resources("report")
     conda: CONDA_ENV
     script: "../scripts/report.py"
 
@@ -26,8 +26,8 @@ rule svd_continuity:
         png=report(JOBS.outputs("svd_continuity")["png"], caption="../report/svd_continuity.rst", category="LESA"),
         ratios=JOBS.outputs("svd_continuity")["ratios"],
     log: "logs/svd_continuity.log"
-    params: matrices=config["report"]["continuity_matrices"]
-    resources: **JOBS.job(JOBS.mem_mb(0.5), JOBS.streaming_runtime(1))
+    params: **JOBS.rule_params("svd_continuity")
+    resources: **JOBS.resources("svd_continuity")
     conda: CONDA_ENV
     script: "../scripts/svd_continuity.py"
 
@@ -44,8 +44,8 @@ if JOBS.pretrain_base:
         output:
             report(OUTPUTS["base_training_curve"]["png"], caption="../report/base_training.rst", category="Base model"),
         log: "logs/base_training_curve.log"
-        params: plateau=canonical(config["base"]["train"]["plateau"])
-        resources: **JOBS.job(1024, 10)
+        params: **JOBS.rule_params("base_training_curve")
+        resources: **JOBS.resources("base_training_curve")
         conda: CONDA_ENV
         script: "../scripts/base_training_curve.py"
 
@@ -61,9 +61,7 @@ rule manifest:
         race=race_decisions if JOBS.race else [],
     output: **outputs("manifest")
     log: "logs/manifest.log"
-    params:
-        artifacts=(lambda wildcards, input: JOBS.artifacts(JOBS.race_decisions_made())) if JOBS.race else ARTIFACTS,
-        config=canonical(config),
-    resources: **JOBS.job(1024, JOBS.streaming_runtime(2 + len(JOBS.runs) * JOBS.deepest_expansion()))
+    params: **JOBS.rule_params("manifest")
+    resources: **JOBS.resources("manifest")
     conda: CONDA_ENV
     script: "../scripts/manifest.py"

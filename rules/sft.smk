@@ -13,8 +13,8 @@ rule sft_data:
         test=OUTPUTS["corpus"]["test"],
     output: **outputs("sft_data")
     log: "logs/sft/data.log"
-    params: data=canonical(config["sft"]["data"])
-    resources: **JOBS.job(2048, 10)
+    params: **JOBS.rule_params("sft_data")
+    resources: **JOBS.resources("sft_data")
     conda: CONDA_ENV
     script: "../scripts/sft_data.py"
 
@@ -25,13 +25,9 @@ rule sft:
         data=OUTPUTS["sft_data"]["train"],
     output: **outputs("sft")
     log: "logs/sft/{variant}/seed{seed}.log"
-    params:
-        train=computed(config["sft"].get("train", {})),
-        dlo=lambda wildcards: canonical(config["sft"]["dlo"]) if wildcards.variant == "dlo" else None,
+    params: **JOBS.rule_params("sft")
     threads: config["resources"]["train_threads"]
-    resources:
-        **JOBS.job(JOBS.mem_mb(12 * JOBS.deepest_expansion(), 4096),
-                   JOBS.training_runtime(config["sft"]["train"], JOBS.deepest_expansion()), gpu=True),
+    resources: **JOBS.resources("sft")
     conda: CONDA_ENV
     script: "../scripts/sft.py"
 
@@ -52,7 +48,7 @@ rule sft_report:
         csv=report(OUTPUTS["sft_report"]["csv"], caption="../report/sft_csv.rst", category="SFT and DLO"),
         png=report(OUTPUTS["sft_report"]["png"], caption="../report/dlo_execution.rst", category="SFT and DLO"),
     log: "logs/sft/report.log"
-    params: runs=JOBS.sft_runs, expansion=config["sft"]["expansion"]
-    resources: **JOBS.job(2048, 10)
+    params: **JOBS.rule_params("sft_report")
+    resources: **JOBS.resources("sft_report")
     conda: CONDA_ENV
     script: "../scripts/sft_report.py"

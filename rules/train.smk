@@ -4,8 +4,8 @@ rule continual_pretrain:
         **TOKEN_FILES,
     output: **outputs("continual_pretrain")
     log: "logs/continual_pretrain/{method}/{freeze}/seed{seed}.log"
-    params: cpt=lambda wildcards: JOBS.cpt_train(wildcards.freeze, wildcards.seed)
+    params: **JOBS.rule_params("continual_pretrain")
     threads: max(config["resources"]["train_threads"], config["cpt"]["nproc"])
-    resources: **JOBS.cpt_resources()
+    resources: **JOBS.resources("continual_pretrain")
     conda: CONDA_ENV
     script: "../scripts/continual_pretrain.py"

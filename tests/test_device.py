@@ -87,25 +87,37 @@ def test_svd_predictor_and_generation_on_an_explicit_cpu_are_bit_identical_to_th
 
 
 def test_the_rules_that_request_a_gpu_are_those_whose_code_uses_one():
-    """A rule that passes resources.device to its stage, or trains (the Trainer takes the job's GPU), requests one;
-    no other rule does."""
+    """A rule whose params pass resources.device to its stage, or that trains (the Trainer takes the job's GPU),
+    requests one in the job table; no other rule does."""
     import re
     from pathlib import Path
 
+    import yaml
+
+    from deepen.workflow.config_check import validate_config
+    from deepen.workflow.jobs import JobTable
+
+    repo = Path(__file__).parent.parent
     trains = {"pretrain_base.py", "continual_pretrain.py", "growth_run.py", "sft.py", "race_rung.py", "race_cooldown.py"}
-    requests, uses = set(), set()
-    for smk in sorted((Path(__file__).parent.parent / "rules").glob("*.smk")):
+    scripts = {}
+    for smk in sorted((repo / "rules").glob("*.smk")):
         text = smk.read_text()
-        starts = list(re.finditer(r"^\s*(?:use )?(?:rule|checkpoint) (\w+)", text, flags=re.M))
+        starts = list(re.finditer(r"^\s*(?:use rule (\w+) as (\w+) with|(?:rule|checkpoint) (\w+)):", text, re.M))
         for match, end in zip(starts, [m.start() for m in starts[1:]] + [len(text)]):
-            if match.group(0).lstrip().startswith("use"):
-                continue  # inherits its rule's resources and script
-            name, body = match.group(1), text[match.end():end]
-            script = re.search(r'script: "\.\./scripts/(\w+\.py)"', body)
-            if "gpu=True" in body or "JOBS.cpt_resources()" in body:  # CPT: its GPUs per node where it spans nodes
-                requests.add(name)
-            if "device=DEVICE" in body or "JOBS.eval_params" in body or (script and script.group(1) in trains):
-                uses.add(name)
+            script = re.search(r'script: "\.\./scripts/(\w+\.py)"', text[match.end():end])
+            name = match.group(2) or match.group(3)
+            scripts[name] = script.group(1) if script else scripts.get(match.group(1))
+    config = yaml.safe_load((repo / "config/quick.yaml").read_text())
+    config["methods"]["lesa_aligned"] = {"generator": "lesa", "align": True, "cpt": False}
+    validate_config(config, repo / "config/schema.yaml", repo / "config/tasks", load_datasets=False)
+    jobs = JobTable(config, str(repo))
+    requests, uses = set(), set()
+    for rule in {job.rule for job in jobs.jobs()}:
+        params = jobs.rule_params(rule)
+        if "gpu" in jobs.resources(rule):
+            requests.add(rule)
+        if "device" in params or "device" in params.get("eval", {}) or scripts[rule] in trains:
+            uses.add(rule)
     assert requests == uses, (requests - uses, uses - requests)
-    assert {"svd", "predictor", "predictor_heldout", "generate_layers", "align_base", "init_loss", "seams",
-            "evaluate", "continual_pretrain"} <= requests
+    assert {"svd", "predictor", "predictor_heldout", "generate_layers", "init_loss", "seams",
+            "evaluate", "continual_pretrain", "race_rung", "sft", "growth_grown", "align_base"} <= requests

@@ -57,3 +57,36 @@ def test_the_gpu_runner_reads_the_table_s_derivations():
     assert predictor_settings(jobs.config) == jobs.predictor_train
     with pytest.raises(ValueError, match="makes one model per seed"):
         generation_options(jobs.config, "random")
+
+
+def rule_bodies() -> dict[str, str]:
+    """{rule name: its text} of every rule and checkpoint in rules/*.smk (``use rule … as NAME with:`` too)."""
+    out = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = list(re.finditer(r"^\s*(?:use rule \w+ as (\w+) with|(?:rule|checkpoint) (\w+)):", text, re.M))
+        for match, end in zip(starts, [m.start() for m in starts[1:]] + [len(text)]):
+            out[match.group(1) or match.group(2)] = text[match.end():end]
+    return out
+
+
+def test_every_rule_takes_its_params_and_resources_from_the_table_only():
+    """No rule states a param or a resource of its own: each ``params:`` and ``resources:`` is the table's entry for
+    that very rule, so there is no second copy to drift."""
+    bodies = rule_bodies()
+    for name, body in bodies.items():
+        for key in ("params", "resources"):
+            stated = re.findall(rf"^\s*{key}:(.*)$", body, re.M)
+            call = "rule_params" if key == "params" else "resources"
+            assert all(s.strip() == f'**JOBS.{call}("{name}")' for s in stated), (name, key, stated)
+    # every job's rule asks the table (itself, or the rule it is made from: Snakemake's `use rule` keeps the source's
+    # params and resources, which the table gives both alike)
+    sources = {copy: source for source, copy in re.findall(r"^\s*use rule (\w+) as (\w+) with", "\n".join(
+        f.read_text() for f in (REPO / "rules").glob("*.smk")), re.M)}
+    for cfg in ("quick.yaml", "config.yaml", "toy.yaml"):
+        jobs = table(cfg)
+        for name in {job.rule for job in jobs.jobs()}:
+            source = sources.get(name, name)
+            assert f'**JOBS.resources("{source}")' in bodies[source], name
+            assert jobs.resources(name) == jobs.resources(source), name
+            assert jobs.rule_params(name).keys() == jobs.rule_params(source).keys(), name

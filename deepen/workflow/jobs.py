@@ -401,7 +401,52 @@ class JobTable:
         return self.stage_job("continual_pretrain", gpu=cpt["nodes"] == 1, processes=cpt["nproc"],
                               job_nodes=cpt["nodes"], floor=4096 * cpt["nproc"], **self.multinode_resources())
 
-    # ---- every job, for the manifest
+    # ---- every rule's resources
+
+    @cached_property
+    def _resource_specs(self) -> dict[str, dict]:
+        cfg, job, stage = self.config, self.job, self.stage_job
+        # a job that reads and writes a few small files (a table, a plot, a decision)
+        small = job(1024, 10)
+        # the tensor stages: the cost model's time and memory (deepen/workflow/stage_costs.py)
+        specs = {rule: stage(rule, gpu=rule in ("align_base", "svd", "predictor", "predictor_heldout",
+                                                "generate_layers"))
+                 for rule in ("extract_weights", "align_base", "svd", "predictor", "predictor_heldout",
+                              "generate_layers", "reconstruct")}
+        # the stages that run the model: an interpreter with the Trainer or lm-eval loaded holds ~2 GB beside it
+        specs |= {rule: stage(rule, gpu=True, floor=2048) for rule in ("evaluate", "init_loss", "seams",
+                                                                       "layer_profile")}
+        specs |= {
+            # reading the corpus's source and splitting it; training a tokenizer; tokenizing one split
+            "corpus": job(2048, 20), "tokenizer": job(4096, 30), "tokens": job(2048, 60),
+            "base_info": small, "task_data": small, "base_training_curve": small,
+            "evaluate_init": specs["evaluate"], "evaluate_sft": specs["evaluate"],
+            "continual_pretrain": self.cpt_resources(), "race_rung": self.cpt_resources(),
+            "race_cooldown": self.cpt_resources(), "race_decide": small, "race_bracket": small,
+            "svd_continuity": job(self.mem_mb(0.5), self.streaming_runtime(1)),
+            "report": job(2048, 10), "growth_report": job(2048, 10), "sft_data": job(2048, 10),
+            "sft_report": job(2048, 10),
+            # hashes every artifact: the base's weights once or twice, each CPT run's model once
+            "manifest": job(1024, self.streaming_runtime(2 + len(self.runs) * self.deepest_expansion())),
+        }
+        if self.pretrain_base:
+            specs["pretrain_base"] = job(self.mem_mb(16, 4096), self.training_runtime(cfg["base"]["train"]), gpu=True)
+        if self.import_base:
+            specs["import_base"] = job(self.mem_mb(0.2), self.streaming_runtime(3))
+        if self.growth:
+            growth = job(self.mem_mb(16, 4096), self.training_runtime({**self.growth_train,
+                                                                       "steps": cfg["growth"]["steps"]}), gpu=True)
+            specs |= {"growth_scratch": growth, "growth_small": growth, "growth_grown": growth}
+        if self.sft:
+            deepest = self.deepest_expansion()
+            specs["sft"] = job(self.mem_mb(12 * deepest, 4096), self.training_runtime(cfg["sft"]["train"], deepest),
+                               gpu=True)
+        return specs
+
+    def resources(self, rule: str) -> dict[str, Any]:
+        """What a job of ``rule`` asks a cluster for: memory (MB), run time (minutes), CPUs, and GPUs where its code
+        uses one."""
+        return dict(self._resource_specs[rule])
 
     # ---- every rule's params: values, or functions of the job's wildcards
 
@@ -453,9 +498,18 @@ class JobTable:
         return specs
 
     def rule_params(self, rule: str) -> dict[str, Any]:
-        """The rule's params: a value, or a function of the job's wildcards (tests/test_determinism.py checks that
-        each job of a run got these)."""
+        """The rule's params: a value, or a function of the job's wildcards (Snakemake passes ``input`` too to a
+        function that names it)."""
+        if rule == "manifest":
+            return self.manifest_params()
         return dict(self._param_specs.get(rule, {}))
+
+    def manifest_params(self) -> dict[str, Any]:
+        """Every artifact with what made it, and the config; the race's later rungs are known from its decisions,
+        once they are made."""
+        artifacts = ((lambda wildcards, input: self.artifacts(self.race_decisions_made())) if self.race
+                     else self.artifacts())
+        return {"artifacts": artifacts, "config": canonical(self.config)}
 
     def params(self, rule: str, **wildcards) -> dict[str, Any]:
         """The params of one job of ``rule``, its wildcards given."""
