@@ -1,5 +1,7 @@
 rule task_data:
-    input: test=OUTPUTS["corpus"]["test"]
+    input:
+        test=OUTPUTS["corpus"]["test"],
+        tokenizer=TOKENIZER_DIR,
     output: **outputs("task_data")
     log: "logs/task_data.log"
     params: **JOBS.rule_params("task_data")

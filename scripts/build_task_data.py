@@ -9,4 +9,5 @@ from deepen.evaluate.embedded_tasks import tasks_stage
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
     # the embedded tasks' templates lie beside the workflow, wherever the run's working directory is
-    tasks_stage(s.input.test, s.output[0], dict(s.params.eval), Path(s.scriptdir).parent / "config" / "tasks")
+    tasks_stage(s.input.test, s.output[0], dict(s.params.eval), Path(s.scriptdir).parent / "config" / "tasks",
+                s.input.tokenizer, s.params.window)

@@ -66,3 +66,68 @@ def test_a_task_that_cannot_be_built_is_named_with_its_reason(tmp_path):
     with pytest.raises(ValueError, match=r"task data 'cloze' \(task deepen_cloze\) cannot be built from the 1 test "
                                          r"documents: no line or sentence .* follows 2 others"):
         build_task_data(tmp_path / "test.txt", tmp_path / "tasks", CFG)
+
+
+def long_sentence(i: int) -> str:
+    """One sentence of ~60 words: longer than a 64-token window at a small vocabulary."""
+    words = [f"word{(i * 7 + k) % 53}" for k in range(60)]
+    return "The " + " ".join(words) + " ended here."
+
+
+def window_model(tmp_path, docs: list[str]):
+    """A random Llama of a 64-token window with a tokenizer trained on ``docs``, saved as a model folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from deepen.data.tokenizer import train_tokenizer
+
+    (tmp_path / "train.txt").write_text(DOC_SEPARATOR.join(docs))
+    model_dir = tmp_path / "model"
+    tokenizer = train_tokenizer(tmp_path / "train.txt", 300, model_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(model_dir)
+    return model_dir
+
+
+def test_a_corpus_of_lines_longer_than_the_window_scores_every_embedded_task(tmp_path):
+    """JSON-lines prose whose sentences outrun the model's 64-token window: lm-eval cannot cut a choice (it died with
+    a bare AssertionError); the items built to fit the window are scored, those that cannot fit are dropped and
+    counted."""
+    from pathlib import Path
+
+    from deepen.evaluate.embedded_tasks import tasks_stage
+    from deepen.evaluate.harness import embedded_task_names, evaluate
+
+    templates = Path(__file__).resolve().parent.parent / "config" / "tasks"
+    # paragraphs of prose, one per line, where every fourth sentence is longer than the window
+    docs = [" ".join(long_sentence(i * 10 + k) if k % 4 == 0 else f"Short sentence {i} {k} is here."
+                     for k in range(24)) for i in range(3)]
+    model_dir = window_model(tmp_path, docs)
+    (tmp_path / "test.txt").write_text(DOC_SEPARATOR.join(docs))
+    cfg = {**CFG, "tasks": embedded_task_names(templates), "batch_size": 8, "seed": 0}
+    tasks_stage(tmp_path / "test.txt", tmp_path / "data", cfg, templates, model_dir, 64)
+    counts = json.loads((tmp_path / "data" / "counts.json").read_text())
+    assert counts["window"] == 64 and counts["next_line"]["dropped_longer_than_window"] > 0
+    assert counts["next_line"]["items"] > 0
+    result = evaluate(model_dir, templates, tmp_path / "data", cfg)
+    for task in cfg["tasks"]:
+        scores = [v for k, v in result["results"][task].items() if "stderr" not in k and isinstance(v, float)]
+        assert scores and all(s == s for s in scores), (task, result["results"][task])
+    # the same items unchecked are what lm-eval refuses
+    tasks_stage(tmp_path / "test.txt", tmp_path / "unchecked", cfg, templates)
+    with pytest.raises(AssertionError):
+        evaluate(model_dir, templates, tmp_path / "unchecked", {**cfg, "tasks": ["deepen_next_line"]})
+
+
+def test_a_task_whose_every_item_outruns_the_window_is_refused_naming_the_window(tmp_path):
+    from deepen.evaluate.embedded_tasks import build_task_data, window_check
+
+    docs = [" ".join(long_sentence(i * 10 + k) for k in range(12)) for i in range(2)]
+    model_dir = window_model(tmp_path, docs)
+    (tmp_path / "test.txt").write_text(DOC_SEPARATOR.join(docs))
+    with pytest.raises(ValueError, match=r"deepen_next_line.*longer than the models' window of 64 tokens"):
+        build_task_data(tmp_path / "test.txt", tmp_path / "tasks", CFG, window_check(model_dir, 64), 64)

@@ -116,3 +116,23 @@ def test_snakemake_plans_the_aligned_rows_on_the_aligned_base(tmp_path):
     assert "results/aligned/predictor/q_proj.pt" in planned["lesa_aligned"]
     assert "results/aligned/predictor_heldout/svd/q_proj.json" in planned["lesa_aligned_calibrated"]
     assert "results/aligned/predictor_nosvd/q_proj.pt" in planned["lesa_nosvd_aligned"]
+
+
+def test_the_quick_run_s_aligned_lesa_is_made_from_the_aligned_base_s_artifacts(quick_run):
+    """The quick run's aligned rows: their layers are not plain LESA's, and what made them (the manifest) is the
+    aligned base's."""
+    import json
+
+    from safetensors.torch import load_file
+
+    manifest = json.loads((quick_run / "results/manifest.json").read_text())["artifacts"]
+    plain = load_file(quick_run / "results/layers/lesa/new_layers.safetensors")
+    aligned = load_file(quick_run / "results/layers/lesa_aligned/new_layers.safetensors")
+    assert plain.keys() == aligned.keys()
+    matrices = [k for k in plain if k.endswith("proj.weight")]
+    assert matrices and not any(bool((plain[k] == aligned[k]).all()) for k in matrices)
+    for model in ("lesa_aligned", "lesa_aligned_calibrated"):
+        made = manifest[f"results/layers/{model}/plan.json"]["settings"]
+        assert made["base_model"] == "results/aligned/base", made
+    fits = quick_run / "results/aligned/predictor_heldout/svd/q_proj.json"
+    assert json.loads(fits.read_text())["shrink_factor"] >= 0

@@ -28,7 +28,9 @@ def planned_jobs(workdir, configfile: str) -> Counter:
 @pytest.mark.parametrize("name", ["quick.yaml", "config.yaml"])
 def test_the_table_lists_the_jobs_snakemake_plans(name, tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
-    listed = Counter(job.rule for job in table(name).jobs()) + Counter({"manifest": 1, "all": 1})
+    # the aligned base's artifacts are made by the base's rules under their `use rule … as <rule>_aligned` names
+    listed = Counter(job.rule + "_aligned" if job.aligned else job.rule
+                     for job in table(name).jobs()) + Counter({"manifest": 1, "all": 1})
     assert listed == planned_jobs(workdir, f"config/{name}")
 
 
@@ -90,3 +92,28 @@ def test_every_rule_takes_its_params_and_resources_from_the_table_only():
             assert f'**JOBS.resources("{source}")' in bodies[source], name
             assert jobs.resources(name) == jobs.resources(source), name
             assert jobs.rule_params(name).keys() == jobs.rule_params(source).keys(), name
+
+
+def path_literals(source: str) -> list[str]:
+    """The string constants of ``source`` (f-strings' literal parts too) that spell a path under results/; docstrings
+    left out."""
+    import ast
+
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings and re.search(r"(^|[^\w])results/", node.value)]
+
+
+def test_no_result_path_is_spelled_outside_the_table():
+    """Every path under results/ has one owner, deepen/core/paths.py: the methods, the report's panels and the job
+    table name what they read by key."""
+    owner = REPO / "deepen/core/paths.py"
+    spelled = {str(p.relative_to(REPO)): found for p in sorted((REPO / "deepen").rglob("*.py")) if p != owner
+               for found in [path_literals(p.read_text())] if found}
+    assert not spelled, spelled
+    # the check sees a path in a plain string and in an f-string's literal part, not in a docstring
+    assert path_literals('"""results/x"""\nA = "results/svd/q.json"\nB = f"results/eval/{m}.json"\n') == [
+        "results/svd/q.json", "results/eval/"]

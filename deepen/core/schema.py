@@ -26,3 +26,24 @@ def training_defaults() -> dict:
     the CPT-only distribution keys."""
     return {**defaults(schema()["definitions"]["train"]["properties"]),
             **defaults(schema()["properties"]["cpt"]["properties"])}
+
+
+def section_defaults(section: str) -> dict:
+    """Defaults of a top-level config section (``predictor``, ``eval``, ``resources``, ...)."""
+    return defaults(schema()["properties"][section]["properties"])
+
+
+def method_defaults() -> dict:
+    """Defaults of the options every method takes (freeze, cpt, placement, ...)."""
+    return defaults(schema()["properties"]["methods"]["additionalProperties"]["properties"])
+
+
+def base_model_defaults() -> dict:
+    """Defaults of a GGUF base (``base_model: {gguf: FILE}`` or ``{package: NAME}``): the dtype it is imported in."""
+    return defaults(schema()["properties"]["base_model"]["oneOf"][2]["properties"])
+
+
+def auto_placement_defaults() -> dict:
+    """Defaults of ``placement: {auto: N}`` (what it ranks the seams by)."""
+    placement = schema()["properties"]["methods"]["additionalProperties"]["properties"]["placement"]
+    return next(defaults(o["properties"]) for o in placement["oneOf"] if "auto" in o.get("properties", {}))

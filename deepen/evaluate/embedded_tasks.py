@@ -101,8 +101,11 @@ def cloze_docs(docs: list[str], context_lines: int, max_docs: int, rng: random.R
     return _spread(out, max_docs, rng)
 
 
-def next_line_docs(docs: list[str], context_lines: int, max_docs: int, rng: random.Random) -> list[dict]:
-    out = []
+def next_line_docs(docs: list[str], context_lines: int, max_docs: int, rng: random.Random,
+                   fits=lambda choice: True) -> tuple[list[dict], int]:
+    """The items, and how many were dropped because a choice does not fit the models' window (``fits``: whether a
+    choice, as lm-eval scores it, fits)."""
+    out, dropped = [], 0
     for doc in docs:
         verse = verse_lines(doc)
         pool = sorted(set(verse))
@@ -113,9 +116,22 @@ def next_line_docs(docs: list[str], context_lines: int, max_docs: int, rng: rand
                 continue
             choices = distractors + [answer]
             rng.shuffle(choices)
+            if not all(fits(c) for c in choices):
+                dropped += 1
+                continue
             out.append({"context": "\n".join(verse[i - context_lines : i]), "choices": choices,
                         "label": choices.index(answer)})
-    return _spread(out, max_docs, rng)
+    return _spread(out, max_docs, rng), dropped
+
+
+def window_check(tokenizer_dir, window: int, delimiter: str = "\n"):
+    """Whether a choice fits a model of ``window`` tokens as lm-eval scores it: the delimiter and the choice are the
+    continuation, which lm-eval cannot cut (it cuts the context from the left), and at least one token of context
+    must stay."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    return lambda choice: len(tokenizer(delimiter + choice, add_special_tokens=False)["input_ids"]) < window
 
 
 WHY_EMPTY = {
@@ -124,38 +140,54 @@ WHY_EMPTY = {
              "{context_lines} others in its document (eval.context_lines)",
     "next_line": "no document of the test split has {need} lines or sentences (eval.context_lines + 1, and four "
                  "different ones for the choices)",
+    "next_line_window": "each of its {dropped} items has a choice (a line or sentence of the test split) longer than "
+                        "the models' window of {window} tokens; split the documents into shorter lines, or use a "
+                        "model with a longer window",
 }
 
 
-def build_task_data(test_txt, out_dir, cfg: dict) -> None:
-    """Write one jsonl per task kind into ``out_dir``."""
+def build_task_data(test_txt, out_dir, cfg: dict, fits=lambda choice: True, window: int | None = None) -> dict:
+    """Write one jsonl per task kind into ``out_dir``, and counts.json: the items of each, and those dropped because
+    they do not fit the models' window of ``window`` tokens (``fits``, deepen/evaluate/embedded_tasks.py:
+    window_check). Returns the counts."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = read_documents(test_txt)
     rng = random.Random(cfg["seed"])
+    next_line, dropped = next_line_docs(docs, cfg["context_lines"], cfg["max_docs"], rng, fits)
     data = {
         "ppl": ppl_docs(docs, cfg["ppl_chunk_chars"], cfg["max_docs"]),
         "cloze": cloze_docs(docs, cfg["context_lines"], cfg["max_docs"], rng),
-        "next_line": next_line_docs(docs, cfg["context_lines"], cfg["max_docs"], rng),
+        "next_line": next_line,
     }
     for name, rows in data.items():
         if not rows:
-            why = WHY_EMPTY[name].format(context_lines=cfg["context_lines"],
-                                         need=max(cfg["context_lines"] + 1, 4))
+            why = WHY_EMPTY["next_line_window" if name == "next_line" and dropped else name].format(
+                context_lines=cfg["context_lines"], need=max(cfg["context_lines"] + 1, 4), dropped=dropped,
+                window=window)
             raise ValueError(f"task data {name!r} (task deepen_{name}) cannot be built from the "
                              f"{len(docs)} test documents: {why}")
         with open(out_dir / f"{name}.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
+    counts = {name: {"items": len(rows)} for name, rows in data.items()}
+    counts["next_line"]["dropped_longer_than_window"] = dropped
+    counts["window"] = window
+    if dropped:
+        print(f"deepen_next_line: {dropped} items dropped, a choice longer than the models' window of {window} tokens; "
+              f"{len(next_line)} kept")
+    (out_dir / "counts.json").write_text(json.dumps(counts, indent=1) + "\n")
+    return counts
 
 
-def tasks_stage(test_txt, out_dir, eval_cfg: dict, templates_dir) -> None:
-    """The embedded tasks' data, and where each registered task's items come from (decided once here, for
-    every evaluation)."""
+def tasks_stage(test_txt, out_dir, eval_cfg: dict, templates_dir, tokenizer_dir=None, window: int | None = None) -> None:
+    """The embedded tasks' data, built to fit the models' window of ``window`` tokens (by ``tokenizer_dir``'s
+    tokenizer), and where each registered task's items come from (decided once here, for every evaluation)."""
     from deepen.evaluate.harness import embedded_task_names
     from deepen.evaluate.registered_tasks import record_sources
 
     registered = [t for t in eval_cfg["tasks"] if t not in embedded_task_names(templates_dir)]
     with atomic_dir(out_dir) as tmp:
-        build_task_data(test_txt, tmp, eval_cfg)
+        fits = window_check(tokenizer_dir, window) if tokenizer_dir and window else (lambda choice: True)
+        build_task_data(test_txt, tmp, eval_cfg, fits, window)
         record_sources(registered, eval_cfg.get("include_path"), eval_cfg.get("benchmark_data"), tmp)

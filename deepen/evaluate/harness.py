@@ -5,11 +5,35 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
 
 from deepen.core.atomic import write_json
+from deepen.core.schema import section_defaults
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation runs, typed and complete (config/schema.yaml's eval section says what each does): built once
+    from the section over the schema's defaults; ``device`` is resources.device. The keys that only shape the
+    embedded tasks' data (max_docs, context_lines, ...) are the task data job's."""
+
+    tasks: list
+    num_fewshot: dict
+    precision: str
+    include_path: str | None
+    benchmark_data: str | None
+    limit: int | dict | None
+    batch_size: int
+    seed: int
+    device: str
+
+    @classmethod
+    def from_config(cls, section: dict) -> EvalSettings:
+        merged = {**section_defaults("eval"), "device": section_defaults("resources")["device"], **section}
+        return cls(**{f.name: merged[f.name] for f in fields(cls)})
 
 
 def render_tasks(templates_dir, data_dir, out_dir) -> list[str]:
@@ -87,19 +111,20 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
     from deepen.evaluate.benchmark_data import describe, task_yaml
 
     torch.set_num_threads(max(1, threads))
+    settings = EvalSettings.from_config(cfg)
     embedded = embedded_task_names(templates_dir)
-    registered = [t for t in cfg["tasks"] if t not in embedded]
+    registered = [t for t in settings.tasks if t not in embedded]
     # the task data job's record, else decided here (a data folder made outside the workflow)
-    sources, lm_eval_yaml = (recorded_sources(registered, cfg.get("benchmark_data"), data_dir)
-                             or resolve(registered, cfg.get("include_path"), cfg.get("benchmark_data")))
-    device = stage_device(cfg.get("device", "auto"))
-    precision = cfg.get("precision", "auto")
-    dtype = str(evaluation_dtype(device)).removeprefix("torch.") if precision == "auto" else EVAL_DTYPES[precision]
-    lm = HFLM(pretrained=str(model_dir), batch_size=cfg["batch_size"], device=str(device), dtype=dtype)
-    shots = cfg.get("num_fewshot") or {}
+    sources, lm_eval_yaml = (recorded_sources(registered, settings.benchmark_data, data_dir)
+                             or resolve(registered, settings.include_path, settings.benchmark_data))
+    device = stage_device(settings.device)
+    dtype = (str(evaluation_dtype(device)).removeprefix("torch.") if settings.precision == "auto"
+             else EVAL_DTYPES[settings.precision])
+    lm = HFLM(pretrained=str(model_dir), batch_size=settings.batch_size, device=str(device), dtype=dtype)
+    shots = settings.num_fewshot or {}
     # simple_evaluate takes one few-shot count for all its tasks: one call per count
     by_shots: dict = {}
-    for task in cfg["tasks"]:
+    for task in settings.tasks:
         by_shots.setdefault(shots.get(task, 0 if task in embedded else None), []).append(task)
     merged = {"results": {}, "n-samples": {}, "versions": {}, "n-shot": {}, "items": {}, "benchmarks": {},
               "leaves": {}}
@@ -113,15 +138,15 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
                 config = task_yaml(local, lm_eval_yaml[local.task], local_dir)
                 (local_dir / f"{local.task}.yaml").write_text(yaml.safe_dump(config))
             merged["benchmarks"][name] = describe(found) if found else {"source": "lm-eval", "split": "", "note": ""}
-        paths = [include] + ([str(cfg["include_path"])] if cfg.get("include_path") else []) + [str(local_dir)]
+        paths = [include] + ([str(settings.include_path)] if settings.include_path else []) + [str(local_dir)]
         # lm-eval's own index (thousands of YAMLs) only when a task is in neither folder
-        manager = task_manager(cfg["tasks"], paths)
+        manager = task_manager(settings.tasks, paths)
         for n, tasks in by_shots.items():
             samples = {}
             for name, leaves in leaves_by_name(get_task_dict(tasks, manager)).items():
                 merged["leaves"][name] = sorted(leaves)
                 for leaf, task in leaves.items():
-                    chosen = subset(len(task.eval_docs), task_limit(cfg.get("limit"), leaf, name), cfg.get("seed", 0),
+                    chosen = subset(len(task.eval_docs), task_limit(settings.limit, leaf, name), settings.seed,
                                     leaf)
                     if chosen is not None:
                         samples[leaf] = chosen

@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepen.core.device import stage_device
+from deepen.core.schema import method_defaults
 from deepen.expand import plan as plans
 from deepen.expand.methods import build_plan, method_of, new_layer_copies, with_defaults
 from deepen.expand.methods.contract import LayerSource
@@ -38,7 +39,7 @@ def generate_layers(opts: dict, source: LayerSource, out_dir: str | Path, name: 
     source.plan = plan
     new = plans.new_layers(plan)
     specs = [(f"new.{e['id']}.{m}", weights.shape(m), weights.dtype(m)) for _, e in new for m in weights.matrices]
-    zero = opts.get("zero_init", False)
+    zero = {**method_defaults(), **opts}["zero_init"]
     with StreamingWriter(out_dir / "new_layers.safetensors", specs, metadata={"method": name}) as writer:
         for position, entry in tqdm(new, desc=f"generate {name}", leave=False):
             layer = spec.make_layer(opts, source, {**entry, "position": position})

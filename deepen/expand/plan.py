@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepen.core.schema import auto_placement_defaults
+
 
 class PlanError(ValueError):
     pass
@@ -66,7 +68,7 @@ def insertion_points(placement, num_layers: int, profile: list[dict] | None = No
     ``auto`` placement ranks by."""
     L = num_layers
     if is_auto(placement):
-        return auto_points(placement["auto"], L, profile, placement.get("by", "cosine"))
+        return auto_points(placement["auto"], L, profile, {**auto_placement_defaults(), **placement}["by"])
     if placement == "top_half":
         # one new layer between each adjacent pair of the top half: L -> 1.5 L
         points = list(range(L // 2 - 1, L - 1))

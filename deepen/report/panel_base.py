@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepen.core.paths import result_path
 from deepen.report.panels import panel
 
 
 def base_files(facts):
     if facts.base_kind == "pretrain":
-        return {"info": "results/base_training/info.json", "curve": "results/report/base_training.png"}
+        return {"info": result_path("pretrain_base", "info"), "curve": result_path("base_training_curve", "png")}
     if facts.base_kind == "gguf":
-        return {"import_info": "results/base_import/info.json"}
+        return {"import_info": result_path("base_info", "info")}
     return None
 
 

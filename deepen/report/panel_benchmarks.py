@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepen.core.paths import result_path
 from deepen.core.atomic import atomic_path
 from deepen.core.stats import Interval, t_interval, t_quantile
 from deepen.evaluate.benchmark_data import WHEEL_PACKAGE
@@ -34,7 +35,8 @@ def _step0_models(facts) -> list[str]:
 def _inputs(facts):
     if not standard_tasks(facts):
         return None
-    return {"step0": [f"results/eval/init/{m}.json" for m in _step0_models(facts)]} if _step0_models(facts) else {}
+    models = _step0_models(facts)
+    return {"step0": [result_path("evaluate_init", "eval", model=m) for m in models]} if models else {}
 
 
 @panel("benchmarks", _inputs, params=lambda facts: {"tasks": standard_tasks(facts), "models": _step0_models(facts)},

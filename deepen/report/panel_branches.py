@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepen.core.paths import result_path
 from deepen.report.panels import panel
 
 
@@ -12,7 +13,7 @@ def branch_section(inputs, params, view) -> list[str]:
     return Path(inputs["section"][0]).read_text().splitlines()
 
 
-panel("growth", lambda facts: {"section": "results/report/growth.md"} if facts.config["growth"]["enabled"]
+panel("growth", lambda facts: {"section": result_path("growth_report", "md")} if facts.config["growth"]["enabled"]
       else None)(branch_section)
-panel("sft", lambda facts: {"section": "results/report/sft.md"} if facts.config["sft"]["enabled"]
+panel("sft", lambda facts: {"section": result_path("sft_report", "md")} if facts.config["sft"]["enabled"]
       else None)(branch_section)

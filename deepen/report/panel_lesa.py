@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepen.core.paths import result_path
 from deepen.expand.methods.lesa import SVD, predictor_spaces
 from deepen.report.panels import panel
 
@@ -19,10 +20,10 @@ def continuity_files(facts):
     when a method with ``align: true`` reads them."""
     if SVD not in facts.method_artifacts and SVD not in facts.aligned_artifacts:
         return None
-    files = {"ratios": "results/report/svd_continuity.json", "figure": "results/report/svd_continuity.png"}
+    files = {"ratios": result_path("svd_continuity", "ratios"), "figure": result_path("svd_continuity", "png")}
     if SVD in facts.aligned_artifacts:
-        files.update(aligned_ratios="results/report/svd_continuity_aligned.json",
-                     aligned_figure="results/report/svd_continuity_aligned.png")
+        files.update(aligned_ratios=result_path("svd_continuity", "ratios", aligned=True),
+                     aligned_figure=result_path("svd_continuity", "png", aligned=True))
     return files
 
 
@@ -32,9 +33,10 @@ def heldout_files(facts):
     spaces = predictor_spaces({**facts.method_artifacts, **facts.aligned_artifacts})
     if not spaces:
         return None
-    files = {space: [f"results/predictor_heldout/{space}/{m}.json" for m in facts.linear_matrices] for space in spaces}
+    files = {space: [result_path("predictor_heldout", "fits", space=space, matrix=m) for m in facts.linear_matrices]
+             for space in spaces}
     for space in predictor_spaces(facts.aligned_artifacts):
-        files[f"{space} {ALIGNED}"] = [f"results/aligned/predictor_heldout/{space}/{m}.json"
+        files[f"{space} {ALIGNED}"] = [result_path("predictor_heldout", "fits", aligned=True, space=space, matrix=m)
                                        for m in facts.linear_matrices]
     return files
 

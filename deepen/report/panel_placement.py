@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepen.core.paths import result_path
 from deepen.expand import plan as plans
 from deepen.report.panels import panel, save_figure
-
-PROFILE = "results/layer_profile.json"
-
 
 def auto_methods(config: dict) -> list[str]:
     return [m for m, opts in config.get("methods", {}).items() if plans.is_auto(opts.get("placement"))]
@@ -21,7 +19,8 @@ def placement_files(facts):
     if not methods:
         return None
     first = {m.partition("/")[0]: m for m in facts.first_seed_models}
-    return {"profile": PROFILE, "plans": [f"results/layers/{first[m]}/plan.json" for m in methods]}
+    return {"profile": result_path("layer_profile", "profile"),
+            "plans": [result_path("generate_layers", "plan", model=first[m]) for m in methods]}
 
 
 def plot_profile(profile: list[dict], chosen: dict[str, dict], path) -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepen.core.paths import result_path
 from deepen.report.panels import panel, save_figure
 
-BRACKET = "results/race/bracket.json"
 
 
 def race_files(facts):
-    return {"bracket": BRACKET} if facts.config.get("race", {}).get("enabled") else None
+    return {"bracket": result_path("race_bracket", "bracket")} if facts.config.get("race", {}).get("enabled") else None
 
 
 def plot_bracket(bracket: dict, path) -> None:

@@ -8,13 +8,14 @@ import csv
 import json
 from pathlib import Path
 
+from deepen.core.paths import result_path
 from deepen.core.atomic import atomic_path
 from deepen.report.panels import panel, save_figure
 
 
 def seam_files(facts):
     models = facts.first_seed_models
-    return {"seams": [f"results/seams/{model}.json" for model in models]} if models else None
+    return {"seams": [result_path("seams", "seams", model=model) for model in models]} if models else None
 
 
 def _stages(record: dict) -> list[tuple[str, dict]]:
@@ -77,8 +78,8 @@ def plot_seams(records: dict[str, dict], path) -> None:
 
 @panel("seams", seam_files, writes=("seams.png", "seams.csv"))
 def seams_panel(inputs, params, view) -> list[str]:
-    records = {p.split("results/seams/", 1)[-1].removesuffix(".json"): json.loads(Path(p).read_text())
-               for p in inputs["seams"]}
+    prefix, suffix = result_path("seams", "seams").split("{model}")
+    records = {p.split(prefix, 1)[-1].removesuffix(suffix): json.loads(Path(p).read_text()) for p in inputs["seams"]}
     plot_seams(records, view.out_dir / "seams.png")
     with atomic_path(view.out_dir / "seams.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)

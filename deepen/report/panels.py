@@ -5,8 +5,12 @@ not part of the run."""
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
+
+from deepen.core.paths import result_path
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -84,9 +88,10 @@ def panel_inputs(facts: RunFacts) -> dict[str, str | list[str]]:
     return {f"{p.name}{SEPARATOR}{key}": paths for p in active_panels(facts) for key, paths in p.inputs(facts).items()}
 
 
-def panel_outputs(facts: RunFacts, report_dir: str = "results/report") -> dict[str, str]:
-    """Every active panel's files under ``report_dir``, named ``<panel>__<file>`` (dots as underscores): the report
-    rule's outputs beside summary.md."""
+def panel_outputs(facts: RunFacts) -> dict[str, str]:
+    """Every active panel's files beside summary.md, named ``<panel>__<file>`` (dots as underscores): the report
+    rule's outputs."""
+    report_dir = os.path.dirname(result_path("report", "md"))
     return {f"{p.name}{SEPARATOR}{file.replace('.', '_')}": f"{report_dir}/{file}"
             for p in active_panels(facts) for file in p.writes}
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from deepen.core.atomic import write_json
+from deepen.core.schema import training_defaults
 from deepen.data.tokenizer import load_tokenizer
 from deepen.data.tokens import open_tokens
 from deepen.expand import plan as plans
@@ -24,7 +25,8 @@ def cpt_stage(method: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, f
     through srun (deepen/train/launch.py). The main process writes the results."""
     from deepen.train.trainer import prepare_run
 
-    nproc, nodes = cfg.get("nproc", 1), cfg.get("nodes", 1)
+    full = {**training_defaults(), **cfg}
+    nproc, nodes = full["nproc"], full["nodes"]
     if (nproc > 1 or nodes > 1) and world_size() == 1:
         import subprocess
 
@@ -64,7 +66,7 @@ def continue_pretraining(method: str, model_dir, train_tokens, val_tokens, cfg: 
     if not is_main_process():
         return model
     write_json({"method": method, "generator": plan_info.get("generator", ""), "freeze": cfg["freeze"],
-                "processes": world_size(), "nodes": cfg.get("nodes", 1),
+                "processes": world_size(), "nodes": {**training_defaults(), **cfg}["nodes"],
                 "seed": cfg["seed"], "layers": model.config.num_hidden_layers, "params": count_parameters(model),
                 "added_layers": added, "train_flops_per_token": flops,
                 "tokens_per_step": cfg["batch_size"] * cfg["seq_len"], **result}, info_path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from deepen.core.schema import method_defaults, training_defaults
 from deepen.expand import methods
 from deepen.expand import plan as plans
 from deepen.expand.plan import PlanError
@@ -187,7 +188,7 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
             problems += [f"methods.{name}.{p}" for p in family]
             continue
         depths[name] = len(plan)
-        if opts.get("cpt", True) and "new_only" in freeze_policies(opts) and not plans.added_layers(plan):
+        if {**method_defaults(), **opts}["cpt"] and "new_only" in freeze_policies(opts) and not plans.added_layers(plan):
             problems.append(f"methods.{name}.freeze: 'new_only' but generator {opts['generator']!r} "
                             "adds no layers; use 'all'")
     target = config["report"]["target_loss"]
@@ -264,7 +265,8 @@ def attention_problems(config: dict, model_type: str) -> list[str]:
 
     sections = {"cpt": config["cpt"], "base.train": config.get("base", {}).get("train", {}),
                 "sft.train": config["sft"].get("train", {}) if config["sft"]["enabled"] else {}}
-    named = {s: t["attn_implementation"] for s, t in sections.items() if t.get("attn_implementation", "auto") != "auto"}
+    named = {s: t["attn_implementation"] for s, t in sections.items()
+             if {**training_defaults(), **t}["attn_implementation"] != "auto"}
     if not named:
         return []
     model_class = causal_lm_class(model_type)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepen.core.schema import base_model_defaults, method_defaults, section_defaults
 from deepen.expand import methods
 
 
@@ -15,13 +16,13 @@ BASE_ROW = ("base", "all")
 
 def freeze_policies(opts: dict) -> list[str]:
     """A method's freeze policies, in config order: each is a row of its own."""
-    freeze = opts.get("freeze", "new_only")
+    freeze = {**method_defaults(), **opts}["freeze"]
     return [freeze] if isinstance(freeze, str) else list(freeze)
 
 
 def trained_methods(config: dict) -> list[str]:
     """Methods whose models continue pretraining; the others (``cpt: false``) get only a step-0 val loss."""
-    return [m for m, opts in config["methods"].items() if opts.get("cpt", True)]
+    return [m for m, opts in config["methods"].items() if {**method_defaults(), **opts}["cpt"]]
 
 
 def rows(config: dict) -> list[tuple[str, str]]:
@@ -79,9 +80,9 @@ def base_model_config(config: dict) -> dict:
         from deepen.models.gguf_file import read_header
 
         return {**hf_config(read_header(gguf_source(config["base_model"]))),
-                "torch_dtype": config["base_model"].get("dtype", "float32")}
-    return {"model_type": "llama", "vocab_size": config.get("tokenizer", {}).get("vocab_size", 4096),
-            **config["base"]["model"]}
+                "torch_dtype": {**base_model_defaults(), **config["base_model"]}["dtype"]}
+    tokenizer = {**section_defaults("tokenizer"), **config.get("tokenizer", {})}
+    return {"model_type": "llama", "vocab_size": tokenizer["vocab_size"], **config["base"]["model"]}
 
 
 GROWTH_TRAIN_KEYS = ("batch_size", "seq_len", "lr", "eval_interval")
@@ -128,7 +129,7 @@ def race_candidates(config: dict) -> list[str]:
     out = []
     for name in named:
         method, _, freeze = name.partition("/")
-        if method not in config["methods"] or not config["methods"][method].get("cpt", True):
+        if method not in trained_methods(config):
             raise ValueError(f"{name!r} is not a method with CPT rows (known: {', '.join(trained)})")
         row = f"{method}/{freeze or freeze_policies(config['methods'][method])[0]}"
         if row not in trained:

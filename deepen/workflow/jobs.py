@@ -53,7 +53,7 @@ def generation_options(config: dict, model: str) -> dict:
     method, _, seed_dir = model.partition("/")
     seed = seed_dir.removeprefix("seed")
     if model != model_name(config, method, seed or 0):
-        raise ValueError(f"results/models/{model}: method {method!r} makes "
+        raise ValueError(f"{result_path('reconstruct', 'model', model=model)}: method {method!r} makes "
                          f"{'one model per seed' if seed == '' else 'one model, not one per seed'}")
     opts = {k: v for k, v in config["methods"][method].items() if k not in ("freeze", "seeds", "cpt")}
     if seed:
@@ -76,6 +76,8 @@ class Job:
     outputs: tuple[str, ...]
     params: dict
     context: dict
+    # made on the aligned base, by the rule's `use rule … as <rule>_aligned` copy (rules/align.smk)
+    aligned: bool = False
 
     @property
     def settings(self) -> dict:
@@ -97,8 +99,8 @@ class JobTable:
         self.pretrain_base = self.base_kind == "pretrain"
         # a GGUF base is imported into results/base once; every later stage sees an HF directory
         self.import_base = self.base_kind == "gguf"
-        self.base_dir = config["base_model"] if self.base_kind == "directory" else "results/base"
-        self.tokenizer_dir = "results/tokenizer" if self.pretrain_base else self.base_dir
+        self.base_dir = config["base_model"] if self.base_kind == "directory" else OUTPUTS["import_base"]["model"]
+        self.tokenizer_dir = OUTPUTS["tokenizer"]["tokenizer"] if self.pretrain_base else self.base_dir
         self.gguf_file = str(gguf_source(config["base_model"])) if self.import_base else None
         self.aligned_base_dir = OUTPUTS["align_base"]["model"]
         self.methods = list(config["methods"])
@@ -273,7 +275,7 @@ class JobTable:
 
     def report_panel_outputs(self) -> dict[str, str]:
         """What the run's report panels write beside summary.md."""
-        return panel_outputs(self.report_facts, os.path.dirname(OUTPUTS["report"]["md"]))
+        return panel_outputs(self.report_facts)
 
     def task_templates(self) -> list[str]:
         """The embedded tasks' templates, and the YAMLs of eval.include_path (a changed task reruns its
@@ -471,7 +473,8 @@ class JobTable:
             "generate_layers": {"options": lambda wc: self.generation_params(wc.model), **device},
             "reconstruct": {"max_shard_mb": cfg["reconstruct"]["max_shard_mb"]},
             "continual_pretrain": {"cpt": lambda wc: self.cpt_train(wc.freeze, wc.seed)},
-            "task_data": {"eval": canonical(cfg["eval"])},
+            # the items are built to fit the models' window: the base's, which every expansion keeps
+            "task_data": {"eval": canonical(cfg["eval"]), "window": self.base_config.get("max_position_embeddings")},
             "evaluate": {"eval": self.eval_params},
             "evaluate_init": {"eval": self.eval_params},
             "evaluate_sft": {"eval": self.eval_params},
@@ -526,7 +529,7 @@ class JobTable:
 
         def add(rule, context=None, aligned=False, extra_outputs=(), **wc):
             outputs = self._paths(rule, aligned, **wc) + tuple(extra_outputs)
-            out.append(Job(rule, outputs, self.params(rule, **wc), context or {}))
+            out.append(Job(rule, outputs, self.params(rule, **wc), context or {}, aligned))
 
         cfg = self.config
         corpus = {"corpus": canonical(cfg["corpus"])}
@@ -558,7 +561,7 @@ class JobTable:
         for model in self.init_models[1:]:
             add("generate_layers", {"base_model": self.method_base_dir(model.partition("/")[0])}, model=model)
             add("reconstruct", {"method": self.generation_params(model)}, model=model)
-        add("task_data")
+        add("task_data", {"tokenizer": self.tokenizer_dir})
         for method, freeze, seed in self.runs:
             add("continual_pretrain", {"model": self.cpt_model(method, seed)}, method=method, freeze=freeze, seed=seed)
             add("evaluate", {"model": fill(OUTPUTS["continual_pretrain"]["final"], method=method, freeze=freeze,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from deepen.core.schema import training_defaults
 from deepen.expand.plan import added_layers, is_auto, new_layers
 from deepen.models.flops import layer_matmul_params, training_flops_per_token
 from deepen.workflow.resources import parameter_count, request_minutes
@@ -222,7 +223,7 @@ def cpt_cost(shape: Shape, layers: int, trainable: list[int] | None, freeze: str
     evals = cpt["steps"] // max(1, cpt.get("eval_interval") or cpt["steps"]) + 1
     flops = (training_flops_per_token(cfg, seq, trainable, freeze) * tokens
              + forward_flops_per_token(shape, layers, seq) * cpt.get("eval_tokens", 0) * evals)
-    micro = cpt.get("micro_batch_size") or max(1, cpt["batch_size"] // max(1, cpt.get("nproc", 1)))
+    micro = cpt.get("micro_batch_size") or max(1, cpt["batch_size"] // max(1, {**training_defaults(), **cpt}["nproc"]))
     trainable_layers = layers if freeze == "all" else len(trainable or [])
     return StageCost("continual_pretrain", 1, flops, shape.params(layers) * shape.weight_bytes + 2 * tokens,
                      4 * shape.params(layers),

@@ -14,6 +14,7 @@ one sample matrix (gate_proj of an 8B model would be ~14 GB of samples).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +25,27 @@ from tqdm import tqdm
 
 from deepen.core.atomic import atomic_path, write_json
 from deepen.core.device import stage_device
+from deepen.core.schema import schema, section_defaults
 from deepen.models.tensorio import CheckpointReader
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """What a predictor trains with, typed and complete (config/schema.yaml's predictor section says what each does):
+    built once from the section, over the schema's defaults, and the run's seed."""
+
+    hidden: int
+    lr: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    norm_weight: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, section: dict) -> PredictorSettings:
+        merged = {**section_defaults("predictor"), "seed": schema()["properties"]["seed"]["default"], **section}
+        return cls(**{f.name: merged[f.name] for f in fields(cls)})
 
 
 class LayerPredictor(nn.Module):
@@ -127,28 +148,29 @@ def shrink_factor(fits: list[dict]) -> float:
 def train_predictor(source: BlockSource, cfg: dict, log: Callable[[str], None] = print,
                     withhold: int | None = None, device=None) -> tuple[LayerPredictor, dict]:
     """Train on the rows of every interior triplet (but the one whose middle layer is ``withhold``), all
-    triplets' rows shuffled together each epoch. cfg: hidden, lr, batch_size, epochs, norm_weight, seed,
-    weight_decay. With ``withhold``, the report has that layer's MSE after every epoch. On ``device`` (default
+    triplets' rows shuffled together each epoch. cfg: the predictor section with the run's seed
+    (:class:`PredictorSettings`), recorded in the report as given. With ``withhold``, the report has that layer's MSE after every epoch. On ``device`` (default
     the CPU; deepen.core.device), in float32; the initial weights and the minibatch order are drawn on the CPU, the same
     on every device. The model comes back on the CPU."""
+    settings = PredictorSettings.from_config(cfg)
     device = torch.device("cpu") if device is None else torch.device(device)
-    torch.manual_seed(cfg["seed"])
-    model = LayerPredictor(source.d_in, cfg["hidden"]).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.01))
+    torch.manual_seed(settings.seed)
+    model = LayerPredictor(source.d_in, settings.hidden).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     targets = np.array([l for l in interior_layers(source.num_layers) if l != withhold])
-    gen = torch.Generator().manual_seed(cfg["seed"])
+    gen = torch.Generator().manual_seed(settings.seed)
     samples = len(targets) * source.rows
     history = {"epoch": [], "train_loss": [], "heldout_mse": []}
     held = tuple(source.get(l).to(device) for l in (withhold - 1, withhold, withhold + 1)) if withhold else None
-    for epoch in tqdm(range(cfg["epochs"]), desc="predictor epochs", leave=False):
+    for epoch in tqdm(range(settings.epochs), desc="predictor epochs", leave=False):
         model.train()
         total = 0.0
         order = torch.randperm(samples, generator=gen).numpy()
-        for start in range(0, samples, cfg["batch_size"]):
-            idx = order[start : start + cfg["batch_size"]]
+        for start in range(0, samples, settings.batch_size):
+            idx = order[start : start + settings.batch_size]
             layers, rows = targets[idx // source.rows], idx % source.rows
             lower, mid, upper = (source.gather(layers + d, rows).to(device) for d in (-1, 0, 1))
-            loss = lesa_loss(model(lower, upper), mid, cfg["norm_weight"])
+            loss = lesa_loss(model(lower, upper), mid, settings.norm_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
