@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "${1:-$(dirname "$0")/..}"
 M="q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"
-T="results/report/svd_continuity.json results/report/svd_continuity_aligned.json"
+T="results/report/svd_continuity.json results/report/aligned/svd_continuity.json"
 for m in $M; do T="$T results/predictor_heldout/svd/$m.json results/aligned/predictor_heldout/svd/$m.json"; done
 for x in base lesa lesa_aligned lesa_calibrated lesa_aligned_calibrated avg_deus_aligned; do T="$T results/init/$x.json"; done
 for x in lesa lesa_aligned; do for s in 0 1; do T="$T results/cpt/$x/new_only/seed$s/metrics.jsonl"; done; done

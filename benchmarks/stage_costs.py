@@ -226,12 +226,12 @@ BF16_STAGES = ("init_loss", "seams", "evaluate", "continual_pretrain")
 def config_for(path: str) -> dict:
     import yaml
 
-    from deepen.workflow.config_check import _default_filling_validator
+    from deepen.workflow.config_check import default_filling_validator
 
     config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
     if path != "config/toy.yaml":
         config.update(yaml.safe_load((REPO / path).read_text()))
-    _default_filling_validator()(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
+    default_filling_validator()(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
     return config
 
 

@@ -136,3 +136,25 @@ def test_the_quick_run_s_aligned_lesa_is_made_from_the_aligned_base_s_artifacts(
         assert made["base_model"] == "results/aligned/base", made
     fits = quick_run / "results/aligned/predictor_heldout/svd/q_proj.json"
     assert json.loads(fits.read_text())["shrink_factor"] >= 0
+
+
+def test_the_quick_run_matches_its_golden_record(quick_run):
+    """Every model's layer plan, the norm of each tensor it generated and its step-0 loss are those of
+    tests/golden/quick.json, within deepen/workflow/golden.py's tolerances: a change to any of them is deliberate and
+    rewrites the record in the same commit (python -m deepen.workflow.golden write RUN_DIR tests/golden/quick.json)."""
+    import json
+    from pathlib import Path
+
+    from deepen.workflow.golden import differences, record, run_models
+
+    golden = json.loads((Path(__file__).parent / "golden" / "quick.json").read_text())
+    found = record(quick_run, run_models(quick_run))
+    assert set(found) >= {"base", "lesa", "lesa_aligned", "lesa_aligned_calibrated", "opt_deus_auto", "appended"}
+    assert not differences(found, golden)
+    # the comparison sees a moved loss, a moved norm and another plan
+    moved = json.loads(json.dumps(golden))
+    moved["lesa"]["step0_loss"] += 1e-3
+    first = sorted(moved["lesa_aligned"]["norms"])[0]
+    moved["lesa_aligned"]["norms"][first] *= 1.001
+    moved["llama_pro"]["plan"] = moved["llama_pro"]["plan"][::-1]
+    assert [d.split(":")[0] for d in differences(found, moved)] == ["lesa", "lesa_aligned", "llama_pro"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from deepen.expand import growth_operators
 from deepen.train import growth
 from deepen.models.flops import training_flops_per_token
 from test_workflow import planned_jobs, variant
@@ -31,7 +32,7 @@ def grown(tmp_path, small, g, operator):
     from deepen.models.modeling import load_causal_lm
 
     small.save_pretrained(tmp_path / "small")
-    out = growth.grow(tmp_path / "small", tmp_path / operator / "model", g, operator, 0, tmp_path / operator)
+    out = growth_operators.grow(tmp_path / "small", tmp_path / operator / "model", g, operator, 0, tmp_path / operator)
     return load_causal_lm(out)
 
 
@@ -70,7 +71,7 @@ def test_zero_init_growth_computes_the_small_model_and_random_growth_does_not(tm
     with torch.no_grad():
         assert not torch.allclose(rand(ids).logits, small(ids).logits, atol=1e-3)
     with pytest.raises(growth.GrowthError, match="unknown growth operator"):
-        growth.growth_plan("copy", 2, 2, 0)
+        growth_operators.growth_plan("copy", 2, 2, 0)
 
 
 @pytest.mark.parametrize("g, d", [(2, 0.1), (2, 0.5), (4, 0.25), (4, 3000.0)])

@@ -120,11 +120,11 @@ def test_the_minutes_grow_with_the_work_and_start_at_the_startup():
 def resolved(path="config/quick.yaml") -> dict:
     import yaml
 
-    from deepen.workflow.config_check import _default_filling_validator
+    from deepen.workflow.config_check import default_filling_validator
 
     config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
     config.update(yaml.safe_load((REPO / path).read_text()) or {})
-    _default_filling_validator()(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
+    default_filling_validator()(yaml.safe_load((REPO / "config/schema.yaml").read_text())).validate(config)
     return config
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Where each rule writes, by output name; {wildcards} are the rule's. "{aligned}" is "" for the base's artifacts and
-# "aligned/" for the aligned base's, which mirror them under results/aligned/.
+# "aligned/" for the aligned base's, which mirror them under results/aligned/ (and results/report/aligned/).
 OUTPUTS: dict[str, dict[str, str]] = {
     "corpus": {s: f"results/data/{s}.txt" for s in ("train", "val", "test")} | {
         "manifest": "results/data/manifest.json"},
@@ -23,8 +23,8 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "predictor": {"models": "results/{aligned}{predictor}/{matrix}.pt",
                   "curves": "results/{aligned}{predictor}/{matrix}.json"},
     "predictor_heldout": {"fits": "results/{aligned}predictor_heldout/{space}/{matrix}.json"},
-    "svd_continuity": {"png": "results/report/svd_continuity{suffix}.png",
-                       "ratios": "results/report/svd_continuity{suffix}.json"},
+    "svd_continuity": {"png": "results/report/{aligned}svd_continuity.png",
+                       "ratios": "results/report/{aligned}svd_continuity.json"},
     "generate_layers": {"new_layers": "results/layers/{model}/new_layers.safetensors",
                         "plan": "results/layers/{model}/plan.json"},
     "reconstruct": {"model": "results/models/{model}"},
@@ -105,5 +105,4 @@ class Artifact:
 def result_path(rule: str, output: str, aligned: bool = False, **wildcards) -> str:
     """The path of ``rule``'s output ``output``, the wildcards given filled in (the rest stay); ``aligned``: the
     aligned base's copy of a base artifact (under results/aligned/)."""
-    return fill(OUTPUTS[rule][output], aligned="aligned/" if aligned else "", suffix="_aligned" if aligned else "",
-                **wildcards)
+    return fill(OUTPUTS[rule][output], aligned="aligned/" if aligned else "", **wildcards)

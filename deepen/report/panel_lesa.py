@@ -4,6 +4,8 @@ predictor_heldout)."""
 
 from __future__ import annotations
 
+import os
+
 import json
 from pathlib import Path
 
@@ -94,8 +96,10 @@ def continuity_section(ratios: dict[str, dict], aligned: dict[str, dict] | None 
         a = aligned[matrix]
         lines.append(f"| {matrix} | {c['ratio']:.3f} | {a['ratio']:.3f} | {c['adjacent_nearest']:.0%} | "
                      f"{a['adjacent_nearest']:.0%} | {c['adjacent_by_chance']:.0%} |")
+    report_dir = os.path.dirname(result_path("report", "md"))
+    aligned_figure = os.path.relpath(result_path("svd_continuity", "png", aligned=True), report_dir)
     return lines + ["", "![svd continuity](svd_continuity.png)", "",
-                    "![svd continuity, aligned base](svd_continuity_aligned.png)", ""]
+                    f"![svd continuity, aligned base]({aligned_figure})", ""]
 
 
 def predictor_table(heldout: dict[str, dict[str, str]]) -> list[str]:

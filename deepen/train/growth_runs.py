@@ -9,6 +9,7 @@ from deepen.core.atomic import write_json
 from deepen.data.tokenizer import load_tokenizer
 from deepen.data.tokens import open_tokens
 from deepen.models.flops import training_flops_per_token
+from deepen.expand import growth_operators
 from deepen.train import growth
 from deepen.train.metrics import read_metrics
 
@@ -72,10 +73,11 @@ def growth_grown_stage(model_cfg, train_cfg, g, d, operator, scratch_steps, seed
 
     tokenizer = load_tokenizer(tokenizer_dir)
     run_budget = _growth_budget(model_cfg, train_cfg, g, d, scratch_steps, tokenizer)
-    # the grown model at step 0, made as every expanded model is (deepen/train/growth.py: grow), then loaded to train
+    # the grown model at step 0, made as every expanded model is (deepen/expand/growth_operators.py: grow), then loaded
+    # to train
     grown = Path(work_dir) / "grown_init"
     shutil.rmtree(grown, ignore_errors=True)
-    model = load_causal_lm(growth.grow(small_dir, grown / "model", g, operator, seed, grown))
+    model = load_causal_lm(growth_operators.grow(small_dir, grown / "model", g, operator, seed, grown))
     shutil.rmtree(grown)
     # Another data seed than the small model's: the grown run does not replay the windows it saw.
     _growth_train(model, tokenizer, train_bin, val_bin, train_cfg, run_budget["grown_steps"], seed + 1000, out_dir,

@@ -67,22 +67,15 @@ def run_cooldown(candidate: str, model_dir, train_tokens, val_tokens, cfg: dict,
                          tokenizer, threads=threads, continue_from=state)
 
 
-def cooldown_stage(candidate: str, model_dir, train_bin, val_bin, cfg: dict, work_dir, final_dir, info_path,
-                   state, threads: int = 1) -> None:
-    """``run_cooldown`` on the tokenized splits."""
-    train_tokens, val_tokens, tokenizer = _tokens(model_dir, train_bin, val_bin)
-    run_cooldown(candidate, model_dir, train_tokens, val_tokens, cfg, work_dir, final_dir, info_path, state,
-                 tokenizer, threads)
-
-
 def winner_cooldown_stage(decisions: list, model_dir, state, train_bin, val_bin, race_cfg: dict, cpt: dict, final_dir,
                           info_path, threads: int = 1) -> None:
     """The cooldown of the winner the last of ``decisions`` names, from ``state``, its last rung's checkpoint."""
     last = json.loads(Path(decisions[-1]).read_text())
     freeze = last["winner"].split("/")[1]
     cfg = {**race.cooldown_settings(cpt, race_cfg, len(decisions), race_cfg["seed"]), "freeze": freeze}
-    cooldown_stage(last["winner"], model_dir, train_bin, val_bin, cfg, Path(info_path).parent, final_dir, info_path,
-                   state, threads)
+    train_tokens, val_tokens, tokenizer = _tokens(model_dir, train_bin, val_bin)
+    run_cooldown(last["winner"], model_dir, train_tokens, val_tokens, cfg, Path(info_path).parent, final_dir,
+                 info_path, state, tokenizer, threads)
 
 
 def bracket_stage(decisions: list, cooldown_metrics, race_cfg: dict, cpt: dict, candidates: list[str],

@@ -25,7 +25,7 @@ class ConfigError(ValueError):
     pass
 
 
-def _default_filling_validator():
+def default_filling_validator():
     """A JSON-schema validator that fills in defaults as it goes. jsonschema is imported here, not at the top:
     the library's modules that read configs run on machines without it (benchmarks/smollm2_gpu.py)."""
     from jsonschema import Draft202012Validator, validators
@@ -49,7 +49,7 @@ def _key(path) -> str:
 
 def _schema_problems(config: dict, schema: dict) -> list[str]:
     problems = []
-    for err in sorted(_default_filling_validator()(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
+    for err in sorted(default_filling_validator()(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
         where = _key(err.absolute_path)
         if err.validator == "additionalProperties":
             known = list(err.schema.get("properties", {}))
@@ -58,8 +58,6 @@ def _schema_problems(config: dict, schema: dict) -> list[str]:
                 hint = difflib.get_close_matches(k, known, n=1)
                 hint = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
                 problems.append(f"{_key([*err.absolute_path, k])}: unknown key{hint}")
-        elif err.validator == "required":
-            problems.append(f"{where}: {err.message}")
         else:
             problems.append(f"{where}: {err.message}")
     return problems
@@ -178,6 +176,8 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         if option_problems:
             problems += [f"methods.{name}.{p}" for p in option_problems]
             continue
+        # the method's declared defaults, filled in once the options are known to be its own
+        opts.update(methods.with_defaults(opts))
         try:
             plan = methods.build_plan(opts, L)
         except PlanError as e:

@@ -1,6 +1,6 @@
 """The run design: which rows the comparison has, which expanded models the methods make, which CPT and growth runs
-train them, and what the base model is. Pure functions of the checked config; the job table, the report and the GPU
-runner read them."""
+train them, and what the base model is. Functions of the checked config (``base_model_config`` also reads the base's
+config file or GGUF header); the job table, the report and the GPU runner read them."""
 
 from __future__ import annotations
 

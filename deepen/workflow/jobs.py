@@ -35,7 +35,7 @@ def canonical(value):
     return value
 
 
-def computed(train: dict) -> dict:
+def without_report_to(train: dict) -> dict:
     """A training section's settings without ``report_to``: where the losses go as a run goes changes nothing it
     computes, so changing it reruns nothing (the scripts read it from the config)."""
     return canonical({k: v for k, v in train.items() if k != "report_to"})
@@ -64,7 +64,7 @@ def generation_options(config: dict, model: str) -> dict:
 def cpt_settings(config: dict, freeze: str, seed) -> dict:
     """A CPT run's training settings: cpt's, with the run's seed and freeze policy."""
     cpt = {k: v for k, v in config["cpt"].items() if k != "seeds"}
-    return computed({**cpt, "seed": int(seed), "freeze": freeze})
+    return without_report_to({**cpt, "seed": int(seed), "freeze": freeze})
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class JobTable:
 
     def race_rung_train(self, freeze: str, rung) -> dict:
         settings = race.rung_settings(self.config["cpt"], self.config["race"], int(rung), self.config["race"]["seed"])
-        return computed({**settings, "freeze": freeze})
+        return without_report_to({**settings, "freeze": freeze})
 
     def race_path(self, output: str, candidate: str, rung: int) -> str:
         method, freeze = candidate.split("/")
@@ -207,7 +207,7 @@ class JobTable:
     @cached_property
     def race_params(self) -> dict:
         """What the decisions, the cooldown and the bracket read: the race's settings, CPT's, the candidates."""
-        return {"race": canonical(self.config["race"]), "cpt": computed({k: v for k, v in self.config["cpt"].items()
+        return {"race": canonical(self.config["race"]), "cpt": without_report_to({k: v for k, v in self.config["cpt"].items()
                                                                          if k != "seeds"}),
                 "candidates": self.race_candidates}
 
@@ -335,21 +335,21 @@ class JobTable:
 
     @cached_property
     def growth_train(self) -> dict:
-        return computed(growth_train(self.config))
+        return without_report_to(growth_train(self.config))
 
     def report_params(self) -> dict:
         from deepen.report import panel_params
 
         return {"runs": self.runs, "target": self.config["report"]["target_loss"],
                 "reference": self.config["report"]["reference"], "base_desc": self.base_description(),
-                "cpt": computed(self.config["cpt"]), "init_models": self.init_models,
+                "cpt": without_report_to(self.config["cpt"]), "init_models": self.init_models,
                 "method_models": self.method_models(), "trained": trained_methods(self.config),
                 "claims": canonical(self.config["report"]["claims"]), "panels": panel_params(self.report_facts)}
 
     # ---- resources: what a job asks a cluster for
 
-    def job(self, mem_mb: int, runtime: int, gpu: bool = False, **more) -> dict:
-        """A job's resources: memory (MB), run time (minutes), a CPU per thread, and with ``gpu`` resources.gpus
+    def request(self, mem_mb: int, runtime: int, gpu: bool = False, **more) -> dict:
+        """What a job asks for: memory (MB), run time (minutes), a CPU per thread, and with ``gpu`` resources.gpus
         GPUs."""
         out = {"mem_mb": mem_mb, "runtime": runtime, "cpus_per_task": lambda wildcards, threads: threads}
         if gpu:
@@ -378,7 +378,7 @@ class JobTable:
 
     def stage_job(self, stage: str, gpu: bool = False, processes: int = 1, job_nodes: int = 1, floor: int = 1024,
                   **more) -> dict:
-        """``job`` with the run time the cost model gives ``stage`` at resources.train_flops_per_second per process
+        """``request`` with the run time the cost model gives ``stage`` at resources.train_flops_per_second per process
         (``processes`` on each of ``job_nodes``) and resources.io_bytes_per_second, and the memory of a node's
         processes: what the host holds beside a GPU where jobs get one (resources.gpus), else the stage's peak; at
         least ``floor`` MB (a stage that imports the Trainer or lm-eval holds more than the bare interpreter)."""
@@ -386,7 +386,7 @@ class JobTable:
         minutes = stage_costs.minutes(cost, self.res["train_flops_per_second"] * processes * job_nodes,
                                       self.res["io_bytes_per_second"], self.res["runtime_safety"])
         mem = stage_costs.memory_mb(cost, on_gpu=self.res["gpus"] > 0, processes=processes, floor=floor)
-        return self.job(mem, minutes, gpu, **more)
+        return self.request(mem, minutes, gpu, **more)
 
     def multinode_resources(self) -> dict:
         """SLURM resources of a CPT job over cpt.nodes nodes: one task per node (srun starts a torchrun in each)
@@ -407,7 +407,7 @@ class JobTable:
 
     @cached_property
     def _resource_specs(self) -> dict[str, dict]:
-        cfg, job, stage = self.config, self.job, self.stage_job
+        cfg, job, stage = self.config, self.request, self.stage_job
         # a job that reads and writes a few small files (a table, a plot, a decision)
         small = job(1024, 10)
         # the tensor stages: the cost model's time and memory (deepen/workflow/stage_costs.py)
@@ -485,14 +485,14 @@ class JobTable:
             "growth_scratch": growth, "growth_small": growth, "growth_grown": growth,
             "growth_report": {"runs": self.growth_runs},
             "sft_data": {"data": canonical(cfg["sft"]["data"])},
-            "sft": {"train": computed(cfg["sft"].get("train", {})),
+            "sft": {"train": without_report_to(cfg["sft"].get("train", {})),
                     "dlo": lambda wc: canonical(cfg["sft"]["dlo"]) if wc.variant == "dlo" else None},
             "sft_report": {"runs": self.sft_runs, "expansion": cfg["sft"]["expansion"]},
             "race_rung": {"cpt": lambda wc: self.race_rung_train(wc.freeze, wc.rung)},
             "race_decide": self.race_params, "race_cooldown": self.race_params, "race_bracket": self.race_params,
         }
         if self.pretrain_base:
-            specs["pretrain_base"] = {"model": canonical(cfg["base"]["model"]), "train": computed(cfg["base"]["train"]),
+            specs["pretrain_base"] = {"model": canonical(cfg["base"]["model"]), "train": without_report_to(cfg["base"]["train"]),
                                       "seed": cfg["seed"]}
             specs["base_training_curve"] = {"plateau": canonical(cfg["base"]["train"]["plateau"])}
         if self.import_base:

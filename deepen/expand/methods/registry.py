@@ -106,8 +106,8 @@ def method_of(opts: dict) -> Method:
 
 
 def option_problems(opts: dict) -> list[str]:
-    """Options ``opts`` gives that its method does not declare, or whose values its schema rejects; fills the
-    declared defaults into ``opts``. Messages are relative to the method's entry."""
+    """Options ``opts`` gives that its method does not declare, or whose values its schema rejects (``opts`` is left
+    as it is: :func:`with_defaults` fills the declared defaults). Messages are relative to the method's entry."""
     from jsonschema import Draft202012Validator
 
     spec = method_of(opts)
@@ -124,7 +124,6 @@ def option_problems(opts: dict) -> list[str]:
             continue
         for err in Draft202012Validator(spec.options[key].schema).iter_errors(opts[key]):
             problems.append(f"{key}: {err.message}")
-    opts.update(with_defaults(opts))
     return problems
 
 
