@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import machine  # noqa: E402
+from deepen.core.device import CPU_VECTOR_PATH  # noqa: E402
 
 # (label, environment) of each training; the first is the reference
 SETTINGS = [
@@ -27,6 +28,7 @@ SETTINGS = [
     ("MKL's AVX2 path pinned", {"MKL_CBWR": "AVX2"}),
     ("MKL's compatible path", {"MKL_CBWR": "COMPATIBLE"}),
     ("torch kernels without SIMD", {"ATEN_CPU_CAPABILITY": "default"}),
+    ("the workflow's pin", CPU_VECTOR_PATH),
 ]
 
 CHILD = r"""
@@ -60,7 +62,9 @@ def main() -> int:
         for i, (label, env) in enumerate(SETTINGS):
             out = Path(tmp) / f"{i}.pt"
             threads = env.get("THREADS", "1")
-            run_env = {**os.environ, **{k: v for k, v in env.items() if k != "THREADS"}, "PYTHONPATH": str(repo)}
+            # each setting alone: none of the workflow's pins inherited from the caller
+            clean = {k: v for k, v in os.environ.items() if k not in CPU_VECTOR_PATH}
+            run_env = {**clean, **{k: v for k, v in env.items() if k != "THREADS"}, "PYTHONPATH": str(repo)}
             proc = subprocess.run([sys.executable, "-c", CHILD, args.svd, str(args.epochs), threads, str(out)],
                                   env=run_env, capture_output=True, text=True, check=True)
             loss = json.loads(proc.stdout.strip().splitlines()[-1])["final_train_loss"]

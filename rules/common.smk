@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 # The library lives beside the workflow; importable even when the package is not installed.
 sys.path.insert(0, workflow.basedir)
 
+from deepen.core.device import pin_cpu_vector_path  # noqa: E402
 from deepen.workflow.config_check import ConfigError, validate_config  # noqa: E402
 from deepen.expand.methods.lesa import PREDICTOR_SPACES  # noqa: E402
 from deepen.workflow.jobs import FOLDERS, OUTPUTS, JobTable  # noqa: E402
@@ -15,6 +16,8 @@ from deepen.workflow.jobs import FOLDERS, OUTPUTS, JobTable  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every job computes on the same x86 vector path, so that two machines give the same floats (deepen/core/device.py).
+pin_cpu_vector_path()
 
 try:
     # lm-eval's registered tasks and a Hugging Face corpus are loaded (tens of seconds) by the main process only,

@@ -121,3 +121,15 @@ def test_the_rules_that_request_a_gpu_are_those_whose_code_uses_one():
     assert requests == uses, (requests - uses, uses - requests)
     assert {"svd", "predictor", "predictor_heldout", "generate_layers", "init_loss", "seams",
             "evaluate", "continual_pretrain", "race_rung", "sft", "growth_grown", "align_base"} <= requests
+
+
+def test_the_workflow_pins_the_cpu_vector_path_unless_the_user_chose_one():
+    from deepen.core.device import CPU_VECTOR_PATH, pin_cpu_vector_path
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    env = {}
+    assert pin_cpu_vector_path(env, avx2) == CPU_VECTOR_PATH and env == CPU_VECTOR_PATH
+    # a CPU without AVX2 keeps its own path; a user's own setting of any of them wins
+    assert pin_cpu_vector_path({}, "flags\t\t: fpu sse2 avx\n") == {}
+    mine = {"MKL_CBWR": "AUTO"}
+    assert pin_cpu_vector_path(mine, avx2) == {} and mine == {"MKL_CBWR": "AUTO"}

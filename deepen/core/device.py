@@ -49,3 +49,34 @@ def device_problems(requested: str, gpus_per_job: int) -> list[str]:
         return ["resources.device: cuda, but this machine has no GPU and resources.gpus requests none for the jobs; "
                 "use auto (the GPU where a job has one) or cpu"]
     return []
+
+
+# The vector instructions an x86 CPU's float32 kernels use, pinned for every job of the workflow: MKL (matrix
+# products), torch's own kernels and oneDNN each pick the widest path the CPU has unless told, and two paths round
+# differently. Most stages shrug that off; LESA's predictor does not (benchmarks/predictor_reproducibility.py: on one
+# machine, another path moves its weights by up to 0.1 and the layer it generates by 22%). AVX2 is what every x86 CPU
+# of the last decade has; a user's own setting of any of these wins.
+CPU_VECTOR_PATH = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def pin_cpu_vector_path(environ=None, cpuinfo: str | None = None) -> dict[str, str]:
+    """Set :data:`CPU_VECTOR_PATH` in ``environ`` (default: this process's, which the jobs inherit) where the CPU has
+    AVX2 and the user set none of them; returns what it set. Read by each process at start-up: call it before torch
+    is imported in the processes that compute."""
+    import os
+    import platform
+
+    environ = os.environ if environ is None else environ
+    if cpuinfo is None:
+        if platform.machine() not in ("x86_64", "AMD64"):
+            return {}
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return {}
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    if "avx2" not in flags or any(k in environ for k in CPU_VECTOR_PATH):
+        return {}
+    environ.update(CPU_VECTOR_PATH)
+    return dict(CPU_VECTOR_PATH)
