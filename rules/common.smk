@@ -10,7 +10,8 @@ sys.path.insert(0, workflow.basedir)
 from deepen.core.device import pin_cpu_vector_path  # noqa: E402
 from deepen.workflow.config_check import ConfigError, validate_config  # noqa: E402
 from deepen.expand.methods.lesa import PREDICTOR_SPACES  # noqa: E402
-from deepen.workflow.jobs import FOLDERS, OUTPUTS, JobTable  # noqa: E402
+from deepen.core.paths import FOLDERS, OUTPUTS  # noqa: E402
+from deepen.workflow.jobs import JobTable  # noqa: E402
 
 # Nothing is fetched at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

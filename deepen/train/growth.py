@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 from deepen.expand.growth_operators import GrowthError
 from deepen.models.flops import training_flops_per_token

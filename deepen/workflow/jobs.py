@@ -1,7 +1,8 @@
 """The job table: every rule's result paths, parameters and resources, derived once from the checked config. The
 rules (rules/*.smk) read their outputs, params and resources here; the manifest lists every job this table
 enumerates, so it lists every artifact; the GPU runner (benchmarks/smollm2_gpu.py) reads the same derivations.
-Nothing here imports Snakemake: a path that is a folder is named in ``FOLDERS`` and the rules wrap it."""
+The paths themselves are deepen/core/paths.py's. Nothing here imports Snakemake: a path that is a folder is named in
+``FOLDERS`` there and the rules wrap it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
-from deepen.core.paths import FOLDERS, OUTPUTS, PER_MATRIX, Artifact, fill, result_path  # noqa: F401 (the rules' names)
+from deepen.core.paths import OUTPUTS, PER_MATRIX, fill, result_path
 from deepen.evaluate.harness import embedded_task_names
 from deepen.expand import methods as registry
 from deepen.expand import plan as plans
