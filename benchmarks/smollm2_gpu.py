@@ -44,6 +44,23 @@ from gguf_parts import join_parts, split_file  # noqa: E402  (beside this script
 PART_BYTES = 48 * 1024**2
 
 
+def unsupported_methods(config: dict) -> list[str]:
+    """The methods of ``config`` this runner would not make as the workflow does: it expands the plain base with the
+    predictors it trains itself, and has no aligned base, no leave-one-out fits and no layer profile. Refused rather
+    than run differently."""
+    from deepen.expand.methods import runs_aligned, with_defaults
+    from deepen.expand.plan import is_auto
+
+    out = []
+    for name, opts in config["methods"].items():
+        full = with_defaults(opts)
+        why = [what for what, found in (("align: true", runs_aligned(full)), ("shrink: auto", full.get("shrink") == "auto"),
+                                        ("placement: {auto: N}", is_auto(full.get("placement")))) if found]
+        if why:
+            out.append(f"methods.{name}: {', '.join(why)} (run it through the workflow: snakemake --configfile ...)")
+    return out
+
+
 def prepare(config_path: str, out: str, parts_bytes: int = PART_BYTES) -> None:
     """Resolve and check the config (defaults filled), tokenize train and val with the GGUF's tokenizer, split
     the GGUF file."""
@@ -59,6 +76,9 @@ def prepare(config_path: str, out: str, parts_bytes: int = PART_BYTES) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(Path(config_path).read_text())
     validate_config(config, REPO / "config/schema.yaml", REPO / "config/tasks")
+    unsupported = unsupported_methods(config)
+    if unsupported:
+        raise SystemExit("the GPU runner does not make these methods as the workflow does:\n  " + "\n  ".join(unsupported))
     source = gguf_source(config["base_model"])
     work = out / ".prepare"
     build_corpus(config["corpus"], work / "data")

@@ -125,3 +125,22 @@ def test_gpu_cpt_benchmark_runs_every_setting_at_a_tiny_size_on_cpu():
     assert all(math.isfinite(r["loss"]) and r["tokens_per_s"] > 0 for r in results)
     # checkpointing recomputes, it does not change the loss; all trains more parameters than new_only
     assert results[0]["loss"] == results[1]["loss"] and results[2]["trainable"] > results[0]["trainable"]
+
+
+def test_the_gpu_runner_refuses_what_it_would_make_differently_from_the_workflow():
+    """It has no aligned base, no leave-one-out fits and no layer profile: such methods are refused by name, not run
+    on the plain base."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from smollm2_gpu import unsupported_methods
+
+    config = {"methods": {"llama_pro": {"generator": "copy", "placement": {"interval": 2}, "zero_init": True},
+                          "lesa": {"generator": "lesa"},
+                          "lesa_aligned": {"generator": "lesa", "align": True},
+                          "lesa_calibrated": {"generator": "lesa", "shrink": "auto"},
+                          "opt_deus_auto": {"generator": "opt_deus", "placement": {"auto": 4}}}}
+    refused = unsupported_methods(config)
+    assert [r.split(":")[0] for r in refused] == ["methods.lesa_aligned", "methods.lesa_calibrated",
+                                                  "methods.opt_deus_auto"]
+    assert "align: true" in refused[0] and "shrink: auto" in refused[1] and "auto" in refused[2]
+    gpu = yaml.safe_load((REPO / "config/smollm2_gpu.yaml").read_text())
+    assert unsupported_methods(gpu) == []
