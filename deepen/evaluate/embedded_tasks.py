@@ -154,12 +154,11 @@ def build_task_data(test_txt, out_dir, cfg: dict, fits=lambda choice: True, wind
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = read_documents(test_txt)
     rng = random.Random(cfg["seed"])
+    # one random stream, drawn in this order: cloze's items first, then next line's
+    ppl = ppl_docs(docs, cfg["ppl_chunk_chars"], cfg["max_docs"])
+    cloze = cloze_docs(docs, cfg["context_lines"], cfg["max_docs"], rng)
     next_line, dropped = next_line_docs(docs, cfg["context_lines"], cfg["max_docs"], rng, fits)
-    data = {
-        "ppl": ppl_docs(docs, cfg["ppl_chunk_chars"], cfg["max_docs"]),
-        "cloze": cloze_docs(docs, cfg["context_lines"], cfg["max_docs"], rng),
-        "next_line": next_line,
-    }
+    data = {"ppl": ppl, "cloze": cloze, "next_line": next_line}
     for name, rows in data.items():
         if not rows:
             why = WHY_EMPTY["next_line_window" if name == "next_line" and dropped else name].format(
