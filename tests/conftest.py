@@ -89,7 +89,7 @@ def quick_run(tmp_path_factory) -> Path:
     pytest-xdist the first worker that needs it makes it and the others wait for it."""
     def make(workdir: Path) -> Path:
         copy_workflow(workdir)
-        # a hang, not a slow machine, is what the limit is for: the run takes ~10 min on an idle 2-core machine
+        # a hang, not a slow machine, is what the limit is for: in the suite, beside the seeded run, it takes ~14 min
         snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml", timeout=1800)
         return workdir
 
