@@ -236,9 +236,14 @@ def test_changing_a_predictor_setting_reruns_only_the_lesa_methods(quick_run):
 
 def test_changing_the_held_out_layers_reruns_only_the_leave_one_out_fits(quick_run):
     """The predictor that makes layers trains on every triplet: which layers the measuring fits withhold
-    must not rebuild any model."""
+    rebuilds no model but the one whose factors the fits give (`shrink: auto`)."""
     cfg = variant(quick_run, "heldout.yaml", lambda c: c["predictor"].update(heldout_layers=[1, 2]))
-    assert {rule for rule, _ in planned_jobs(quick_run, cfg)} == {"predictor_heldout", "report", "manifest", "all"}
+    planned = planned_jobs(quick_run, cfg)
+    assert {rule for rule, _ in planned} == {"predictor_heldout", "predictor_heldout_aligned", "report", "manifest",
+                                             "all", "generate_layers", "reconstruct", "init_loss", "evaluate_init",
+                                             "seams"}
+    rebuilt = {wildcards for rule, wildcards in planned if rule in ("generate_layers", "reconstruct")}
+    assert rebuilt == {"model=lesa_aligned_calibrated"}, rebuilt
 
 
 def test_every_model_gets_its_step0_loss_on_the_fixed_slice(quick_run):
