@@ -256,9 +256,8 @@ class JobTable:
 
     def space_blocks(self, space: str, aligned: bool = False) -> list[str]:
         """What a predictor in ``space`` learns from: the SVD blocks ('svd'), or the raw weights ('nosvd')."""
-        pattern = OUTPUTS["svd"]["svd"] if space == "svd" else OUTPUTS["extract_weights"]["weights"]
-        prefix = "aligned/" if aligned else ""
-        return [fill(pattern, aligned=prefix, matrix=m) for m in self.family.linear]
+        rule, output = ("svd", "svd") if space == "svd" else ("extract_weights", "weights")
+        return [result_path(rule, output, aligned, matrix=m) for m in self.family.linear]
 
     @staticmethod
     def space_key(space: str) -> str:
