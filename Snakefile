@@ -44,6 +44,7 @@ if JOBS.race:
 
 include: "rules/report.smk"
 include: "rules/align.smk"
+include: "rules/export.smk"
 
 
 if GROWTH:
@@ -73,4 +74,5 @@ rule all:
         [OUTPUTS["growth_report"]["png"]] if GROWTH else [],
         [OUTPUTS["sft_report"]["png"]] if SFT else [],
         [OUTPUTS["race_bracket"]["bracket"]] if JOBS.race else [],
+        [path for name in JOBS.exports for path in JOBS.outputs("export_model", export=name).values()],
     default_target: True

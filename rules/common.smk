@@ -13,9 +13,6 @@ from deepen.expand.methods.lesa import PREDICTOR_SPACES  # noqa: E402
 from deepen.core.paths import FOLDERS, OUTPUTS  # noqa: E402
 from deepen.workflow.jobs import JobTable  # noqa: E402
 
-# Nothing is fetched at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Every job computes on the same x86 vector path, so that two machines give the same floats (deepen/core/device.py).
 pin_cpu_vector_path()
@@ -28,6 +25,10 @@ try:
                     load_datasets=workflow.is_main_process)
 except ConfigError as e:
     raise WorkflowError(str(e))
+# A Hub model or dataset the config names is fetched by the check above, once, when the user's environment allows
+# the network (HF_HUB_OFFLINE, as transformers reads it); the jobs then read the cache and fetch nothing.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 # Every rule's result paths, parameters and resources (deepen/workflow/jobs.py): a rule states none of its own, it
 # only wires the table's to Snakemake (params: **JOBS.rule_params(rule), resources: **JOBS.resources(rule)).
@@ -67,3 +68,4 @@ wildcard_constraints:
     g=r"\d+",
     d=r"[0-9.e+]+",
     rung=r"\d+",
+    export="|".join(JOBS.exports) or "^$",

@@ -7,4 +7,5 @@ from deepen.workflow.manifest import write_manifest
 
 s = snakemake  # noqa: F821
 with to_log(s.log[0]):
-    write_manifest(dict(s.params.artifacts), dict(s.params.config), Path(s.scriptdir).parent, s.output[0])
+    write_manifest(dict(s.params.artifacts), dict(s.params.config), Path(s.scriptdir).parent, s.output[0],
+                   dict(s.params.base))

@@ -66,6 +66,8 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "race_cooldown": {"final": "results/race/winner/final", "metrics": "results/race/winner/metrics.jsonl",
                       "info": "results/race/winner/info.json"},
     "race_bracket": {"bracket": "results/race/bracket.json"},
+    "export_model": {"gguf": "results/export/{export}.gguf", "modelfile": "results/export/{export}.Modelfile",
+                     "folder": "results/export/{export}"},
     "manifest": {"manifest": "results/manifest.json"},
 }
 # outputs that are folders (Snakemake's directory())
@@ -73,7 +75,7 @@ FOLDERS = {"results/tokenizer", "results/base", "results/aligned/base", "results
            "results/cpt/{method}/{freeze}/seed{seed}/final", "results/eval/task_data",
            "results/growth/scratch/seed{seed}/model", "results/growth/small/g{g}_d{d}/seed{seed}/model",
            "results/growth/{operator}/g{g}_d{d}/seed{seed}/model", "results/sft/{variant}/seed{seed}/final",
-           "results/race/{method}/{freeze}/rung{rung}/state", "results/race/winner/final"}
+           "results/race/{method}/{freeze}/rung{rung}/state", "results/race/winner/final", "results/export/{export}"}
 # rules whose outputs span a wildcard within one job: every matrix type (as Snakemake's expand)
 PER_MATRIX = {"extract_weights", "predictor", "predictor_heldout"}
 

@@ -93,14 +93,30 @@ def layer_copies(plan_info: dict) -> list[mergekit_config.Copy] | None:
 MERGEKIT_FILE = "mergekit.yaml"
 
 
-def model_card(method: str, plan_info: dict, base: str, num_layers: int, base_layers: int) -> str:
+def model_card(method: str, plan_info: dict, base: str, num_layers: int, base_layers: int,
+               facts: dict | None = None) -> str:
+    """The expanded model's card: the Hub's metadata block, then the method, its settings and the layer plan.
+    ``facts``: where the base came from, its license, the corpus's datasets and the method's options (the job
+    table's ``card_facts``)."""
+    from deepen.models import card
+
+    facts = facts or {}
+    source = facts.get("base") or {"kind": "directory", "path": base}
+    meta = card.metadata(source, method, plan_info.get("generator"), "merge", facts.get("datasets", ()),
+                         facts.get("license"))
     new = [i for i, e in enumerate(plan_info["plan"]) if e["from"] == "new"]
     lines = [
         f"# {method}: {base_layers} -> {num_layers} layers",
         "",
-        f"Depth-up-scaled by deepen with method `{method}` (generator `{plan_info.get('generator')}`).",
-        f"Base model: `{base}`.",
+        f"Depth-up-scaled by deepen with method `{method}` "
+        f"(generator `{plan_info.get('generator')}`), before any further training.",
+        f"Base model: {card.describe_base(source)}.",
         "",
+    ]
+    if facts.get("options"):
+        lines += ["The method's settings, as the run's config gives them:", "", *card.options_block(facts["options"]),
+                  ""]
+    lines += [
         f"New layers at output positions: {new if new else 'none (re-used base layers only)'}.",
         "",
         "| output layer | source |",
@@ -115,11 +131,11 @@ def model_card(method: str, plan_info: dict, base: str, num_layers: int, base_la
     else:
         lines += ["", f"No mergekit passthrough config makes this model: generator `{plan_info.get('generator')}` "
                   "computes its new layers (they are not copies of base layers, tensor by tensor times a factor)."]
-    return "\n".join(lines) + "\n"
+    return card.render(meta, "\n".join(lines) + "\n")
 
 
 def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, method: str,
-                max_shard_bytes: int = 2 * 1024**3) -> Path:
+                max_shard_bytes: int = 2 * 1024**3, card_facts: dict | None = None) -> Path:
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     config = read_model_config(base_dir)
     arch = family_for(config.get("model_type", ""))
@@ -146,7 +162,7 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
             if (Path(tokenizer_dir) / name).exists():
                 shutil.copy2(Path(tokenizer_dir) / name, tmp / name)
         shutil.copy2(plan_path, tmp / "deepen_plan.json")
-        card = model_card(method, plan_info, str(base_dir), len(plan), config["num_hidden_layers"])
+        card = model_card(method, plan_info, str(base_dir), len(plan), config["num_hidden_layers"], card_facts)
         (tmp / "README.md").write_text(card)
         copies = layer_copies(plan_info)
         if copies is not None:
@@ -158,6 +174,7 @@ def reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, me
     return out_dir
 
 
-def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb) -> None:
+def reconstruct_stage(method, base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, max_shard_mb,
+                      card_facts: dict | None = None) -> None:
     reconstruct(base_dir, tokenizer_dir, plan_path, new_layers_path, out_dir, method,
-                max_shard_bytes=max_shard_mb * 1024**2)
+                max_shard_bytes=max_shard_mb * 1024**2, card_facts=card_facts)

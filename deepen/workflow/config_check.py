@@ -17,8 +17,8 @@ from deepen.expand.plan import PlanError
 from deepen.models.families import UnsupportedFamily, family_for
 from deepen.report.rows import match_row
 from deepen.train.settings import TrainingSettings
-from deepen.workflow.design import (GROWTH_TRAIN_KEYS, base_model_config, base_model_kind, freeze_policies,
-                                    growth_operators_at, growth_train, race_candidates, rows)
+from deepen.workflow.design import (GROWTH_TRAIN_KEYS, base_hub_model, base_model_config, base_model_dir,
+                                    base_model_kind, export_targets, freeze_policies, growth_operators_at, growth_train, race_candidates, rows)
 
 
 class ConfigError(ValueError):
@@ -73,11 +73,24 @@ def row_of(config: dict, name: str) -> tuple[str, str]:
 def _base_model_problems(config: dict) -> list[str]:
     base = config.get("base_model")
     kind = base_model_kind(config)
-    if kind == "directory":
+    if kind == "hub":
+        from deepen.models.hub import HubError
+
+        try:
+            base = str(base_hub_model(config).path)
+        except HubError as e:
+            return [f"base_model: {e}"]
+    if kind in ("directory", "hub"):
         if not Path(base).is_dir():
-            return [f"base_model: directory {base!r} does not exist"]
+            return [f"base_model: directory {base!r} does not exist (a Hub model is named owner/name)"]
         if not (Path(base) / "config.json").exists():
             return [f"base_model: {base!r} has no config.json; it must be an HF model directory"]
+        quantized = json.loads((Path(base) / "config.json").read_text()).get("quantization_config")
+        if quantized:
+            method = quantized.get("quant_method", "?") if isinstance(quantized, dict) else "?"
+            return [f"base_model: {base!r} is quantised ({method}): deepen copies and computes tensors in a float "
+                    "dtype, and a quantised checkpoint's packed weights are not those; give the unquantised model "
+                    "(or its GGUF, which deepen dequantises on import)"]
     elif kind == "gguf":
         from deepen.models.gguf_file import GGUFError
 
@@ -241,6 +254,25 @@ def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True
         if depth is not None and 2 * edge >= depth:
             problems.append(f"sft.dlo.unrouted_edge_layers: {edge} first and {edge} last layers unrouted leave "
                             f"no routed layer of {sft['expansion']!r}'s {depth}")
+    problems += export_problems(config, model)
+    return problems
+
+
+def export_problems(config: dict, model: dict) -> list[str]:
+    """export.gguf names what the run makes, in a type the family's GGUF layout takes, with a tokenizer llama.cpp
+    can be given."""
+    from deepen.models.gguf_export import export_problems as gguf_problems, tokenizer_problems
+
+    export = config["export"]
+    if not export["gguf"]:
+        return []
+    try:
+        export_targets(config)
+    except ValueError as e:
+        return [f"export.gguf: {e}"]
+    problems = [f"export: {p}" for p in gguf_problems(model, export["type"])]
+    if base_model_kind(config) in ("directory", "hub"):
+        problems += [f"export.gguf: {p}" for p in tokenizer_problems(base_model_dir(config))]
     return problems
 
 

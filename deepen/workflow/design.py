@@ -50,6 +50,27 @@ def init_models(config: dict) -> list[str]:
     return names
 
 
+def export_targets(config: dict) -> dict[str, dict]:
+    """{export name: what it exports} of ``export.gguf``: an expanded model by name at step 0 ('lesa',
+    'random/seed0'), or a CPT row ('lesa/new_only': its seed-0 model after CPT). The name is the entry with '/' as
+    '-', a file name. Raises ValueError naming an entry the run does not make."""
+    made_models = init_models(config)
+    made_rows = [f"{m}/{f}" for m, f in rows(config)]
+    out = {}
+    for entry in config.get("export", {}).get("gguf", []):
+        if entry in made_models:
+            method = entry.split("/")[0]
+            out[entry.replace("/", "-")] = {"model": entry, "method": method, "row": None}
+        elif entry in made_rows:
+            method, freeze = entry.split("/")
+            out[entry.replace("/", "-")] = {"model": model_name(config, method, 0) if method != "base" else "base",
+                                            "method": method, "row": entry, "freeze": freeze}
+        else:
+            raise ValueError(f"{entry!r} is not a model or CPT row of this run (models: {', '.join(made_models)}; "
+                             f"rows: {', '.join(made_rows)})")
+    return out
+
+
 def runs(config: dict) -> list[tuple[str, str, int]]:
     """(method, freeze policy, seed) of every CPT run: ``cpt.seeds`` per row, unless the method sets its
     own ``seeds`` (an ablation may run fewer)."""
@@ -61,20 +82,56 @@ def runs(config: dict) -> list[tuple[str, str, int]]:
 
 
 def base_model_kind(config: dict) -> str:
-    """'pretrain' (the tiny Llama trained here), 'directory' (an HF model directory) or 'gguf' (a GGUF file,
-    imported into results/base)."""
+    """'pretrain' (the tiny Llama trained here), 'directory' (an HF model directory), 'hub' (a Hub repository,
+    read from its cached snapshot) or 'gguf' (a GGUF file, imported into results/base)."""
+    from deepen.models.hub import looks_like_repo
+
     base = config.get("base_model")
     if not base:
         return "pretrain"
-    return "gguf" if isinstance(base, dict) else "directory"
+    if isinstance(base, dict):
+        return "hub" if "hub" in base else "gguf"
+    return "hub" if looks_like_repo(base) else "directory"
+
+
+def base_hub_model(config: dict, offline: bool | None = None):
+    """The resolved Hub snapshot of a ``base_model`` that names a repository (deepen/models/hub.py)."""
+    from deepen.models.hub import resolve
+
+    base = config["base_model"]
+    repo, revision = (base["hub"], base.get("revision", "main")) if isinstance(base, dict) else (base, "main")
+    return resolve(repo, revision, offline)
+
+
+def base_model_dir(config: dict) -> str:
+    """The HF model directory an HF base is read from: the folder given, or the Hub snapshot's."""
+    if base_model_kind(config) == "hub":
+        return str(base_hub_model(config).path)
+    return config["base_model"]
+
+
+def base_source(config: dict) -> dict:
+    """Where the base comes from, as a model card and the manifest state it: a Hub repository with the revision asked
+    for and the commit read, a folder, a GGUF file, or the tiny Llama trained here."""
+    kind = base_model_kind(config)
+    base = config.get("base_model")
+    if kind == "hub":
+        hub = base_hub_model(config)
+        return {"kind": kind, "repo": hub.repo, "revision": hub.revision, "commit": hub.commit}
+    if kind == "gguf":
+        from deepen.models.gguf_import import gguf_source
+
+        return {"kind": kind, "file": gguf_source(base).name, **({"package": base["package"]} if "package" in base
+                                                                else {})}
+    return {"kind": kind, "path": base} if kind == "directory" else {"kind": kind}
 
 
 def base_model_config(config: dict) -> dict:
     """The base model's HF config: read from ``base_model`` (a GGUF file's from its metadata alone), or what
     the tiny Llama will have."""
     kind = base_model_kind(config)
-    if kind == "directory":
-        return json.loads((Path(config["base_model"]) / "config.json").read_text())
+    if kind in ("directory", "hub"):
+        return json.loads((Path(base_model_dir(config)) / "config.json").read_text())
     if kind == "gguf":
         from deepen.models.gguf_import import gguf_source, hf_config
         from deepen.models.gguf_file import read_header

@@ -22,8 +22,9 @@ from deepen.models.gguf_import import gguf_source
 from deepen.report import RunFacts, panel_inputs, panel_outputs
 from deepen.train import race
 from deepen.workflow import stage_costs
-from deepen.workflow.design import (base_model_config, base_model_kind, growth_runs, growth_train, init_models,
-                                    method_seeds, model_name, race_candidates, runs, trained_methods)
+from deepen.workflow.design import (base_model_config, base_model_dir, base_model_kind, base_source, growth_runs,
+                                    export_targets, growth_train, init_models, method_seeds, model_name, race_candidates, runs,
+                                    trained_methods)
 from deepen.workflow.resources import DTYPE_BYTES, memory_mb, parameter_count, streaming_minutes, training_minutes
 
 def canonical(value):
@@ -100,7 +101,10 @@ class JobTable:
         self.pretrain_base = self.base_kind == "pretrain"
         # a GGUF base is imported into results/base once; every later stage sees an HF directory
         self.import_base = self.base_kind == "gguf"
-        self.base_dir = config["base_model"] if self.base_kind == "directory" else OUTPUTS["import_base"]["model"]
+        self.base_dir = (base_model_dir(config) if self.base_kind in ("directory", "hub")
+                         else OUTPUTS["import_base"]["model"])
+        # the Hub repository, the revision asked for and the exact commit read, for the manifest and the cards
+        self.base_source = base_source(config)
         self.tokenizer_dir = OUTPUTS["tokenizer"]["tokenizer"] if self.pretrain_base else self.base_dir
         self.gguf_file = str(gguf_source(config["base_model"])) if self.import_base else None
         self.aligned_base_dir = OUTPUTS["align_base"]["model"]
@@ -185,6 +189,48 @@ class JobTable:
         final = OUTPUTS["continual_pretrain"]["final"]
         return {f: fill(final, method=m, freeze=f, seed=s) for m, f, s in self.runs
                 if m != "base" and s == 0 and self.model_of(m, 0) == model}
+
+    # ---- model cards and exports (deepen/models/card.py, deepen/models/export_stage.py)
+
+    @cached_property
+    def base_license(self) -> str | None:
+        from deepen.models.card import base_license
+
+        return base_license(self.base_dir if not (self.pretrain_base or self.import_base) else None, self.gguf_file)
+
+    @cached_property
+    def corpus_datasets(self) -> list[str]:
+        """The Hub datasets the models were trained on, for the cards: the corpus, when it is one."""
+        corpus = self.config["corpus"]
+        return [corpus["dataset"]] if corpus["source"] == "hf" and not os.path.isdir(corpus["dataset"]) else []
+
+    def card_facts(self, model: str) -> dict:
+        """What an expanded model's card says beyond its plan: the base's source and license, the datasets and the
+        method's options."""
+        return {"base": self.base_source, "license": self.base_license, "datasets": self.corpus_datasets,
+                "options": self.generation_params(model) if model != "base" else {}}
+
+    @cached_property
+    def exports(self) -> dict[str, dict]:
+        """{export name: facts of the model it writes}: export.gguf's entries (deepen/workflow/design.py)."""
+        out = {}
+        for name, target in export_targets(self.config).items():
+            method = target["method"]
+            out[name] = {**target, **self.card_facts(target["model"]), "name": name,
+                         "base_layers": self.base_config["num_hidden_layers"],
+                         "generator": self.config["methods"][method]["generator"] if method != "base" else None}
+        return out
+
+    def export_inputs(self, name: str) -> dict[str, str]:
+        """What an export reads: the model folder, the expanded model's (its plan), and the report's tables."""
+        target = self.exports[name]
+        model = (fill(OUTPUTS["continual_pretrain"]["final"], method=target["method"], freeze=target["freeze"], seed=0)
+                 if target["row"] else self.init_model(target["model"]))
+        report = OUTPUTS["report"]
+        inputs = {"model": model, "expanded": self.init_model(target["model"]), "summary": report["csv"],
+                  "init": report["init_csv"]}
+        benchmarks = self.report_panel_outputs().get("benchmarks__benchmarks_csv")
+        return inputs | ({"benchmarks": benchmarks} if benchmarks else {})
 
     # ---- the race (deepen/train/race.py)
 
@@ -428,6 +474,8 @@ class JobTable:
             "svd_continuity": job(self.mem_mb(0.5), self.streaming_runtime(1)),
             "report": job(2048, 10), "growth_report": job(2048, 10), "sft_data": job(2048, 10),
             "sft_report": job(2048, 10),
+            # one tensor at a time in, converted, out; the folder's files are hard links
+            "export_model": job(self.mem_mb(0.5), self.streaming_runtime(3 * self.deepest_expansion())),
             # hashes every artifact: the base's weights once or twice, each CPT run's model once
             "manifest": job(1024, self.streaming_runtime(2 + len(self.runs) * self.deepest_expansion())),
         }
@@ -471,7 +519,11 @@ class JobTable:
                                   "layers": cfg["predictor"]["heldout_layers"], **device},
             "svd_continuity": {"matrices": cfg["report"]["continuity_matrices"]},
             "generate_layers": {"options": lambda wc: self.generation_params(wc.model), **device},
-            "reconstruct": {"max_shard_mb": cfg["reconstruct"]["max_shard_mb"]},
+            "reconstruct": {"max_shard_mb": cfg["reconstruct"]["max_shard_mb"],
+                            "card": lambda wc: self.card_facts(wc.model)},
+            "export_model": {"type": cfg["export"]["type"], "facts": lambda wc: self.exports[wc.export],
+                             # the GGUF the base came from: its tokenizer goes into the export as llama.cpp read it
+                             "tokenizer_gguf": self.gguf_file or ""},
             "continual_pretrain": {"cpt": lambda wc: self.cpt_train(wc.freeze, wc.seed)},
             # the items are built to fit the models' window: the base's, which every expansion keeps
             "task_data": {"eval": canonical(cfg["eval"]), "window": self.base_config.get("max_position_embeddings")},
@@ -512,7 +564,7 @@ class JobTable:
         once they are made."""
         artifacts = ((lambda wildcards, input: self.artifacts(self.race_decisions_made())) if self.race
                      else self.artifacts())
-        return {"artifacts": artifacts, "config": canonical(self.config)}
+        return {"artifacts": artifacts, "config": canonical(self.config), "base": self.base_source}
 
     def params(self, rule: str, **wildcards) -> dict[str, Any]:
         """The params of one job of ``rule``, its wildcards given."""

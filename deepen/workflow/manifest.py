@@ -64,12 +64,14 @@ def package_versions() -> dict:
     return versions
 
 
-def write_manifest(artifacts: dict[str, dict], config: dict, workflow_dir, out_path) -> dict:
-    """``artifacts``: {path: the settings that made it}."""
+def write_manifest(artifacts: dict[str, dict], config: dict, workflow_dir, out_path, base: dict | None = None) -> dict:
+    """``artifacts``: {path: the settings that made it}; ``base``: where the base model came from (a Hub name's exact
+    commit)."""
     manifest = {
         "code": code_version(Path(workflow_dir)),
         "packages": package_versions(),
         "config": config,
+        "base_model": base or {},
         "artifacts": {path: {**hash_artifact(Path(path)), "settings": settings}
                       for path, settings in sorted(artifacts.items())},
     }
