@@ -174,3 +174,39 @@ def weights_dir(tiny_llama_dir, tmp_path_factory):
     for m in LLAMA.matrices:
         extract_stage(tiny_llama_dir, m, out / f"{m}.safetensors")
     return out
+
+
+def save_tiny_bpe_llama(path: Path, layers: int = 4, tie: bool = True) -> Path:
+    """A small random Llama with a byte-level BPE tokenizer and a chat template, saved as an HF folder: what a Hub
+    model holds, at toy size."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["Shall I compare thee to a summer's day? Thou art more lovely and more temperate.",
+                             "Rough winds do shake the darling buds of May."] * 20, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    fast.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=96,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=128, tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bpe_llama_dir(tmp_path_factory) -> Path:
+    return save_tiny_bpe_llama(tmp_path_factory.mktemp("tiny_bpe_llama"))
