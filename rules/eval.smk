@@ -83,3 +83,18 @@ rule layer_profile:
     resources: **JOBS.resources("layer_profile")
     conda: CONDA_ENV
     script: "../scripts/layer_profile.py"
+
+
+# A few fixed prompts answered greedily by every model at step 0 ({stage}: init) and by each row's seed-0 model
+# after CPT (cpt): in summary.md and the exported models' cards.
+rule samples:
+    input: models=lambda wildcards: list(JOBS.sample_models(wildcards.stage).values())
+    output: **outputs("samples")
+    log: "logs/samples/{stage}.log"
+    params: **JOBS.rule_params("samples")
+    wildcard_constraints:
+        stage="init|cpt",
+    threads: config["resources"]["train_threads"]
+    resources: **JOBS.resources("samples")
+    conda: CONDA_ENV
+    script: "../scripts/samples.py"

@@ -95,3 +95,33 @@ def test_the_modelfile_names_the_file_and_a_template_only_without_a_chat_templat
     with_chat = modelfile("lesa.gguf", chat_template=True)
     assert "FROM ./lesa.gguf" in with_chat and "TEMPLATE" not in with_chat
     assert 'TEMPLATE "{{ .Prompt }}"' in modelfile("lesa.gguf", chat_template=False)
+
+
+def test_the_quick_run_exports_hub_ready_folders(quick_run, tmp_path):
+    """config/quick.yaml exports a computed row at step 0 and a copy-made row after CPT: each GGUF reads back as its
+    model (q8_0: log-probs within 0.05), each folder's card has the Hub's metadata and the run's figures, and every
+    model folder the run wrote has a card whose metadata block parses."""
+    from deepen.models.card import front_matter
+
+    results = quick_run / "results"
+    for name, source, relation in (("lesa", results / "models/lesa", "merge"),
+                                   ("llama_pro-new_only", results / "cpt/llama_pro/new_only/seed0/final", "finetune")):
+        import_gguf(results / f"export/{name}.gguf", tmp_path / name)
+        _, a, _ = _logprobs(source)
+        _, b, _ = _logprobs(tmp_path / name)
+        assert float((a - b).abs().max()) < 0.05, name
+        card = (results / f"export/{name}/README.md").read_text()
+        meta = front_matter(card)
+        assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-generation"
+        assert "depth-up-scaling" in meta["tags"] and name.split("-")[0] in meta["tags"]
+        assert "base_model" not in meta  # the quick base is trained here: no Hub name to give
+        assert "val loss at step 0" in card
+        assert "deepen's code: commit" in card or "deepen's code: source digest" in card
+        if relation == "finetune":
+            assert "val loss after CPT (1 seed(s))" in card
+        assert (results / f"export/{name}/{name}.gguf").exists()
+        assert f"FROM ./{name}.gguf" in (results / f"export/{name}.Modelfile").read_text()
+    cards = sorted((results / "models").rglob("README.md"))
+    assert len(cards) >= 12
+    for path in cards:
+        assert front_matter(path.read_text())["tags"][:2] == ["deepen", "depth-up-scaling"], path

@@ -36,6 +36,7 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "evaluate_init": {"eval": "results/eval/init/{model}.json"},
     "init_loss": {"loss": "results/init/{model}.json"},
     "seams": {"seams": "results/seams/{model}.json"},
+    "samples": {"samples": "results/samples/{stage}.json"},
     "layer_profile": {"profile": "results/layer_profile.json"},
     "report": {"csv": "results/report/summary.csv", "runs_csv": "results/report/runs.csv",
                "init_csv": "results/report/init.csv", "md": "results/report/summary.md",

@@ -37,10 +37,14 @@ def _num(value) -> float | None:
         return None
 
 
-def measured(facts: dict, summary_csv=None, init_csv=None, benchmarks_csv=None) -> dict:
+def measured(facts: dict, summary_csv=None, init_csv=None, benchmarks_csv=None, samples_json=None) -> dict:
     """What the run measured of the exported model: {step0_loss, final_loss, final_ci95, seeds, benchmarks: [(task,
-    metric, score, ci95)]}, from the report's tables; keys absent where the run has no figure."""
+    metric, score, ci95, items)], samples: [answers]}, from the report's tables and the samples; keys absent where
+    the run has no figure."""
     out: dict = {}
+    if samples_json and Path(samples_json).exists():
+        answers = json.loads(Path(samples_json).read_text())["models"]
+        out["samples"] = answers.get(facts.get("row") or facts["model"], [])
     model, row = facts["model"], facts.get("row")
     for r in _rows(init_csv):
         if r["method"] == model.split("/")[0]:
@@ -80,7 +84,7 @@ def export_card(facts: dict, figures: dict, gguf_name: str, code: dict) -> str:
         rows.append(("val loss at step 0 (nats/token)", f"{figures['step0_loss']:.4f}"))
     if figures.get("final_loss") is not None:
         ci = figures.get("final_ci95")
-        rows.append((f"val loss after CPT ({figures.get('seeds', 1)} seed(s))",
+        rows.append((f"val loss after CPT ({figures['seeds']} seed(s))",
                      f"{figures['final_loss']:.4f}" + (f" ± {ci:.4f} (95% CI)" if ci else "")))
     for task, metric, score, ci, items in figures.get("benchmarks", []):
         if score is not None:
@@ -91,6 +95,12 @@ def export_card(facts: dict, figures: dict, gguf_name: str, code: dict) -> str:
                   "its seeds and items can decide.", ""]
     else:
         lines += ["The run measured nothing for this model.", ""]
+    if figures.get("samples"):
+        chat = " (through the chat template)" if figures["samples"][0]["chat"] else ""
+        lines += ["## Samples", "", f"Greedy answers{chat}:", ""]
+        for a in figures["samples"]:
+            lines += [f"- **{a['prompt']}** {' '.join(a['completion'].split()) or '(nothing)'}"]
+        lines.append("")
     lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
               'model = AutoModelForCausalLM.from_pretrained("OWNER/NAME")',
               'tokenizer = AutoTokenizer.from_pretrained("OWNER/NAME")', "```", "",
@@ -106,11 +116,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def export_stage(model_dir, gguf_out, modelfile_out, folder_out, gguf_type: str, facts: dict, tokenizer_gguf=None,
-                 expanded=None, summary_csv=None, init_csv=None, benchmarks_csv=None, workflow_dir=None) -> dict:
+                 expanded=None, summary_csv=None, init_csv=None, benchmarks_csv=None, samples_json=None,
+                 code: dict | None = None) -> dict:
     """Write the GGUF, the Modelfile and the Hub folder of one model (``facts``: the job table's export facts;
-    ``expanded``: the expanded model's folder, whose plan the card shows)."""
+    ``expanded``: the expanded model's folder, whose plan the card shows; ``code``: deepen's version, as the manifest
+    names it)."""
     from deepen.core.atomic import atomic_path
-    from deepen.workflow.manifest import code_version
 
     model_dir, gguf_out, folder_out = Path(model_dir), Path(gguf_out), Path(folder_out)
     info = export_gguf(model_dir, gguf_out, gguf_type, tokenizer_gguf=tokenizer_gguf, name=facts["name"],
@@ -120,11 +131,11 @@ def export_stage(model_dir, gguf_out, modelfile_out, folder_out, gguf_type: str,
         (model_dir / "chat_template.jinja").exists()
     with atomic_path(modelfile_out) as tmp:
         Path(tmp).write_text(modelfile(gguf_out.name, has_template))
-    figures = measured(facts, summary_csv, init_csv, benchmarks_csv)
+    figures = measured(facts, summary_csv, init_csv, benchmarks_csv, samples_json)
     plan = card.read_card_facts(expanded) if expanded else {}
     if plan:
         facts = {**facts, "plan": plan["plan"]}
-    code = code_version(Path(workflow_dir)) if workflow_dir else {"source_sha256": "unknown"}
+    code = code or {"source_sha256": "unknown"}
     with atomic_dir(folder_out) as tmp:
         for pattern in MODEL_FILES:
             for f in sorted(model_dir.glob(pattern)):

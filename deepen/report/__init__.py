@@ -9,6 +9,7 @@ from deepen.report import panel_lesa  # noqa: F401
 from deepen.report import panel_seams  # noqa: F401
 from deepen.report import panel_placement  # noqa: F401
 from deepen.report import panel_benchmarks  # noqa: F401
+from deepen.report import panel_samples  # noqa: F401
 from deepen.report import panel_branches  # noqa: F401
 from deepen.report import panel_race  # noqa: F401
 from deepen.report.panels import PANELS, RunFacts, panel, panel_inputs, panel_outputs, panel_params  # noqa: F401

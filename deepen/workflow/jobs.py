@@ -190,6 +190,20 @@ class JobTable:
         return {f: fill(final, method=m, freeze=f, seed=s) for m, f, s in self.runs
                 if m != "base" and s == 0 and self.model_of(m, 0) == model}
 
+    # ---- samples (deepen/evaluate/samples.py)
+
+    @cached_property
+    def sample_stages(self) -> list[str]:
+        """'init' (every model at step 0) and 'cpt' (each row's seed-0 model after CPT), when there are prompts."""
+        return ["init", "cpt"] if self.config["report"]["samples"]["prompts"] else []
+
+    def sample_models(self, stage: str) -> dict[str, str]:
+        """{name: model folder} a samples job answers with: every model at step 0, or each row after CPT."""
+        if stage == "init":
+            return {model: self.init_model(model) for model in self.init_models}
+        final = OUTPUTS["continual_pretrain"]["final"]
+        return {f"{m}/{f}": fill(final, method=m, freeze=f, seed=0) for m, f, s in self.runs if s == 0}
+
     # ---- model cards and exports (deepen/models/card.py, deepen/models/export_stage.py)
 
     @cached_property
@@ -230,7 +244,11 @@ class JobTable:
         inputs = {"model": model, "expanded": self.init_model(target["model"]), "summary": report["csv"],
                   "init": report["init_csv"]}
         benchmarks = self.report_panel_outputs().get("benchmarks__benchmarks_csv")
-        return inputs | ({"benchmarks": benchmarks} if benchmarks else {})
+        if benchmarks:
+            inputs["benchmarks"] = benchmarks
+        if self.sample_stages:
+            inputs["samples"] = result_path("samples", "samples", stage="cpt" if target["row"] else "init")
+        return inputs
 
     # ---- the race (deepen/train/race.py)
 
@@ -464,6 +482,10 @@ class JobTable:
         # the stages that run the model: an interpreter with the Trainer or lm-eval loaded holds ~2 GB beside it
         specs |= {rule: stage(rule, gpu=True, floor=2048) for rule in ("evaluate", "init_loss", "seams",
                                                                        "layer_profile")}
+        # one model at a time, a few dozen tokens per prompt: an init_loss job's memory, its time per model
+        specs["samples"] = self.request(specs["init_loss"]["mem_mb"],
+                                        specs["init_loss"]["runtime"] * max(len(self.init_models), len(self.runs)),
+                                        gpu=True)
         specs |= {
             # reading the corpus's source and splitting it; training a tokenizer; tokenizing one split
             "corpus": job(2048, 20), "tokenizer": job(4096, 30), "tokens": job(2048, 60),
@@ -531,6 +553,8 @@ class JobTable:
             "evaluate_init": {"eval": self.eval_params},
             "evaluate_sft": {"eval": self.eval_params},
             "init_loss": {"eval": self.fixed_slice, **device},
+            "samples": {"names": lambda wc: list(self.sample_models(wc.stage)),
+                        "settings": canonical(cfg["report"]["samples"]), **device},
             "seams": {"eval": self.seam_slice, "freezes": lambda wc: list(self.trained_rows(wc.model)), **device},
             "layer_profile": {"eval": self.seam_slice, **device},
             "report": self.report_params(),
@@ -624,6 +648,10 @@ class JobTable:
                 add("evaluate_init", {"model": self.init_model(model)}, model=model)
         for model in self.first_seed_models:
             add("seams", {"trained": self.trained_rows(model)}, model=model)
+        for stage in self.sample_stages:
+            add("samples", {"models": self.sample_models(stage)}, stage=stage)
+        for name in self.exports:
+            add("export_model", {"model": self.export_inputs(name)["model"]}, export=name)
         add("report", {"report": canonical(cfg["report"])}, extra_outputs=self.report_panel_outputs().values())
         if self.growth:
             for s in range(cfg["growth"]["seeds"]):
