@@ -28,6 +28,7 @@ class EvalSettings:
     limit: int | dict | None
     batch_size: int
     seed: int
+    chat_template: bool | str
     device: str
 
     @classmethod
@@ -80,6 +81,24 @@ def task_limit(limits, task: str, group: str) -> int | None:
     return limits
 
 
+def item_records(samples: list[dict]) -> list[dict]:
+    """Per item, what lm-eval asked and what the model answered, as its --log_samples writes it: the prompt (the
+    context of the first request), the target, the choices (each request's continuation, for a multiple-choice
+    task) and every numeric metric."""
+    out = []
+    for x in sorted(samples, key=lambda x: x["doc_id"]):
+        args = [a for a in x.get("arguments", [])]
+        first = args[0] if args else ()
+        pair = first.get("arguments", first) if isinstance(first, dict) else first
+        record = {"doc_id": x["doc_id"], "prompt": pair[0] if pair else "", "target": str(x.get("target", ""))}
+        continuations = [a[1] for a in args if isinstance(a, (list, tuple)) and len(a) > 1]
+        if len(continuations) > 1:
+            record["choices"] = continuations
+        record["scores"] = {m: float(x[m]) for m in x.get("metrics", []) if isinstance(x.get(m), (int, float))}
+        out.append(record)
+    return out
+
+
 def item_scores(samples: list[dict]) -> dict[str, list]:
     """Per item (by lm-eval's doc_id): every metric whose value is a number (acc, acc_norm, ...)."""
     samples = sorted(samples, key=lambda x: x["doc_id"])
@@ -97,7 +116,9 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
     those of ``include_path``), ``num_fewshot`` (per task; a task not named there: 0 for embedded tasks, the
     task's own default for the others), ``limit`` (a seeded subset per task), ``batch_size``, ``precision`` (auto:
     deepen.core.device's evaluation dtype), ``device`` (resources.device), ``benchmark_data``. Beside lm-eval's
-    results: each item's scores (``items``), where each registered task's items came from (``benchmarks``)."""
+    results: each item's scores (``items``) and record (``records``: prompt, target, choices, scores), where each
+    registered task's items came from (``benchmarks``), and whether the prompts went through the chat template
+    (``chat_template``: the setting, on where the tokenizer has a template)."""
     import tempfile
 
     import torch
@@ -121,13 +142,15 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
     dtype = (str(evaluation_dtype(device)).removeprefix("torch.") if settings.precision == "auto"
              else EVAL_DTYPES[settings.precision])
     lm = HFLM(pretrained=str(model_dir), batch_size=settings.batch_size, device=str(device), dtype=dtype)
+    has_template = bool(getattr(lm.tokenizer, "chat_template", None))
+    chat = has_template if settings.chat_template == "auto" else bool(settings.chat_template) and has_template
     shots = settings.num_fewshot or {}
     # simple_evaluate takes one few-shot count for all its tasks: one call per count
     by_shots: dict = {}
     for task in settings.tasks:
         by_shots.setdefault(shots.get(task, 0 if task in embedded else None), []).append(task)
-    merged = {"results": {}, "n-samples": {}, "versions": {}, "n-shot": {}, "items": {}, "benchmarks": {},
-              "leaves": {}}
+    merged = {"results": {}, "n-samples": {}, "versions": {}, "n-shot": {}, "items": {}, "records": {},
+              "benchmarks": {}, "leaves": {}, "chat_template": chat}
     with tempfile.TemporaryDirectory() as include:
         render_tasks(templates_dir, data_dir, include)
         # registered tasks read from local data: lm-eval's own YAML included whole, the dataset pointed at the files
@@ -151,11 +174,13 @@ def evaluate(model_dir, templates_dir, data_dir, cfg: dict, threads: int = 1) ->
                     if chosen is not None:
                         samples[leaf] = chosen
             results = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
-                                      log_samples=True, num_fewshot=n, samples=samples or None)
+                                      log_samples=True, num_fewshot=n, samples=samples or None,
+                                      apply_chat_template=chat)
             for key in ("results", "n-samples", "versions", "n-shot"):
                 merged[key].update(results.get(key) or {})
             for leaf, logged in (results.get("samples") or {}).items():
                 merged["items"][leaf] = item_scores(logged)
+                merged["records"][leaf] = item_records(logged)
     for name, info in merged["benchmarks"].items():
         leaves = merged["leaves"].get(name, [])
         info["items_scored"] = sum(len(merged["items"][leaf]["doc_id"]) for leaf in leaves)
