@@ -50,7 +50,7 @@ def metadata(base: dict, method: str | None, generator: str | None, relation: st
         meta["base_model_relation"] = relation
     meta["library_name"] = "transformers"
     meta["pipeline_tag"] = "text-generation"
-    meta["tags"] = TAGS + [t for t in (method, generator) if t and t not in TAGS]
+    meta["tags"] = list(dict.fromkeys(TAGS + [t for t in (method, generator) if t]))
     if datasets:
         meta["datasets"] = list(datasets)
     if license:
