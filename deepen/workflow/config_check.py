@@ -168,7 +168,19 @@ def eval_problems(eval_cfg: dict, tasks_dir: Path, load_datasets: bool) -> list[
     return problems
 
 
+def _files_of_the_workflow(config: dict, tasks_dir: Path) -> None:
+    """A method's file named by a relative path is read from the working directory; one that is not there but is in
+    the workflow's own folder (an example config's mergekit file, run from an installed wheel or with --directory)
+    is taken from there."""
+    root = Path(tasks_dir).resolve().parent.parent
+    for opts in config["methods"].values():
+        path = opts.get("config") if isinstance(opts, dict) else None
+        if isinstance(path, str) and not Path(path).is_absolute() and not Path(path).exists() and (root / path).exists():
+            opts["config"] = str(root / path)
+
+
 def _semantic_problems(config: dict, tasks_dir: Path, load_datasets: bool = True) -> list[str]:
+    _files_of_the_workflow(config, tasks_dir)
     problems = _base_model_problems(config)
     if problems:
         return problems

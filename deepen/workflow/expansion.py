@@ -22,8 +22,9 @@ from deepen.expand.methods.lesa import PREDICTOR_SPACES
 from deepen.workflow.config_check import ConfigError, validate_config
 from deepen.workflow.jobs import JobTable
 
-# the keys of a config's method entry that are about CPT, not about the expansion
-_ROW_KEYS = ("freeze", "cpt", "seeds")
+# the keys of a config's method entry that are about CPT, not about the expansion; and SOLAR's m, which the default
+# config sets for SmolLM2's 30 layers: any other depth takes the method's default, the paper's L/4
+_NOT_PRESET = ("freeze", "cpt", "seeds", "m")
 
 
 def workflow_dir() -> Path:
@@ -37,9 +38,10 @@ def workflow_dir() -> Path:
 
 
 def paper_methods() -> dict[str, dict]:
-    """The default comparison's methods, by name: the settings ``deepen expand --method NAME`` takes."""
+    """The default comparison's methods (config/config.yaml, docs/methods.md), by name: the settings ``deepen
+    expand --method NAME`` takes."""
     config = yaml.safe_load((workflow_dir() / "config" / "config.yaml").read_text())
-    return {name: {k: v for k, v in opts.items() if k not in _ROW_KEYS} for name, opts in config["methods"].items()}
+    return {name: {k: v for k, v in opts.items() if k not in _NOT_PRESET} for name, opts in config["methods"].items()}
 
 
 def method_options(method: str, options: dict | None = None, mergekit_config=None) -> tuple[str, dict]:
