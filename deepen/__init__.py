@@ -13,7 +13,10 @@ Everything is imported when first called: ``import deepen`` stays cheap.
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
+
+from deepen import expand as _expand_stages
 
 __version__ = "0.1.0"
 
@@ -37,9 +40,10 @@ def plan(base, method: str = "llama_pro", options: dict | None = None, mergekit_
     return plan_of(base, method, options, mergekit_config)
 
 
-def expand(base, out, method: str = "llama_pro", options: dict | None = None, mergekit_config=None, *,
+def expand_model(base, out, method: str = "llama_pro", options: dict | None = None, mergekit_config=None, *,
            work_dir=None, device: str = "auto", force: bool = False, predictor: dict | None = None) -> Path:
-    """Make one expanded model, through the stage functions the workflow runs, without Snakemake.
+    """Make one expanded model, through the stage functions the workflow runs, without Snakemake. Called as
+    ``deepen.expand(...)`` too: ``deepen.expand`` is also the package of the expansion stages, which calls this.
 
     Args:
         base: a model folder, a ``.gguf`` file or a Hub name.
@@ -95,3 +99,14 @@ def costs(*configs, gpu_memory_gb: float | None = None) -> tuple[str, bool]:
     from deepen.workflow.preflight import cost_table
 
     return cost_table(check(*configs), gpu_memory_gb=gpu_memory_gb)
+
+
+class _CallableStages(types.ModuleType):
+    """``deepen.expand`` is the package of the expansion stages, and called it is :func:`expand_model`: a module of
+    this class, so that it stays the package whatever is imported first."""
+
+    def __call__(self, *args, **kwargs):
+        return expand_model(*args, **kwargs)
+
+
+_expand_stages.__class__ = _CallableStages

@@ -117,3 +117,16 @@ def test_run_plans_the_workflow_from_an_empty_folder(tmp_path):
     proc = deepen("run", REPO / "config/quick.yaml", "--", "-n", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "export_model" in proc.stdout and not (tmp_path / "results").exists()
+
+
+def test_the_python_api_makes_what_the_command_makes(quick_run, tmp_path):
+    import deepen
+
+    base = quick_run / "results/base"
+    plan = deepen.plan(base, "llama_pro")
+    out = deepen.expand(base, tmp_path / "llama_pro", "llama_pro")
+    assert json.loads((out / "deepen_plan.json").read_text())["plan"] == plan
+    assert not same_tensors(out, quick_run / "results/models/llama_pro")
+    assert deepen.check(REPO / "config/quick.yaml")["cpt"]["steps"] == 10
+    table, fits = deepen.costs(REPO / "config/quick.yaml", gpu_memory_gb=80)
+    assert fits and "continual_pretrain" in table

@@ -53,7 +53,8 @@ def test_sharded_output_has_index_and_loads(tiny_llama_dir, weights_dir, tmp_pat
                              {"generator": "copy", "placement": "top_half"})
     index = json.loads((model_dir / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) == 1  # tiny model: one shard of at most 1 MB
-    assert (model_dir / "README.md").read_text().startswith("# interp: 6 -> 9 layers")
+    card = (model_dir / "README.md").read_text()
+    assert card.startswith("---\n") and "\n# interp: 6 -> 9 layers\n" in card
     out = CheckpointReader(model_dir)
     for i, entry in plans.new_layers(plan):
         lower = entry["between"][0]

@@ -40,6 +40,7 @@ def quick_config(methods: dict) -> dict:
     cfg["report"].update(target_loss=next(iter(methods)), reference=next(iter(methods)), claims=[])
     cfg["sft"]["expansion"] = next(iter(methods))
     cfg["race"]["enabled"] = False
+    cfg.pop("export", None)  # quick.yaml's exports name its own rows
     return cfg
 
 

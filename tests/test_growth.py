@@ -159,4 +159,6 @@ def test_adding_a_growth_timing_reruns_only_that_setting(quick_run):
     jobs = planned_jobs(quick_run, cfg)
     trained = {(rule, wc) for rule, wc in jobs if rule.startswith("growth_") and rule != "growth_report"}
     assert trained == {("growth_small", "g=2, d=0.5, seed=0"), ("growth_grown", "operator=stack, g=2, d=0.5, seed=0")}
-    assert {rule for rule, _ in jobs} == {"growth_small", "growth_grown", "growth_report", "report", "manifest", "all"}
+    # the exports' cards hold the report's figures
+    assert {rule for rule, _ in jobs} == {"growth_small", "growth_grown", "growth_report", "report", "manifest", "all",
+                                          "export_model"}

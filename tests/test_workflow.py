@@ -22,6 +22,11 @@ METHODS = list(QUICK["methods"])
 MODELS = [m if QUICK["methods"][m]["generator"] != "random" else f"{m}/seed0" for m in METHODS]
 
 
+# the samples (one job per stage, every model of it) and the exports (whose cards hold the report's figures) rerun
+# with any model, run or report they read
+FOLLOW_THE_REPORT = ("samples", "export_model")
+
+
 def expected_rows(cfg) -> list[str]:
     rows = ["base/all"]
     for method, opts in cfg["methods"].items():
@@ -152,7 +157,7 @@ def test_changing_the_cpt_lr_reruns_only_training_evaluation_and_report(quick_ru
     # the seams after CPT are measured on the trained models; the race trains with CPT's settings (its first rung, and
     # what follows from its decision)
     assert rules == {"continual_pretrain", "evaluate", "seams", "report", "manifest", "all", "race_rung", "race_decide",
-                     "race_cooldown", "race_bracket"}
+                     "race_cooldown", "race_bracket", *FOLLOW_THE_REPORT}
 
 
 def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
@@ -160,7 +165,8 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
     jobs = planned_jobs(quick_run, cfg)
     # llama_pro races: its first rung reruns, and the decisions that follow
     race = {"race_decide", "race_cooldown", "race_bracket"}
-    per_method = {(rule, wc) for rule, wc in jobs if rule not in ("report", "sft_report", "manifest", "all", *race)}
+    per_method = {(rule, wc) for rule, wc in jobs
+                  if rule not in ("report", "sft_report", "manifest", "all", *race, *FOLLOW_THE_REPORT)}
     assert per_method == {
         ("generate_layers", "model=llama_pro"),
         ("reconstruct", "model=llama_pro"),
@@ -174,7 +180,7 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
         *((rule, f"variant={variant}, seed=0") for rule in ("sft", "evaluate_sft") for variant in ("llama_pro", "dlo")),
         ("race_rung", "method=llama_pro, freeze=new_only, rung=1"),
     }
-    assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all", *race}
+    assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all", *race, *FOLLOW_THE_REPORT}
 
 
 def test_dry_run_of_the_toy_config_lists_the_whole_dag(tmp_path):
@@ -210,7 +216,7 @@ def test_adding_a_seed_reruns_only_the_new_seeds_runs_and_the_report(quick_run):
     assert runs == expected
     # the random control draws new layers for the new seed; every other model is reused
     others = {(rule, wc) for rule, wc in jobs
-              if rule not in ("continual_pretrain", "evaluate", "report", "manifest", "all")}
+              if rule not in ("continual_pretrain", "evaluate", "report", "manifest", "all", *FOLLOW_THE_REPORT)}
     assert others == {(rule, "model=random/seed1") for rule in ("generate_layers", "reconstruct", "init_loss",
                                                                  "evaluate_init")}
     assert {rule for rule, _ in jobs} >= {"report", "all"}
@@ -241,7 +247,7 @@ def test_changing_the_held_out_layers_reruns_only_the_leave_one_out_fits(quick_r
     planned = planned_jobs(quick_run, cfg)
     assert {rule for rule, _ in planned} == {"predictor_heldout", "predictor_heldout_aligned", "report", "manifest",
                                              "all", "generate_layers", "reconstruct", "init_loss", "evaluate_init",
-                                             "seams"}
+                                             "seams", *FOLLOW_THE_REPORT}
     rebuilt = {wildcards for rule, wildcards in planned if rule in ("generate_layers", "reconstruct")}
     assert rebuilt == {"model=lesa_aligned_calibrated"}, rebuilt
 

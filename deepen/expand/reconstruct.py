@@ -110,7 +110,7 @@ def model_card(method: str, plan_info: dict, base: str, num_layers: int, base_la
         "",
         f"Depth-up-scaled by deepen with method `{method}` "
         f"(generator `{plan_info.get('generator')}`), before any further training.",
-        f"Base model: {card.describe_base(source)}.",
+        f"Base model: {card.describe_base(source)}; its layers read from `{base}`.",
         "",
     ]
     if facts.get("options"):

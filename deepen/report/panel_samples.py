@@ -12,9 +12,9 @@ SHOWN_CHARS = 160
 
 
 def sample_files(facts):
-    if not facts.config["report"]["samples"]["prompts"]:
+    if not facts.sample_stages:
         return None
-    return {stage: result_path("samples", "samples", stage=stage) for stage in ("init", "cpt")}
+    return {stage: result_path("samples", "samples", stage=stage) for stage in facts.sample_stages}
 
 
 def cell(text: str) -> str:

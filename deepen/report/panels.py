@@ -32,6 +32,8 @@ class RunFacts:
     aligned_artifacts: dict[str, str] = field(default_factory=dict)
     init_models: list[str] = field(default_factory=list)
     first_seed_models: list[str] = field(default_factory=list)
+    # the stages the samples are made at ('init', 'cpt'; none without prompts)
+    sample_stages: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

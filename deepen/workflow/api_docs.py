@@ -24,7 +24,7 @@ deepen expand base/ --mergekit-config solar.yaml -o solar/
 deepen check my.yaml
 deepen costs config/llama8b_slurm.yaml --gpus 8 --gpu-memory 80 --base-config Llama-3.1-8B/config.json
 deepen run my.yaml -- --profile profiles/slurm
-deepen export results/models/lesa -o lesa.gguf --type q8_0
+deepen export deeper/ -o deeper.gguf --type q8_0
 ```
 """
 
@@ -48,8 +48,9 @@ def api_reference() -> list[str]:
     code = [line[4:] for line in doc if line.startswith("    ")]
     out = ["## The Python API", "", "The same as the command's, from `import deepen`:", "", "```python", *code, "```",
            ""]
-    for name in ("plan", "expand", "check", "costs"):
-        fn = getattr(deepen, name)
+    # deepen.expand is the stage package, which calls deepen.expand_model
+    for name, fn in (("plan", deepen.plan), ("expand", deepen.expand_model), ("check", deepen.check),
+                     ("costs", deepen.costs)):
         out += [f"### deepen.{name}", "", "```python", f"deepen.{name}{inspect.signature(fn)}", "```", "",
                 "```text", inspect.getdoc(fn), "```", ""]
     return out

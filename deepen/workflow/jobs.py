@@ -332,7 +332,8 @@ class JobTable:
     def report_facts(self) -> RunFacts:
         """What decides the report's panels and the files they read (deepen/report/panels.py)."""
         return RunFacts(self.config, self.base_kind, self.family.linear, self.method_artifacts,
-                        self.embedded_tasks, self.aligned_artifacts, self.init_models, self.first_seed_models)
+                        self.embedded_tasks, self.aligned_artifacts, self.init_models, self.first_seed_models,
+                        self.sample_stages)
 
     def report_panel_files(self) -> dict:
         return panel_inputs(self.report_facts)
