@@ -74,5 +74,5 @@ rule all:
         [OUTPUTS["growth_report"]["png"]] if GROWTH else [],
         [OUTPUTS["sft_report"]["png"]] if SFT else [],
         [OUTPUTS["race_bracket"]["bracket"]] if JOBS.race else [],
-        [path for name in JOBS.exports for path in JOBS.outputs("export_model", export=name).values()],
+        [JOBS.outputs("export_model", export=name)["folder"] for name in JOBS.exports],
     default_target: True

@@ -22,8 +22,8 @@ METHODS = list(QUICK["methods"])
 MODELS = [m if QUICK["methods"][m]["generator"] != "random" else f"{m}/seed0" for m in METHODS]
 
 
-# the samples (one job per stage, every model of it) and the exports (whose cards hold the report's figures) rerun
-# with any model, run or report they read
+# the samples (one job per stage, every model of it) and the exported folders (whose cards hold the report's figures)
+# rerun with any model, run or report they read
 FOLLOW_THE_REPORT = ("samples", "export_model")
 
 
@@ -157,7 +157,7 @@ def test_changing_the_cpt_lr_reruns_only_training_evaluation_and_report(quick_ru
     # the seams after CPT are measured on the trained models; the race trains with CPT's settings (its first rung, and
     # what follows from its decision)
     assert rules == {"continual_pretrain", "evaluate", "seams", "report", "manifest", "all", "race_rung", "race_decide",
-                     "race_cooldown", "race_bracket", *FOLLOW_THE_REPORT}
+                     "race_cooldown", "race_bracket", "export_gguf", *FOLLOW_THE_REPORT}
 
 
 def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
@@ -179,6 +179,8 @@ def test_changing_the_llama_pro_interval_reruns_only_that_method(quick_run):
         # the base variant does not
         *((rule, f"variant={variant}, seed=0") for rule in ("sft", "evaluate_sft") for variant in ("llama_pro", "dlo")),
         ("race_rung", "method=llama_pro, freeze=new_only, rung=1"),
+        # quick.yaml exports llama_pro/new_only after CPT
+        ("export_gguf", "export=llama_pro-new_only"),
     }
     assert {rule for rule, _ in jobs} >= {"report", "sft_report", "all", *race, *FOLLOW_THE_REPORT}
 

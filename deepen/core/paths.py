@@ -67,8 +67,8 @@ OUTPUTS: dict[str, dict[str, str]] = {
     "race_cooldown": {"final": "results/race/winner/final", "metrics": "results/race/winner/metrics.jsonl",
                       "info": "results/race/winner/info.json"},
     "race_bracket": {"bracket": "results/race/bracket.json"},
-    "export_model": {"gguf": "results/export/{export}.gguf", "modelfile": "results/export/{export}.Modelfile",
-                     "folder": "results/export/{export}"},
+    "export_gguf": {"gguf": "results/export/{export}.gguf", "modelfile": "results/export/{export}.Modelfile"},
+    "export_model": {"folder": "results/export/{export}"},
     "manifest": {"manifest": "results/manifest.json"},
 }
 # outputs that are folders (Snakemake's directory())

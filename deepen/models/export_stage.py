@@ -1,9 +1,10 @@
-"""Rule export_model: one model of the run out to llama.cpp, ollama and the Hub.
+"""One model of the run out to llama.cpp, ollama and the Hub.
 
-Writes ``results/export/NAME.gguf`` (deepen/models/gguf_export.py), an ollama Modelfile beside it, and
-``results/export/NAME/``: the HF folder (hard links to the run's files, copies where links cannot be made), the GGUF
-and Modelfile, and a card with the Hub's metadata block, what was done and what the run measured (step-0 loss, loss
-after CPT, benchmark scores with 95% intervals). ``hf upload OWNER/NAME results/export/NAME`` publishes it."""
+Rule export_gguf writes the model as a GGUF file (deepen/models/gguf_export.py) and an ollama Modelfile beside it,
+once per model; rule export_model the Hub-ready folder: the HF files (hard links to the run's, copies where links
+cannot be made), the GGUF and Modelfile, and a card with the Hub's metadata block, what was done and what the run
+measured (step-0 loss, loss after CPT, benchmark scores with 95% intervals, the samples), rewritten when the report
+changes. ``hf upload OWNER/NAME`` on that folder publishes it."""
 
 from __future__ import annotations
 
@@ -115,32 +116,40 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def export_stage(model_dir, gguf_out, modelfile_out, folder_out, gguf_type: str, facts: dict, tokenizer_gguf=None,
-                 expanded=None, summary_csv=None, init_csv=None, benchmarks_csv=None, samples_json=None,
-                 code: dict | None = None) -> dict:
-    """Write the GGUF, the Modelfile and the Hub folder of one model (``facts``: the job table's export facts;
-    ``expanded``: the expanded model's folder, whose plan the card shows; ``code``: deepen's version, as the manifest
-    names it)."""
+def has_chat_template(model_dir) -> bool:
+    model_dir = Path(model_dir)
+    config = model_dir / "tokenizer_config.json"
+    return (model_dir / "chat_template.jinja").exists() or bool(
+        config.exists() and json.loads(config.read_text()).get("chat_template"))
+
+
+def gguf_stage(model_dir, gguf_out, modelfile_out, gguf_type: str, name: str, tokenizer_gguf=None,
+               license: str | None = None) -> dict:
+    """The model as a GGUF file and an ollama Modelfile beside it."""
     from deepen.core.atomic import atomic_path
 
-    model_dir, gguf_out, folder_out = Path(model_dir), Path(gguf_out), Path(folder_out)
-    info = export_gguf(model_dir, gguf_out, gguf_type, tokenizer_gguf=tokenizer_gguf, name=facts["name"],
-                       license=facts.get("license"))
-    has_template = bool(json.loads((model_dir / "tokenizer_config.json").read_text()).get("chat_template")
-                        if (model_dir / "tokenizer_config.json").exists() else False) or \
-        (model_dir / "chat_template.jinja").exists()
+    gguf_out = Path(gguf_out)
+    info = export_gguf(model_dir, gguf_out, gguf_type, tokenizer_gguf=tokenizer_gguf, name=name, license=license)
     with atomic_path(modelfile_out) as tmp:
-        Path(tmp).write_text(modelfile(gguf_out.name, has_template))
+        Path(tmp).write_text(modelfile(gguf_out.name, has_chat_template(model_dir)))
+    return info
+
+
+def folder_stage(model_dir, gguf, modelfile_path, folder_out, facts: dict, expanded=None, summary_csv=None,
+                 init_csv=None, benchmarks_csv=None, samples_json=None, code: dict | None = None) -> dict:
+    """The Hub-ready folder (``facts``: the job table's export facts; ``expanded``: the expanded model's folder,
+    whose plan the card shows; ``code``: deepen's version, as the manifest names it). Returns the figures the card
+    holds."""
+    model_dir, gguf = Path(model_dir), Path(gguf)
     figures = measured(facts, summary_csv, init_csv, benchmarks_csv, samples_json)
     plan = card.read_card_facts(expanded) if expanded else {}
     if plan:
         facts = {**facts, "plan": plan["plan"]}
-    code = code or {"source_sha256": "unknown"}
     with atomic_dir(folder_out) as tmp:
         for pattern in MODEL_FILES:
             for f in sorted(model_dir.glob(pattern)):
                 _link_or_copy(f, tmp / f.name)
-        _link_or_copy(gguf_out, tmp / gguf_out.name)
-        (tmp / "Modelfile").write_text(modelfile(gguf_out.name, has_template))
-        (tmp / "README.md").write_text(export_card(facts, figures, gguf_out.name, code))
-    return {**info, "measured": figures}
+        _link_or_copy(gguf, tmp / gguf.name)
+        _link_or_copy(Path(modelfile_path), tmp / "Modelfile")
+        (tmp / "README.md").write_text(export_card(facts, figures, gguf.name, code or {"source_sha256": "unknown"}))
+    return figures

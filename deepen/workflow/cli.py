@@ -148,7 +148,7 @@ def cmd_run(args, snakemake_args: list[str]) -> int:
 
 
 def cmd_export(args) -> int:
-    from deepen.models.gguf_export import export_gguf, modelfile
+    from deepen.models.export_stage import gguf_stage
 
     source = Path(args.model_dir)
     if not (source / "config.json").exists():
@@ -156,11 +156,8 @@ def cmd_export(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.force:
         raise UserError(f"{out} exists (--force replaces it)")
-    info = export_gguf(source, out, args.type, tokenizer_gguf=args.tokenizer_gguf, name=args.name or source.name)
-    template = (source / "chat_template.jinja").exists() or bool(
-        json.loads((source / "tokenizer_config.json").read_text()).get("chat_template")
-        if (source / "tokenizer_config.json").exists() else False)
-    out.with_suffix(".Modelfile").write_text(modelfile(out.name, template))
+    info = gguf_stage(source, out, out.with_suffix(".Modelfile"), args.type, args.name or source.name,
+                      tokenizer_gguf=args.tokenizer_gguf)
     print(json.dumps(info, indent=1))
     return 0
 

@@ -498,7 +498,8 @@ class JobTable:
             "report": job(2048, 10), "growth_report": job(2048, 10), "sft_data": job(2048, 10),
             "sft_report": job(2048, 10),
             # one tensor at a time in, converted, out; the folder's files are hard links
-            "export_model": job(self.mem_mb(0.5), self.streaming_runtime(3 * self.deepest_expansion())),
+            "export_gguf": job(self.mem_mb(0.5), self.streaming_runtime(3 * self.deepest_expansion())),
+            "export_model": small,
             # hashes every artifact: the base's weights once or twice, each CPT run's model once
             "manifest": job(1024, self.streaming_runtime(2 + len(self.runs) * self.deepest_expansion())),
         }
@@ -544,9 +545,10 @@ class JobTable:
             "generate_layers": {"options": lambda wc: self.generation_params(wc.model), **device},
             "reconstruct": {"max_shard_mb": cfg["reconstruct"]["max_shard_mb"],
                             "card": lambda wc: self.card_facts(wc.model)},
-            "export_model": {"type": cfg["export"]["type"], "facts": lambda wc: self.exports[wc.export],
-                             # the GGUF the base came from: its tokenizer goes into the export as llama.cpp read it
-                             "tokenizer_gguf": self.gguf_file or ""},
+            "export_gguf": {"type": cfg["export"]["type"], "name": lambda wc: wc.export, "license": self.base_license,
+                            # the GGUF the base came from: its tokenizer goes into the export as llama.cpp read it
+                            "tokenizer_gguf": self.gguf_file or ""},
+            "export_model": {"facts": lambda wc: self.exports[wc.export]},
             "continual_pretrain": {"cpt": lambda wc: self.cpt_train(wc.freeze, wc.seed)},
             # the items are built to fit the models' window: the base's, which every expansion keeps
             "task_data": {"eval": canonical(cfg["eval"]), "window": self.base_config.get("max_position_embeddings")},
@@ -652,6 +654,7 @@ class JobTable:
         for stage in self.sample_stages:
             add("samples", {"models": self.sample_models(stage)}, stage=stage)
         for name in self.exports:
+            add("export_gguf", {"model": self.export_inputs(name)["model"]}, export=name)
             add("export_model", {"model": self.export_inputs(name)["model"]}, export=name)
         add("report", {"report": canonical(cfg["report"])}, extra_outputs=self.report_panel_outputs().values())
         if self.growth:
