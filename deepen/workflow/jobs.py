@@ -199,10 +199,11 @@ class JobTable:
 
     def sample_models(self, stage: str) -> dict[str, str]:
         """{name: model folder} a samples job answers with: every model at step 0, or each row after CPT."""
+        # in name order: the order of a config's keys must not change the job
         if stage == "init":
-            return {model: self.init_model(model) for model in self.init_models}
+            return {model: self.init_model(model) for model in sorted(self.init_models)}
         final = OUTPUTS["continual_pretrain"]["final"]
-        return {f"{m}/{f}": fill(final, method=m, freeze=f, seed=0) for m, f, s in self.runs if s == 0}
+        return {f"{m}/{f}": fill(final, method=m, freeze=f, seed=0) for m, f, s in sorted(self.runs) if s == 0}
 
     # ---- model cards and exports (deepen/models/card.py, deepen/models/export_stage.py)
 
