@@ -143,6 +143,17 @@ def quick_rerun(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(workdir=workdir, proc=proc, cluster=None, why_local=reason)
 
 
+def with_random_norms(model):
+    """``model`` with its norm weights drawn from U(0.5, 1.5), so that a wrong norm copy is visible."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """A small randomly initialised Llama saved as an HF directory (no training, no download)."""
@@ -154,12 +165,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=6,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                          tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
-    # Random norms, so that a wrong norm copy is visible.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
+    model = with_random_norms(LlamaForCausalLM(config))
     model.save_pretrained(path)
     return path
 
@@ -197,11 +203,7 @@ def save_tiny_bpe_llama(path: Path, layers: int = 4, tie: bool = True) -> Path:
     config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=96,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=128, tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
+    model = with_random_norms(LlamaForCausalLM(config))
     model.save_pretrained(path)
     fast.save_pretrained(path)
     return path
