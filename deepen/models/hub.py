@@ -82,7 +82,8 @@ def resolve(repo: str, revision: str = "main", offline: bool | None = None) -> H
     except errors.LocalEntryNotFoundError:
         why = ("HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached")
         raise HubError(f"{repo} (revision {revision}) is not in the Hugging Face cache {hub_cache()} and {why}; "
-                       f"fetch it where the network is allowed: {fetch_command(repo, revision)}") from None
+                       f"fetch it where the network is allowed: {fetch_command(repo, revision)} (a local folder of "
+                       "that name does not exist either)") from None
     except errors.HFValidationError as e:
         raise HubError(f"{repo!r} is not a Hub repository name: {e}") from None
     if not (path / "config.json").exists():
