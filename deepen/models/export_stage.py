@@ -18,8 +18,8 @@ from deepen.core.atomic import atomic_dir
 from deepen.models import card
 from deepen.models.gguf_export import export_gguf, modelfile
 
-# what the Hub folder takes of the model folder (the card is written anew)
-MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
+# what the Hub folder takes of the model folder (its card is written anew)
+HUB_FOLDER_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                "deepen_plan.json", "mergekit.yaml")
 
@@ -146,7 +146,7 @@ def folder_stage(model_dir, gguf, modelfile_path, folder_out, facts: dict, expan
     if plan:
         facts = {**facts, "plan": plan["plan"]}
     with atomic_dir(folder_out) as tmp:
-        for pattern in MODEL_FILES:
+        for pattern in HUB_FOLDER_FILES:
             for f in sorted(model_dir.glob(pattern)):
                 _link_or_copy(f, tmp / f.name)
         _link_or_copy(gguf, tmp / gguf.name)
